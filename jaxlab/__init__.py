@@ -1,0 +1,11 @@
+"""jaxlab: a functional JAX experiment framework.
+
+    import jaxlab
+    config = jaxlab.load_config("minimal_transformer", overrides={"train.steps": 500})
+    metrics = jaxlab.train(config, workdir="runs/demo")
+"""
+from jaxlab.errors import UserError
+from jaxlab.registry import list_experiments, load_config
+from jaxlab.train import train
+
+__all__ = ["UserError", "list_experiments", "load_config", "train"]

@@ -1,0 +1,122 @@
+"""Presets and overrides: turning strings into a typed, validated `ConfigDict`.
+
+Two string forms reach a config:
+
+* a preset, ``"variant=symmetric,mlp=False"``, parsed against the typed defaults that an experiment
+  declares (the big_vision ``parse_arg`` idiom; a bare key ``smoke`` means ``smoke=True``);
+* overrides, ``{"train.steps": "500"}`` (from ``--config.train.steps=500`` on the command line, or
+  from Python), each checked against the type of the value it replaces.
+"""
+import ast
+import difflib
+import json
+from typing import Any, Mapping
+
+import ml_collections
+
+from jaxlab.errors import UserError
+
+
+def parse_preset(arg: str | None, defaults: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """Parses ``"k=v,k2=v2"`` against ``defaults`` (name -> typed default); returns all keys."""
+    values = dict(defaults)
+    for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise UserError(f"unknown preset key {key!r} in {arg!r}; "
+                            f"this experiment's preset keys are: {', '.join(defaults) or '(none)'}")
+        if not sep:
+            if not isinstance(defaults[key], bool):
+                raise UserError(f"malformed preset item {item!r} in {arg!r}: expected key=value "
+                                f"(only boolean keys may stand alone)")
+            text = "True"
+        values[key] = parse_value(text.strip(), defaults[key], f"preset key {key!r}")
+    return ml_collections.ConfigDict(values)
+
+
+def parse_value(text: str, default: Any, what: str) -> Any:
+    """Parses ``text`` into the type of ``default``; raises `UserError` naming the expected type."""
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise UserError(f"{what} expects a bool (true/false), got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"{what} expects an int, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"{what} expects a float, got {text!r}") from None
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if default is None:
+            return text
+        raise UserError(f"{what} expects a {type(default).__name__} literal, got {text!r}") from None
+    if default is not None and not isinstance(value, type(default)):
+        if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+            return type(default)(value)
+        raise UserError(f"{what} expects a {type(default).__name__}, got {text!r}")
+    return value
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """All leaf keys of ``config`` as dotted paths."""
+    keys = []
+    for name, value in config.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, ml_collections.ConfigDict):
+            keys.extend(flat_keys(value, path + "."))
+        else:
+            keys.append(path)
+    return keys
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """Returns a copy of ``config`` with ``overrides`` (dotted key -> value or string) applied.
+
+    String values are parsed against the default's type; other values must already have it (an int
+    is accepted where a float is expected). An unknown key names the closest existing keys.
+    """
+    config = ml_collections.ConfigDict(config.to_dict())
+    known = flat_keys(config)
+    for key, value in overrides.items():
+        key = key.removeprefix("config.")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise UserError(f"unknown config key {key!r}{hint}")
+        parent, _, leaf = key.rpartition(".")
+        node = config
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        default = node[leaf]
+        node[leaf] = _typed(value, default, f"config.{key}")
+    return config
+
+
+def _typed(value: Any, default: Any, what: str) -> Any:
+    if isinstance(value, str):
+        return parse_value(value, default, what)
+    if default is None or isinstance(value, type(default)) and not (
+            isinstance(value, bool) and not isinstance(default, bool)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise UserError(f"{what} expects a {type(default).__name__}, got {value!r} "
+                    f"({type(value).__name__})")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    """The resolved config as stable, readable JSON (what goes into ``workdir/config.json``)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)

@@ -1,0 +1,1 @@
+"""Flax modules, one family a file; no training code here."""

@@ -1,0 +1,115 @@
+"""The experiment registry: names (and file paths) to configs.
+
+An experiment is a Python file ``NAME.py`` with ``get_config(arg) -> ConfigDict``, an optional
+``PRESET`` dict (its preset keys and typed defaults) and a docstring whose first line describes it.
+Experiments are found in, in order of precedence:
+
+1. the directories given with ``--experiments-dir`` (``extra_dirs``),
+2. the directories in the ``JAXLAB_EXPERIMENTS`` environment variable (``os.pathsep``-separated),
+3. the ``experiments/`` directory of this repository.
+
+A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``.
+"""
+import dataclasses
+import importlib.util
+import os
+import pathlib
+import sys
+from types import ModuleType
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+from jaxlab import config as config_lib
+from jaxlab.errors import UserError
+
+BUILTIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+ENV_VAR = "JAXLAB_EXPERIMENTS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: pathlib.Path
+    description: str
+    preset: Mapping[str, Any]
+
+
+def search_dirs(extra_dirs: Sequence[str] = ()) -> list[pathlib.Path]:
+    env_dirs = [d for d in os.environ.get(ENV_VAR, "").split(os.pathsep) if d]
+    return [pathlib.Path(d).expanduser() for d in (*extra_dirs, *env_dirs)] + [BUILTIN_DIR]
+
+
+def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:
+    """Every experiment on the search path (an earlier directory shadows a later one)."""
+    found: dict[str, Experiment] = {}
+    for directory in search_dirs(extra_dirs):
+        for path in sorted(directory.glob("*.py")) if directory.is_dir() else ():
+            if path.stem.startswith("_") or path.stem in found:
+                continue
+            found[path.stem] = _describe(path)
+    return sorted(found.values(), key=lambda e: e.name)
+
+
+def _describe(path: pathlib.Path) -> Experiment:
+    module = _import(path)
+    doc = (module.__doc__ or "").strip()
+    return Experiment(name=path.stem, path=path, description=doc.splitlines()[0] if doc else "",
+                      preset=dict(getattr(module, "PRESET", {})))
+
+
+def _import(path: pathlib.Path) -> ModuleType:
+    module_name = f"jaxlab_experiment_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise UserError(f"experiment file {path} defines no get_config(arg) function")
+    return module
+
+
+def resolve(spec: str, extra_dirs: Sequence[str] = ()) -> tuple[pathlib.Path, str]:
+    """Splits a spec into (experiment file, preset string)."""
+    target, _, preset = spec.partition(":")
+    if target.endswith(".py") or os.sep in target:
+        path = pathlib.Path(target).expanduser()
+        if not path.is_file():
+            raise UserError(f"experiment file {path} does not exist")
+        return path, preset
+    for directory in search_dirs(extra_dirs):
+        path = directory / f"{target}.py"
+        if path.is_file():
+            return path, preset
+    known = [e.name for e in list_experiments(extra_dirs)]
+    raise UserError(f"unknown experiment {target!r}; known experiments: {', '.join(known)} "
+                    f"(run `jaxlab list`, or pass a path to an experiment file)")
+
+
+def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
+                extra_dirs: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The validated config of an experiment spec with ``overrides`` (dotted key -> value) applied.
+
+    ``config.experiment`` records the spec, so a workdir knows which experiment it holds.
+    """
+    path, preset = resolve(spec, extra_dirs)
+    config = _import(path).get_config(preset)
+    config.experiment = f"{path.stem}:{preset}" if preset else path.stem
+    return validate(config_lib.apply_overrides(config, overrides or {}))
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks the settings every run needs; raises `UserError` naming the bad value."""
+    train = config.train
+    for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+        if train[key] <= 0:
+            raise UserError(f"config.train.{key} must be positive, got {train[key]}")
+    for key in ("eval_every", "checkpoint_every"):
+        if train[key] % train.log_every:
+            raise UserError(f"config.train.{key}={train[key]} must be a multiple of "
+                            f"config.train.log_every={train.log_every} (steps run in chunks of "
+                            f"log_every inside one compiled program)")
+    if train.keep_checkpoints < 1:
+        raise UserError(f"config.train.keep_checkpoints must be at least 1, "
+                        f"got {train.keep_checkpoints}")
+    return config
