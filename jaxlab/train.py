@@ -47,7 +47,7 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
                      "opt_state": opt_state, "rng": state["rng"]}
-        metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
     def chunk(state, train_arrays):

@@ -1,0 +1,23 @@
+"""Batches are a pure function of (key, step) and walk through epochs of permutations."""
+import jax
+import numpy as np
+
+from jaxlab.data import batch_indices
+
+
+def test_each_epoch_visits_every_example_once():
+    key, n, b = jax.random.PRNGKey(3), 10, 4
+    stream = np.concatenate([np.asarray(batch_indices(key, s, b, n)) for s in range(5)])  # 2 epochs
+    assert sorted(stream[:n]) == list(range(n))
+    assert sorted(stream[n:2 * n]) == list(range(n))
+    assert not np.array_equal(stream[:n], stream[n:2 * n])  # a fresh permutation per epoch
+
+
+def test_batches_depend_only_on_key_and_step():
+    key = jax.random.PRNGKey(0)
+    a = batch_indices(key, 123456, 32, 1437)
+    assert np.array_equal(a, batch_indices(key, 123456, 32, 1437))
+    assert not np.array_equal(a, batch_indices(key, 123457, 32, 1437))
+    # a large step does not overflow int32 (step * batch_size > 2**31)
+    big = np.asarray(batch_indices(key, 2**28, 64, 1437))
+    assert big.min() >= 0 and big.max() < 1437 and len(set(big)) == 64
