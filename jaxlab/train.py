@@ -43,10 +43,11 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         batch = sample_batch(train_arrays, data_key, step, batch_size)
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
-        (loss, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(params, batch, step_key)
+        (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            params, state["task_state"], batch, step_key)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
-                     "opt_state": opt_state, "rng": state["rng"]}
+                     "task_state": task_state, "opt_state": opt_state, "rng": state["rng"]}
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
@@ -98,7 +99,8 @@ def evaluate_workdir(workdir: str | os.PathLike,
     finally:
         checkpoints.close()
     test_arrays = jax.device_put(setup.task.data.test, parallel.replicated(setup.mesh))
-    metrics = jax.device_get(setup.task.evaluate(state["params"], test_arrays))
+    metrics = setup.task.evaluate(state["params"], state["task_state"], test_arrays)
+    metrics = jax.device_get(metrics)
     return {"step": step, **{f"eval/{k}": v.tolist() for k, v in metrics.items()}}
 
 
@@ -151,7 +153,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
             step += length
             record = {f"train/{k}": v for k, v in jax.device_get(metrics).items()}
             if step % tc.eval_every == 0 or step == tc.steps:
-                evaluated = jax.device_get(task.evaluate(state["params"], test_arrays))
+                evaluated = jax.device_get(
+                    task.evaluate(state["params"], state["task_state"], test_arrays))
                 record.update({f"eval/{k}": v for k, v in evaluated.items()})
             log.write(step, record)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
@@ -162,6 +165,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
         progress.close()
         checkpoints.close()
         log.close()
+    if task.plot is not None and jax.process_index() == 0:
+        task.plot(state["params"], state["task_state"], test_arrays, workdir)
 
     final = {**log.latest, "step": step}
     final["wall_time_s"] = round(time.time() - start_time, 2)

@@ -1,5 +1,6 @@
 """The one small interface between the trainer and an experiment."""
 import dataclasses
+import pathlib
 from typing import Any, Callable
 
 import jax
@@ -7,18 +8,24 @@ import jax
 from jaxlab.data import Dataset
 
 Params = Any
+TaskState = Any  # state that is carried but not trained (an SGLD replay buffer, batch statistics)
 Metrics = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """What the trainer needs of an experiment; every function but ``evaluate`` is jittable.
+    """What the trainer needs of an experiment; ``init`` and ``loss`` are jittable.
 
-    init(key, example_batch) -> params
-    loss(params, batch, key) -> (scalar loss, dict of scalar metrics)
-    evaluate(params, test_arrays) -> dict of metrics (may run host code, e.g. plots or SciPy)
+    init(key, example_batch) -> (params, task_state)
+    loss(params, task_state, batch, key) -> (scalar loss, (dict of scalar metrics, task_state))
+        differentiated with respect to ``params`` only; ``task_state`` is carried from step to
+        step and checkpointed with the parameters (``{}`` for tasks that need none).
+    evaluate(params, task_state, test_arrays) -> dict of metrics (may run host code)
+    plot(params, task_state, test_arrays, directory) -> None, optional: writes PNGs at the end of
+        training.
     """
     data: Dataset
-    init: Callable[[jax.Array, dict], Params]
-    loss: Callable[[Params, dict, jax.Array], tuple[jax.Array, Metrics]]
-    evaluate: Callable[[Params, dict], Metrics]
+    init: Callable[[jax.Array, dict], tuple[Params, TaskState]]
+    loss: Callable[[Params, TaskState, dict, jax.Array], tuple[jax.Array, tuple[Metrics, TaskState]]]
+    evaluate: Callable[[Params, TaskState, dict], Metrics]
+    plot: Callable[[Params, TaskState, dict, pathlib.Path], None] | None = None

@@ -23,17 +23,18 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     model = make_model(config, num_classes)
 
     def init(key, batch):
-        return model.init(key, batch["image"])
+        return model.init(key, batch["image"]), {}
 
-    def loss(params, batch, key):
+    def loss(params, task_state, batch, key):
         del key  # deterministic model
         logits = model.apply(params, batch["image"])
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-        return losses.mean(), {"accuracy": accuracy}
+        return losses.mean(), ({"accuracy": accuracy}, task_state)
 
     @jax.jit
-    def evaluate(params, test):
+    def evaluate(params, task_state, test):
+        del task_state
         def per_example(example):
             logits = model.apply(params, example["image"][None])[0]
             return (optax.softmax_cross_entropy_with_integer_labels(logits, example["label"]),
