@@ -39,14 +39,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--experiments-dir", action="append", default=[],
                         help="extra directory of experiment files (repeatable; also "
                              "$JAXLAB_EXPERIMENTS, os.pathsep-separated)")
+    multihost = argparse.ArgumentParser(add_help=False)
+    group = multihost.add_argument_group("multi-process runs (every process runs the same command)")
+    group.add_argument("--coordinator-address", help="host:port of process 0")
+    group.add_argument("--num-processes", type=int)
+    group.add_argument("--process-id", type=int)
+    group.add_argument("--distributed", action="store_true",
+                       help="auto-detect the processes (TPU pod slices, SLURM)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the experiment registry")
     train = commands.add_parser("train", help="train an experiment (resumes its workdir)",
+                                parents=[multihost],
                                 epilog="Overrides: --config.KEY=VALUE, typed like the default.")
     train.add_argument("experiment", help="NAME, NAME:preset, or path/to/file.py[:preset]")
     train.add_argument("--workdir", required=True)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
-    evaluate = commands.add_parser("eval", help="evaluate a workdir's newest checkpoint")
+    evaluate = commands.add_parser("eval", help="evaluate a workdir's newest checkpoint",
+                                   parents=[multihost])
     evaluate.add_argument("workdir")
     report = commands.add_parser("report", help="table of final metrics and a PNG of the curves")
     report.add_argument("workdir")
@@ -57,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Imported here so that `jaxlab --help` answers without loading JAX.
-    from jaxlab import registry
+    import jax
+
+    from jaxlab import parallel, registry
     from jaxlab.errors import UserError
     from jaxlab.report import report
     from jaxlab.train import evaluate_workdir, train
@@ -65,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "train" and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
+        if args.command in ("train", "eval"):
+            parallel.initialize_distributed(args.coordinator_address, args.num_processes,
+                                            args.process_id, auto=args.distributed)
         if args.command == "list":
             for exp in registry.list_experiments(args.experiments_dir):
                 preset = ",".join(f"{k}={v}" for k, v in exp.preset.items()) or "-"
@@ -74,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                                           args.experiments_dir)
             train(config, args.workdir, quiet=args.quiet)
         elif args.command == "eval":
-            print(json.dumps(evaluate_workdir(args.workdir)))
+            metrics = evaluate_workdir(args.workdir)
+            if jax.process_index() == 0:
+                print(json.dumps(metrics))
         elif args.command == "report":
             print(report(args.workdir))
     except UserError as error:

@@ -141,7 +141,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
 
     chunks = {}  # chunk length -> compiled chunk; the last chunk may be shorter
     progress = tqdm.tqdm(total=tc.steps, initial=step, unit="step", file=sys.stderr,
-                         disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                         disable=quiet or not sys.stderr.isatty() or jax.process_index() > 0,
+                         dynamic_ncols=True)
     try:
         while step < tc.steps:
             length = min(tc.log_every, tc.steps - step)
