@@ -3,9 +3,14 @@
     import jaxlab
     config = jaxlab.load_config("minimal_transformer", overrides={"train.steps": 500})
     metrics = jaxlab.train(config, workdir="runs/demo")
+    metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
+    config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
 """
 from jaxlab.errors import UserError
+from jaxlab.parallel import initialize_distributed
 from jaxlab.registry import list_experiments, load_config
-from jaxlab.train import train
+from jaxlab.train import evaluate_workdir as evaluate
+from jaxlab.train import restore, train
 
-__all__ = ["UserError", "list_experiments", "load_config", "train"]
+__all__ = ["UserError", "evaluate", "initialize_distributed", "list_experiments", "load_config",
+           "restore", "train"]

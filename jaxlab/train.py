@@ -82,9 +82,9 @@ def prepare(config: ml_collections.ConfigDict,
     return Setup(mesh, task, tx, state)
 
 
-def evaluate_workdir(workdir: str | os.PathLike,
-                     devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
-    """Restores the newest checkpoint of ``workdir`` and evaluates it on the test split."""
+def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
+            ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
+    """(config, setup, train state) of the newest checkpoint of ``workdir``, placed on ``devices``."""
     workdir = pathlib.Path(workdir)
     config = load_workdir_config(workdir)
     setup = prepare(config, devices)
@@ -98,10 +98,17 @@ def evaluate_workdir(workdir: str | os.PathLike,
         state = checkpoints.restore(step, setup.state)
     finally:
         checkpoints.close()
+    return config, setup, state
+
+
+def evaluate_workdir(workdir: str | os.PathLike,
+                     devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+    """Restores the newest checkpoint of ``workdir`` and evaluates it on the test split."""
+    _, setup, state = restore(workdir, devices)
     test_arrays = jax.device_put(setup.task.data.test, parallel.replicated(setup.mesh))
     metrics = setup.task.evaluate(state["params"], state["task_state"], test_arrays)
     metrics = jax.device_get(metrics)
-    return {"step": step, **{f"eval/{k}": v.tolist() for k, v in metrics.items()}}
+    return {"step": int(state["step"]), **{f"eval/{k}": v.tolist() for k, v in metrics.items()}}
 
 
 def load_workdir_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
