@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that `jaxlab --help` answers without loading JAX.
     import jax
 
-    from jaxlab import parallel, registry
+    from jaxlab import compilation_cache, parallel, registry
     from jaxlab.errors import UserError
     from jaxlab.report import report
     from jaxlab.train import evaluate_workdir, train
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "train" and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
         if args.command in ("train", "eval"):
+            compilation_cache.enable()
             parallel.initialize_distributed(args.coordinator_address, args.num_processes,
                                             args.process_id, auto=args.distributed)
         if args.command == "list":
