@@ -212,12 +212,12 @@ def collect(workdir: pathlib.Path, runs: Mapping[str, Point]) -> list[dict[str, 
 
 
 def write_tables(workdir: pathlib.Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``results.csv`` and ``results.md``: the same rows."""
+    """``results.csv`` (full precision) and ``results.md`` (4-6 significant digits): same rows."""
     columns = table_columns(rows)
     with open(workdir / RESULTS_CSV, "w", newline="") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
-        writer.writerows({c: _cell(row.get(c)) for c in columns} for row in rows)
+        writer.writerows({c: "" if row.get(c) is None else row[c] for c in columns} for row in rows)
     (workdir / RESULTS_MD).write_text(markdown_table(rows, columns) + "\n")
 
 

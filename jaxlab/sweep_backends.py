@@ -41,14 +41,18 @@ def train_one(run_dir: str) -> int:
     return 0
 
 
-def run_process(config_json: str, run_dir: str, package_root: str) -> str:
+def run_process(config_json: str, run_dir: str, package_root: str,
+                shares_accelerator: bool = False) -> str:
     """Trains one run in a child process; returns its status. ``package_root`` is put first on
-    the child's ``PYTHONPATH`` so that it imports this same jaxlab."""
+    the child's ``PYTHONPATH`` so that it imports this same jaxlab; a child that
+    ``shares_accelerator`` with others does not preallocate most of the GPU's memory."""
     run_dir_path = pathlib.Path(run_dir)
     run_dir_path.mkdir(parents=True, exist_ok=True)
     (run_dir_path / RESULT_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    if shares_accelerator:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     with open(run_dir_path / LOG_FILE, "a") as log:
         code = subprocess.run([sys.executable, "-c", _WORKER, run_dir], input=config_json,
                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env).returncode
@@ -72,11 +76,11 @@ def _announce(name: str, status: str, quiet: bool) -> None:
 
 def run_in_processes(runs: Sequence[Run], workdir: pathlib.Path, parallel: int,
                      quiet: bool = True) -> None:
-    """``parallel`` child processes at a time."""
+    """``parallel`` child processes at a time (threads here only wait for them)."""
     root = _package_root()
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(run_process, to_json(run.config), str(workdir / run.name), root):
-                   run.name for run in runs}
+        futures = {pool.submit(run_process, to_json(run.config), str(workdir / run.name), root,
+                               parallel > 1): run.name for run in runs}
         for future in concurrent.futures.as_completed(futures):
             _announce(futures[future], future.result(), quiet)
 
