@@ -31,7 +31,7 @@ def train_one(run_dir: str) -> int:
 
     try:
         config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
-        final = train(config, run_dir, quiet=True)
+        final = train(config, run_dir)  # its summary line goes to run.log
     except Exception as error:  # recorded, so that the sweep goes on with the other runs
         traceback.print_exc()
         write_result(pathlib.Path(run_dir), FAILED,
