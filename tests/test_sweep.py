@@ -22,6 +22,7 @@ from tests.test_cli import jaxlab_cli
 
 SHORT = {"train.steps": 10, "train.checkpoint_every": 5, "train.eval_every": 5}
 SHORT_FLAGS = [f"--config.{k}={v}" for k, v in SHORT.items()]
+ONE_SAVE = {**SHORT, "train.checkpoint_every": 10}  # Orbax saves cost seconds on 2 cores
 
 
 def test_product_zip_fixed_and_command_line_form():
@@ -161,8 +162,8 @@ def test_vmapped_sweep_over_seed_and_optimizer_equals_sequential_runs(tmp_path):
     points = zipit(axis("seed", [0, 1]), axis("optimizer.learning_rate", [1e-3, 4e-3]),
                    axis("optimizer.weight_decay", [1e-4, 1e-2]))
     config = jaxlab.load_config("minimal_transformer:smoke")
-    rows = _assert_vmap_equals_sequential(config, points, SHORT, tmp_path)
-    again = jaxlab.sweep(config, points, tmp_path / "vmap", vmap=True, fixed_overrides=SHORT)
+    rows = _assert_vmap_equals_sequential(config, points, ONE_SAVE, tmp_path)
+    again = jaxlab.sweep(config, points, tmp_path / "vmap", vmap=True, fixed_overrides=ONE_SAVE)
     assert again == rows  # finished trials are skipped, their results read back
 
 
@@ -213,7 +214,7 @@ def test_vmap_refuses_a_key_that_changes_shapes_or_code_paths(tmp_path, points, 
 def test_ray_backend_runs_the_sweep_as_ray_tasks(tmp_path):
     pytest.importorskip("ray")
     rows = jaxlab.sweep("minimal_transformer:smoke", axis("seed", [0, 1]), tmp_path / "ray",
-                        backend="ray", parallel=2, fixed_overrides=SHORT)
+                        backend="ray", parallel=2, fixed_overrides=ONE_SAVE)
     assert [(row["run"], row["status"], row["step"]) for row in rows] == [
         ("seed=0", "done", 10), ("seed=1", "done", 10)]
     assert rows[0]["eval/loss"] != rows[1]["eval/loss"]
