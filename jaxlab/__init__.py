@@ -5,12 +5,14 @@
     metrics = jaxlab.train(config, workdir="runs/demo")
     metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
     config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
+    table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
 """
 from jaxlab.errors import UserError
 from jaxlab.parallel import initialize_distributed
 from jaxlab.registry import list_experiments, load_config
+from jaxlab.sweep import sweep  # shadows the module: import its helpers `from jaxlab.sweep import`
 from jaxlab.train import evaluate_workdir as evaluate
 from jaxlab.train import restore, train
 
 __all__ = ["UserError", "evaluate", "initialize_distributed", "list_experiments", "load_config",
-           "restore", "train"]
+           "restore", "sweep", "train"]

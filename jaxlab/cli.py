@@ -3,7 +3,9 @@
     jaxlab list
     jaxlab train EXPERIMENT[:preset] --workdir DIR [--config.a.b=value ...] [--quiet]
     jaxlab eval WORKDIR
-    jaxlab report WORKDIR
+    jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...] [--zip config.b=3,4 ...]
+                 [--config.a.b=value ...] [--parallel N] [--vmap] [--backend local|ray --address A]
+    jaxlab report WORKDIR|SWEEP_DIR [--metric NAME] [--descending]
 
 Bad input (unknown experiment, malformed preset, unknown or mistyped override, ...) prints one
 ``jaxlab: error: ...`` line and exits with status 2, having written nothing.
@@ -34,6 +36,22 @@ def _split_overrides(extra: list[str]) -> dict[str, str]:
     return overrides
 
 
+def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> None:
+    from jaxlab.sweep import (DONE, FAILED, RESULTS_MD, command_line_points, experiment_points,
+                              sweep)
+
+    if args.sweep or args.zip:
+        points = command_line_points(args.sweep, args.zip)
+    else:
+        points = experiment_points(args.experiment, args.experiments_dir)
+    rows = sweep(args.experiment, points, args.workdir, parallel=args.parallel, vmap=args.vmap,
+                 backend=args.backend, address=args.address, fixed_overrides=overrides,
+                 extra_dirs=args.experiments_dir, quiet=False)
+    done, failed = (sum(r["status"] == s for r in rows) for s in (DONE, FAILED))
+    print(f"jaxlab sweep: {len(rows)} runs, {done} done, {failed} failed; "
+          f"results in {args.workdir}/{RESULTS_MD}", flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments-dir", action="append", default=[],
@@ -57,8 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a workdir's newest checkpoint",
                                    parents=[multihost])
     evaluate.add_argument("workdir")
-    report = commands.add_parser("report", help="table of final metrics and a PNG of the curves")
+    sweep = commands.add_parser(
+        "sweep", help="train many runs of an experiment that differ in overrides",
+        epilog="Without --sweep/--zip, the experiment file's get_sweep(preset) gives the runs. "
+               "Fixed overrides: --config.KEY=VALUE. See docs/sweeps.md.")
+    sweep.add_argument("experiment", help="NAME, NAME:preset, or path/to/file.py[:preset]")
+    sweep.add_argument("--workdir", required=True, help="the sweep's directory (one per run in it)")
+    sweep.add_argument("--sweep", action="append", default=[], metavar="config.KEY=V1,V2",
+                       help="values of one key; several --sweep give their product")
+    sweep.add_argument("--zip", action="append", default=[], metavar="config.KEY=V1,V2",
+                       help="values that vary together with the other --zip keys")
+    sweep.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
+    sweep.add_argument("--vmap", action="store_true",
+                       help="train all runs as one vmapped program (seed/numeric leaves only)")
+    sweep.add_argument("--backend", default="local", choices=("local", "ray"))
+    sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
+    report = commands.add_parser("report", help="table of final metrics and PNGs of a run or a "
+                                                "sweep")
     report.add_argument("workdir")
+    report.add_argument("--metric", default=None,
+                        help="sweep: the metric to sort and plot by (default eval/loss)")
+    report.add_argument("--descending", action="store_true", help="sweep: largest first")
     return parser
 
 
@@ -74,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxlab.train import evaluate_workdir, train
 
     try:
-        if args.command != "train" and extra:
+        if args.command not in ("train", "sweep") and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
         if args.command in ("train", "eval"):
             compilation_cache.enable()
@@ -92,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_workdir(args.workdir)
             if jax.process_index() == 0:
                 print(json.dumps(metrics))
+        elif args.command == "sweep":
+            _sweep(args, _split_overrides(extra))
         elif args.command == "report":
-            print(report(args.workdir))
+            print(report(args.workdir, metric=args.metric, descending=args.descending))
     except UserError as error:
         print(f"jaxlab: error: {error}", file=sys.stderr)
         return USAGE_ERROR
