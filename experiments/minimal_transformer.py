@@ -17,7 +17,7 @@ import ml_collections
 from jaxlab.config import parse_preset
 from jaxlab.errors import UserError
 
-PRESET = dict(attention="full", mlp=True, depth=2, width=64, heads=4, triangular=False,
+PRESET = dict(mlp=True, depth=2, width=64, heads=4, attention="full", triangular=False,
               dataset="digits", report=False, smoke=False)
 
 REPORT_STEPS = 800

@@ -171,15 +171,18 @@ def write_results(section: str) -> None:
 
 def plot(rows) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {variant: plt.cm.tab10(i) for i, variant in enumerate(VARIANTS)}
     for mlp, marker in ((True, "o"), (False, "s")):
         for r in (r for r in rows if r["mlp"] == mlp):
             acc = np.array(r["accuracy"])
             ax.errorbar(r["params"], acc.mean(), yerr=acc.std(ddof=1), fmt=marker, capsize=3,
+                        color=colors[(r["attention"], r["triangular"])],
+                        mfc="none" if not mlp else None,
                         label=f"{label(r['attention'], r['triangular'])}{'' if mlp else ', no MLP'}")
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy (mean ± std, 3 seeds)")
-    ax.set_title("Transformer minimization on digits")
+    ax.set_title("Transformer minimization on digits (filled: with MLP, open: without)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()

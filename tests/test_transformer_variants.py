@@ -101,3 +101,16 @@ def test_bad_model_config_is_a_user_error(preset, match, tmp_path):
     with pytest.raises(UserError, match=match):
         jaxlab.train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("use_mlp,paper_count", [(True, 287_686), (False, 101_470)])
+def test_paper_mnist_counts_from_our_formula(use_mlp, paper_count):
+    """The paper's MNIST counts (6 encoders) are width 60, 2x2 patches, MLP width 256, once our
+    model gets what the paper's model has besides: biases on Q, K, V, O (4N per encoder), a class
+    token with its position (2N), and one LayerNorm per encoder instead of two when it has an MLP.
+    """
+    n, depth = 60, 6
+    model = VisionTransformer(num_classes=10, patch_size=2, width=n, depth=depth, heads=1,
+                              mlp_dim=256, use_mlp=use_mlp)
+    ours = parameter_count(model, (28, 28, 1))
+    assert ours + depth * 4 * n + 2 * n - (depth * 2 * n if use_mlp else 0) == paper_count
