@@ -11,6 +11,9 @@ similarity as T·Tᵀ), the MLP on or off, mean pooling. Data: scikit-learn digi
     jaxlab train minimal_transformer:attention=wqk_novo,mlp=False,heads=1,depth=6 --workdir runs/min
     jaxlab train minimal_transformer:dataset=mnist --config.data.directory=data/mnist --workdir runs/m
     jaxlab train minimal_transformer:smoke --workdir /tmp/smoke      # seconds, for tests
+
+``report`` and ``smoke`` fix the model size (width, depth, heads, MLP width) themselves; the
+other preset keys (attention, mlp, triangular, dataset) still apply.
 """
 import ml_collections
 
