@@ -1,35 +1,63 @@
-"""ViT-style encoder classifier on scikit-learn digits (transformer minimization, full variant).
+"""ViT-style encoder classifier with the attention variants of the transformer-minimization paper.
 
-Reproduces the baseline of "Reducing the Transformer Architecture to a Minimum" (Bermeitinger et
-al., arXiv 2410.13732) at digits scale: 8x8 images, 2x2 patches (16 tokens), pre-LayerNorm
-encoder blocks with softmax attention and an optional MLP, mean pooling.
+Reproduces "Reducing the Transformer Architecture to a Minimum" (Bermeitinger et al., arXiv
+2410.13732) at small scale: pre-LayerNorm encoder blocks with softmax attention of one of the
+variants full | wqk | wqk_novo | symmetric | symmetric_novo (``triangular`` writes the symmetric
+similarity as T·Tᵀ), the MLP on or off, mean pooling. Data: scikit-learn digits (8x8, 2x2 patches,
+16 tokens), or MNIST / CIFAR-10 from local files (4x4 patches). See docs/transformer_minimization.md.
 
     jaxlab train minimal_transformer --workdir runs/demo
-    jaxlab train minimal_transformer:mlp=False,depth=6 --workdir runs/nomlp
+    jaxlab train minimal_transformer:attention=symmetric,mlp=False --workdir runs/sym
+    jaxlab train minimal_transformer:attention=wqk_novo,mlp=False,heads=1,depth=6 --workdir runs/min
+    jaxlab train minimal_transformer:dataset=mnist --config.data.directory=data/mnist --workdir runs/m
     jaxlab train minimal_transformer:smoke --workdir /tmp/smoke      # seconds, for tests
+
+``report`` and ``smoke`` fix the model size (width, depth, heads, MLP width) themselves; the
+other preset keys (attention, mlp, triangular, dataset) still apply.
 """
 import ml_collections
 
 from jaxlab.config import parse_preset
+from jaxlab.errors import UserError
 
-PRESET = dict(mlp=True, depth=2, width=64, heads=4, smoke=False)
+PRESET = dict(mlp=True, depth=2, width=64, heads=4, attention="full", triangular=False,
+              dataset="digits", report=False, smoke=False)
+
+REPORT_STEPS = 800
+DATA = {  # dataset -> (config.data, patch size)
+    "digits": (dict(name="digits", test_fraction=0.2, split_seed=0), 2),
+    "mnist": (dict(name="mnist", directory="data/mnist"), 4),
+    "cifar10": (dict(name="cifar10", directory="data/cifar10"), 4),
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = parse_preset(arg, PRESET)
+    if preset.dataset not in DATA:
+        raise UserError(f"preset dataset={preset.dataset!r} is unknown; expected one of "
+                        f"{', '.join(DATA)}")
+    data, patch_size = DATA[preset.dataset]
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = "classification"
-    config.data = dict(name="digits", test_fraction=0.2, split_seed=0)
-    config.model = dict(patch_size=2, width=preset.width, depth=preset.depth, heads=preset.heads,
-                        mlp_dim=2 * preset.width, mlp=preset.mlp)
+    config.data = dict(data)
+    config.model = dict(attention=preset.attention, triangular=preset.triangular,
+                        patch_size=patch_size, width=preset.width, depth=preset.depth,
+                        heads=preset.heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
     config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
                             schedule="cosine", grad_clip_norm=1.0)
     config.train = dict(steps=3000, batch_size=128, log_every=100, eval_every=500,
                         checkpoint_every=1000, keep_checkpoints=3)
+    if preset.report:  # scripts/reproduce_transformer_minimization.py: 6 encoders, MLP 4N, short
+        config.model.update(width=32, depth=6, heads=1, mlp_dim=128)
+        config.optimizer.update(learning_rate=3e-3, warmup_steps=50)
+        config.train.update(steps=REPORT_STEPS, batch_size=64, log_every=100,
+                            eval_every=REPORT_STEPS, checkpoint_every=REPORT_STEPS,
+                            keep_checkpoints=1)
     if preset.smoke:
         config.model.width, config.model.mlp_dim, config.model.depth = 16, 32, 1
         config.optimizer.warmup_steps = 2
         config.train.update(steps=20, batch_size=32, log_every=5, eval_every=10,
                             checkpoint_every=10)
     return config
+

@@ -1,0 +1,57 @@
+"""CIFAR-10 from the batch files of its *binary* distribution in a local directory.
+
+    config.data = dict(name="cifar10", directory="data/cifar10")
+
+The directory (or its ``cifar-10-batches-bin`` subdirectory) holds data_batch_1.bin ..
+data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the label (0..9), then the 1,024
+red, 1,024 green and 1,024 blue values of a 32x32 image, rows first. The Python version's pickled
+batches are never read (unpickling runs arbitrary code). Images come as uint8 (N, 32, 32, 3) (the
+classification task scales them to [0, 1]), labels as int32 (N,).
+"""
+import pathlib
+
+import numpy as np
+
+from jaxlab.data.dataset import Dataset
+from jaxlab.errors import UserError
+
+TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+TEST_FILES = ("test_batch.bin",)
+SIDE, CHANNELS = 32, 3
+RECORD_BYTES = 1 + SIDE * SIDE * CHANNELS
+SUBDIRECTORY = "cifar-10-batches-bin"
+
+
+def load(directory: str = "data/cifar10") -> Dataset:
+    root = pathlib.Path(directory).expanduser()
+    expected = ", ".join(TRAIN_FILES + TEST_FILES)
+    if not root.is_dir():
+        raise UserError(f"CIFAR-10 directory {root} does not exist; expected it to hold the binary "
+                        f"version's files {expected} (set config.data.directory)")
+    if (root / SUBDIRECTORY).is_dir():
+        root = root / SUBDIRECTORY
+    missing = [name for name in TRAIN_FILES + TEST_FILES if not (root / name).is_file()]
+    if missing:
+        raise UserError(f"CIFAR-10 files missing from {root}: {', '.join(missing)}; expected the "
+                        f"binary version's files {expected} (not the Python version's pickles)")
+    return Dataset(train=_read_batches([root / n for n in TRAIN_FILES]),
+                   test=_read_batches([root / n for n in TEST_FILES]))
+
+
+def _read_batches(paths: list[pathlib.Path]) -> dict[str, np.ndarray]:
+    records = [_read_records(path) for path in paths]
+    records_KR = np.concatenate(records) if records else np.zeros((0, RECORD_BYTES), np.uint8)
+    images = records_KR[:, 1:].reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
+    return {"image": np.ascontiguousarray(images), "label": records_KR[:, 0].astype(np.int32)}
+
+
+def _read_records(path: pathlib.Path) -> np.ndarray:
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % RECORD_BYTES:
+        raise UserError(f"{path} is truncated or not a CIFAR-10 binary batch: {raw.size} bytes is "
+                        f"not a positive multiple of the {RECORD_BYTES}-byte record")
+    records = raw.reshape(-1, RECORD_BYTES)
+    if records[:, 0].max() > 9:
+        raise UserError(f"{path} is not a CIFAR-10 binary batch: label byte {records[:, 0].max()} "
+                        f"is not in 0..9")
+    return records
