@@ -185,17 +185,23 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 
 def plot_spectrum(eigenvalues: np.ndarray, path: pathlib.Path) -> None:
-    """The eigenvalues of K in the complex plane with the unit circle."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    angle = np.linspace(0, 2 * np.pi, 400)
-    ax.plot(np.cos(angle), np.sin(angle), color="grey", lw=1)
-    ax.scatter(eigenvalues.real, eigenvalues.imag, s=20, color="C3", zorder=3)
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Re λ")
-    ax.set_ylabel("Im λ")
-    ax.set_title(f"Koopman spectrum (max |λ| = {np.abs(eigenvalues).max():.4f})")
+    """The eigenvalues of K with the unit circle: whole plane (left), zoomed on them (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    angle = np.linspace(0, 2 * np.pi, 4000)
+    pad = 0.1 * max(np.ptp(eigenvalues.real), np.ptp(eigenvalues.imag), 1e-3)
+    zoom = (eigenvalues.real.min() - pad, eigenvalues.real.max() + pad,
+            eigenvalues.imag.min() - pad, eigenvalues.imag.max() + pad)
+    for ax, limits in zip(axes, ((-1.2, 1.2, -1.2, 1.2), zoom)):
+        ax.plot(np.cos(angle), np.sin(angle), color="grey", lw=1)
+        ax.scatter(eigenvalues.real, eigenvalues.imag, s=20, color="C3", zorder=3)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlim(limits[:2])
+        ax.set_ylim(limits[2:])
+        ax.set_xlabel("Re λ")
+        ax.set_ylabel("Im λ")
+    axes[0].set_aspect("equal")
+    axes[1].set_title("zoom")
+    fig.suptitle(f"Koopman spectrum (max |λ| = {np.abs(eigenvalues).max():.4f})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -212,6 +218,9 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
             ax.plot(time, true_TD[:, d], color="k", lw=1.2, label="true")
             ax.plot(time, predicted_TD[:, d], color="C3", lw=1.2, ls="--", label="Koopman rollout")
             ax.set_ylabel(f"x[{d}]")
+            # A diverging rollout leaves the frame rather than flattening the truth.
+            low, high = true_TD[:, d].min(), true_TD[:, d].max()
+            ax.set_ylim(low - 0.5 * (high - low), high + 0.5 * (high - low))
         axes[0, 0].legend(loc="upper right", fontsize=8)
         axes[-1, 0].set_xlabel("time")
     else:
