@@ -39,8 +39,9 @@ def temporal_infonce(z_BTD: jax.Array, k: int, temperature: float) -> jax.Array:
 
         L = -mean_{b,n} log( Σ_{p in P_n} exp(s_np) / Σ_{m != n} exp(s_nm) ).
 
-    log(T - 1) - L is then a lower bound on the mutual information between a state and its
-    temporal neighbourhood (van den Oord et al., 2018), so minimising L maximises that bound.
+    With a single positive, log(T - 1) - L lower-bounds the mutual information between a state
+    and its neighbour (van den Oord et al., 2018); with 2k positives it is the paper's surrogate of
+    that MI, and minimising L raises it.
     Needs T > 2k + 1 (at least one negative); with no negative L would be identically zero.
     """
     _, t, _ = z_BTD.shape

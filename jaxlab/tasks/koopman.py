@@ -111,9 +111,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         if learned:
             a_LL = model.apply(params, method=model.koopman)
         else:
-            pairs_now, pairs_next = z_BTL[:, :-1].reshape(-1, m.latent_dim), z_BTL[:, 1:].reshape(
-                -1, m.latent_dim)
-            a_LL = jax.lax.stop_gradient(km.ridge_koopman(pairs_now, pairs_next, lc.ridge))
+            now_NL = z_BTL[:, :-1].reshape(-1, m.latent_dim)
+            next_NL = z_BTL[:, 1:].reshape(-1, m.latent_dim)
+            a_LL = jax.lax.stop_gradient(km.ridge_koopman(now_NL, next_NL, lc.ridge))
         reconstruction = jnp.mean((decode(params, z_BTL) - x_BTD) ** 2)
         predicted_BTD = decode(params, rollout(z_BTL[:, 0], a_LL, x_BTD.shape[1] - 1))
         prediction = jnp.mean((predicted_BTD - x_BTD[:, 1:]) ** 2)
