@@ -6,8 +6,8 @@ Everything here is a jittable function of arrays, with no model or training code
   latent dynamics z_{t+1} = K z_t + w in closed form (the paper's Gaussian case, Eq. 7);
 * `temporal_infonce`: the contrastive estimate of that mutual information the paper trains with
   (positives: temporal neighbours within ±k steps; temperature tau);
-* `von_neumann_entropy` and `effective_dimension`: S(rho) = -tr(rho log rho) of the normalised latent
-  covariance rho = C / tr C, and exp(S), the number of equally used latent directions;
+* `von_neumann_entropy` and `effective_dimension`: S(rho) = -tr(rho log rho) of the normalised
+  latent covariance rho = C / tr C, and exp(S), the number of equally used latent directions;
 * `ridge_koopman`: the closed-form Koopman matrix of a set of latent pairs;
 * `rollout_nrmse`: the normalised k-step rollout error.
 

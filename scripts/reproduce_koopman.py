@@ -65,13 +65,15 @@ def run(variants: dict[str, str], steps: int, seeds: list[int],
 def table(results: dict[str, list[dict]], steps: int, seeds: list[int], wall_s: float) -> str:
     def cell(values):
         values = np.asarray(values)
-        return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+        if len(values) == 1:
+            return f"{values[0]:.4f}"
+        return f"{values.mean():.4f} ± {values.std():.4f}"
 
     lines = [f"Measured: Lorenz-63 (dt = 0.01), {steps} steps, seeds {seeds}, mean ± std over "
              f"seeds; whole run {wall_s / 60:.1f} min wall time, load average "
              f"{os.getloadavg()[0]:.1f} at the end.", "",
-             "| variant | NRMSE@5 | NRMSE@20 | NRMSE@50 | effective dim (of 16) | max abs(eigenvalue) "
-             "| paper NRMSE@5/20/50 |", "|---|---|---|---|---|---|---|"]
+             "| variant | NRMSE@5 | NRMSE@20 | NRMSE@50 | effective dim (of 16) "
+             "| max abs(eigenvalue) | paper NRMSE@5/20/50 |", "|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         paper = "/".join(f"{v:.3f}" for v in PAPER[name]) if name in PAPER else "—"
         lines.append(f"| {name} | " + " | ".join(cell([r[m] for r in runs]) for m in METRICS)

@@ -139,7 +139,8 @@ def test_smoke_training_writes_finite_metrics_and_plots(tmp_path):
 def test_closed_form_koopman_and_the_field_system_train(tmp_path):
     config = jaxlab.load_config("koopman:smoke,system=burgers,koopman=closed_form,"
                                 "entropy=minimize",
-                                {"train.steps": 5, "train.eval_every": 5, "train.checkpoint_every": 5})
+                                {"train.steps": 5, "train.eval_every": 5,
+                                 "train.checkpoint_every": 5})
     assert config.model.encoder == "conv"
     final = jaxlab.train(config, tmp_path, quiet=True)
     assert np.isfinite(final["eval/nrmse_20"]) and np.isfinite(final["train/loss"])

@@ -127,7 +127,7 @@ def integrate(vector_field: Callable[[jax.Array], jax.Array], x0: jax.Array, dt:
 
 def simulate(system: str, num_trajectories: int, length: int, dt: float,
              rng: np.random.Generator) -> np.ndarray:
-    """(num_trajectories, length, D) float64 trajectories of ``system`` from random initial states."""
+    """(num_trajectories, length, D) float32 trajectories of ``system`` from random starts."""
     spec = SYSTEMS[system]
     substeps = max(1, math.ceil(dt / spec.max_step - 1e-9))
     x0 = jnp.asarray(spec.initial_states(rng, num_trajectories), jnp.float32)
@@ -146,7 +146,7 @@ def windows(trajectories: np.ndarray, window_len: int, stride: int) -> np.ndarra
 def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: int = 32,
          test_trajectories: int = 8, length: int = 1000, window_len: int = 32,
          window_stride: int = 4, noise: float = 0.0, split_seed: int = 0) -> Dataset:
-    """train: {"window": (num_windows, window_len, D)}; test: {"trajectory": (N_test, length, D)}."""
+    """train {"window": (num_windows, window_len, D)}, test {"trajectory": (N_test, length, D)}."""
     if system not in SYSTEMS:
         raise UserError(f"unknown dynamical system {system!r}; known: {', '.join(SYSTEMS)}")
     dt = SYSTEMS[system].dt if dt is None else dt

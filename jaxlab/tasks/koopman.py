@@ -14,8 +14,8 @@ Koopman matrix K (rows: z_{t+1} ≈ z_t A, A = K^T), the loss is, each term weig
 The paper's Lagrangian keeps the latent mutual information high (temporal coherence, estimated
 by InfoNCE) and the von Neumann entropy high (expressiveness, no collapse onto few modes):
 ``entropy_objective="maximize"`` adds -gamma·S. The authors' released code adds +gamma·S, which
-minimises the entropy; ``entropy_objective="minimize"`` reproduces that. ``alpha = gamma = 0`` is the
-plain Koopman autoencoder (KAE) baseline.
+minimises the entropy; ``entropy_objective="minimize"`` reproduces that. ``alpha = gamma = 0`` is
+the plain Koopman autoencoder (KAE) baseline.
 
 K is either ``learned`` (a trained matrix, the paper's Table 10 variant) or ``closed_form``: the
 ridge regression A = (Z^T Z + λI)^{-1} Z^T Z' on the batch's latent pairs, with gradients stopped
