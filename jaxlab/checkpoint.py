@@ -107,8 +107,9 @@ class Checkpoints:
             return "its tree metadata (_METADATA) is missing"
         differences = _shape_differences(saved, target)
         if differences:
-            raise UserError(f"checkpoint {self.directory / str(step)} holds a train state of another "
-                            f"structure than this config builds:\n" + "\n".join(differences[:10])
+            raise UserError(f"checkpoint {self.directory / str(step)} holds a train state of "
+                            f"another structure than this config builds ({len(differences)} "
+                            f"arrays differ):\n" + "\n".join(differences[:8])
                             + "\nuse a new workdir for a changed model")
         return None
 
@@ -150,21 +151,19 @@ class Checkpoints:
 def _shape_differences(saved: Any, target: Any) -> list[str]:
     """Lines naming the leaves whose presence, shape or dtype differ between the two trees."""
     saved, target = _leaf_signatures(saved), _leaf_signatures(target)
-    lines = []
-    for path in sorted(saved.keys() | target.keys()):
-        if saved.get(path) != target.get(path):
-            lines.append(f"  {path}: {saved.get(path, '(absent)')} in the checkpoint, "
-                         f"{target.get(path, '(absent)')} now")
-    return lines
+    differing = [p for p in saved.keys() | target.keys() if saved.get(p) != target.get(p)]
+    differing.sort(key=lambda p: (p.startswith("opt_state"), p))  # parameters first
+    return [f"  {p}: {saved.get(p, '(absent)')} in the checkpoint, {target.get(p, '(absent)')} now"
+            for p in differing]
 
 
-def _leaf_signatures(tree: Any) -> dict[str, tuple]:
-    """{"params/block0/...": (shape, dtype)}; container types (tuple, list, namedtuple, dict) are
+def _leaf_signatures(tree: Any) -> dict[str, str]:
+    """{"params/block0/...": "(shape) dtype"}; container types (tuple, list, namedtuple, dict) are
     ignored, as Orbax's metadata stores them differently from the live state."""
     signatures = {}
     for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in key_path]
-        signatures["/".join(names)] = (tuple(leaf.shape), str(leaf.dtype))
+        signatures["/".join(names)] = f"{tuple(leaf.shape)} {leaf.dtype}"
     return signatures
 
 

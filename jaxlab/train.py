@@ -178,6 +178,7 @@ def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathli
         checkpoints = stack.enter_context(
             Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints, owner=True))
         restored = checkpoints.restore_latest(setup.state)
+        workdir_lib.write_config(workdir, config)
         step, state = restored or (0, setup.state)
         saved_step = step if restored else None
         log = stack.enter_context(contextlib.closing(MetricsLog(workdir, resume_step=step)))
@@ -239,7 +240,8 @@ def _check_finite(setup: Setup, config: ml_collections.ConfigDict, state: dict, 
     # The state is frozen just before the bad step: run that step alone to show its metrics.
     probe = jax.jit(make_train_chunk(setup.task, setup.tx, config.train.batch_size, 1,
                                      parallel.batch_sharded(setup.mesh)))
-    values = {f"train/{k}": float(v) for k, v in jax.device_get(probe(state, train_arrays)[1]).items()}
+    probed = jax.device_get(probe(state, train_arrays)[1])
+    values = {f"train/{k}": float(probed[k]) for k in ["loss", *sorted(probed.keys() - {"loss"})]}
     bad = {k: v for k, v in values.items() if not math.isfinite(v)} or values
     shown = ", ".join(f"{k}={v}" for k, v in bad.items())
     raise NonFiniteError(

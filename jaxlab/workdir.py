@@ -59,9 +59,10 @@ def check_config(workdir: pathlib.Path, config: ml_collections.ConfigDict,
 @contextlib.contextmanager
 def claim(workdir: pathlib.Path, config: ml_collections.ConfigDict,
           allow_config_change: bool = False) -> Iterator[None]:
-    """Checks the config, creates ``workdir``, locks it and writes ``config.json``; unlocks on exit.
+    """Checks the config, creates ``workdir`` and locks it; unlocks on exit.
 
-    Nothing is written when the config is refused or the lock is held by another process.
+    Nothing is written when the config is refused or the lock is held by another process. The
+    caller writes the config (`write_config`) once the run is known to resume.
     """
     workdir = pathlib.Path(workdir)
     check_config(workdir, config, allow_config_change)
@@ -83,7 +84,6 @@ def claim(workdir: pathlib.Path, config: ml_collections.ConfigDict,
             check_config(workdir, config)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        _write_atomic(workdir / CONFIG_FILE, config_lib.to_json(config))
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -97,6 +97,12 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Writes ``workdir/config.json`` atomically (process 0 only)."""
+    if jax.process_index() == 0:
+        _write_atomic(pathlib.Path(workdir) / CONFIG_FILE, config_lib.to_json(config))
 
 
 def _write_atomic(path: pathlib.Path, text: str) -> None:

@@ -1,0 +1,299 @@
+"""Faults a run survives: kill -9, SIGTERM, damaged checkpoints, NaN/Inf, a changed config."""
+import dataclasses
+import importlib
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jaxlab
+from jaxlab import cli, state
+from jaxlab.checkpoint import CheckpointWarning, Checkpoints
+from jaxlab.data import batch_indices
+from jaxlab.errors import NonFiniteError, UserError
+from jaxlab.train import prepare
+from tests.conftest import REPO, read_jsonl
+
+SMOKE = "minimal_transformer:smoke"
+# In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
+RUN = {"train.steps": 20, "train.checkpoint_every": 5, "train.keep_checkpoints": 10}
+# Runs in a subprocess: many chunk boundaries and (asynchronous) checkpoint writes to land in.
+SUBPROCESS_RUN = ["--config.train.steps=60", "--config.train.log_every=2",
+                  "--config.train.checkpoint_every=4", "--config.train.eval_every=20",
+                  "--config.train.keep_checkpoints=3"]
+
+
+def config(**overrides):
+    return jaxlab.load_config(SMOKE, {**RUN, **overrides})
+
+
+def final_state(workdir):
+    cfg = jaxlab.load_config(SMOKE, {})  # the shapes only depend on the preset
+    with Checkpoints(pathlib.Path(workdir) / "checkpoints", keep=10) as checkpoints:
+        step, restored = checkpoints.restore_latest(prepare(cfg).state)
+    return step, jax.device_get(restored)
+
+
+def assert_same_run(workdir, reference):
+    """Each step logged once with the same values, and bit-identical final train states."""
+    assert read_jsonl(workdir / "metrics.jsonl") == read_jsonl(reference / "metrics.jsonl")
+    (step, got), (ref_step, want) = final_state(workdir), final_state(reference)
+    assert step == ref_step
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def snapshot(directory):
+    """Every path under ``directory`` with its bytes (None for directories)."""
+    return {p.relative_to(directory): None if p.is_dir() else p.read_bytes()
+            for p in sorted(pathlib.Path(directory).rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished in-process run: checkpoints 5, 10, 15, 20."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    jaxlab.train(config(), workdir, quiet=True)
+    return workdir
+
+
+def copy_of(workdir, tmp_path):
+    return pathlib.Path(shutil.copytree(workdir, tmp_path / "copy"))
+
+
+# --- damaged checkpoints ----------------------------------------------------------------------
+
+def left_as_unfinished_write(step_dir):
+    tmp = step_dir.with_name(f"{step_dir.name}.orbax-checkpoint-tmp-1795000000000")
+    step_dir.rename(tmp)
+    return tmp
+
+
+def arrays_truncated(step_dir):
+    for path in step_dir.rglob("*"):
+        if path.is_file() and path.parent.name == "d":  # the OCDBT data files
+            os.truncate(path, path.stat().st_size // 2)
+    return step_dir
+
+
+def commit_record_removed(step_dir):
+    (step_dir / "_CHECKPOINT_METADATA").unlink()
+    return step_dir
+
+
+def tree_metadata_removed(step_dir):
+    (step_dir / "default" / "_METADATA").unlink()
+    return step_dir
+
+
+@pytest.mark.parametrize("damage", [left_as_unfinished_write, arrays_truncated,
+                                    commit_record_removed, tree_metadata_removed])
+def test_damaged_newest_checkpoint_is_skipped_with_a_warning(finished, tmp_path, damage):
+    workdir = copy_of(finished, tmp_path)
+    damaged = damage(workdir / "checkpoints" / "20")
+    with pytest.warns(CheckpointWarning, match=re.escape(f"{damaged}:")):
+        final = jaxlab.train(config(), workdir, quiet=True)
+    assert final["step"] == 20
+    assert_same_run(workdir, finished)  # resumed from step 15, redid 16..20
+    if damage is left_as_unfinished_write:
+        assert not damaged.exists()
+    else:  # moved aside, so that step 20 could be saved again
+        assert (workdir / "checkpoints" / "20.unreadable").is_dir()
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    for step_dir in (workdir / "checkpoints").iterdir():
+        commit_record_removed(step_dir)
+    before = snapshot(workdir)
+    with pytest.warns(CheckpointWarning), pytest.raises(
+            UserError, match=f"no readable checkpoint in {workdir / 'checkpoints'}"):
+        jaxlab.train(config(), workdir, quiet=True)
+    after = snapshot(workdir)
+    lock = pathlib.Path(".lock")  # rewritten with the pid of the process that held it
+    assert {k: v for k, v in after.items() if k != lock} == {
+        k: v for k, v in before.items() if k != lock}
+
+
+def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    before = snapshot(workdir / "checkpoints")
+    with pytest.raises(UserError, match="(?s)another structure.*params/params/block0/attention/key/kernel: "
+                       r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
+        jaxlab.train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir, quiet=True,
+                     allow_config_change=True)
+    assert snapshot(workdir / "checkpoints") == before
+    assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
+
+
+# --- the config guard -------------------------------------------------------------------------
+
+def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    with pytest.warns(UserWarning, match="train.steps: 20 in the workdir, 30 now"):
+        final = jaxlab.train(config(**{"train.steps": 30}), workdir, quiet=True,
+                             allow_config_change=True)
+    assert final["step"] == 30
+    records = read_jsonl(workdir / "metrics.jsonl")
+    assert records[:4] == read_jsonl(finished / "metrics.jsonl")  # steps 5..20 kept, not redone
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert '"steps": 30' in (workdir / "config.json").read_text()
+
+
+# --- NaN / Inf --------------------------------------------------------------------------------
+
+def steps_with_each_example(cfg, num_train):
+    """{example: the steps (1-based) of ``cfg``'s run whose batch holds it}."""
+    root = jax.random.split(jax.random.PRNGKey(cfg.seed))[1]
+    data_key = jax.random.fold_in(root, state.DATA_STREAM)
+    steps = {}
+    for step in range(cfg.train.steps):
+        for example in np.asarray(batch_indices(data_key, step, cfg.train.batch_size, num_train)):
+            steps.setdefault(int(example), []).append(step + 1)
+    return steps
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """One training example, first drawn at step 13, gets a NaN pixel; returns its steps."""
+    train_module = importlib.import_module("jaxlab.train")
+    real_make_task = train_module.make_task
+    cfg = config()
+    num_train = real_make_task(cfg).data.num_train
+    example, steps = next((e, s) for e, s in sorted(steps_with_each_example(cfg, num_train).items())
+                          if s[0] == 13)
+
+    def make_task(cfg):
+        task = real_make_task(cfg)
+        train = dict(task.data.train, image=task.data.train["image"].copy())
+        train["image"][example, 0, 0] = np.nan
+        return dataclasses.replace(task, data=dataclasses.replace(task.data, train=train))
+
+    monkeypatch.setattr(train_module, "make_task", make_task)
+    return steps
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path,
+                                                                            capsys):
+    bad_step = poisoned[0]
+    workdir = tmp_path / "run"
+    args = ["train", SMOKE, "--workdir", str(workdir), "--quiet"] + [
+        f"--config.{k}={v}" for k, v in RUN.items()]
+    assert cli.main(args) == cli.NONFINITE
+    error = capsys.readouterr().err
+    assert "non-finite train/loss=nan" in error and f"at step {bad_step};" in error
+    # The chunk of steps 11..15 holding the bad step was neither logged nor saved.
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["10", "5"]
+    assert [r["step"] for r in read_jsonl(workdir / "metrics.jsonl")] == [5, 10]
+
+
+def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
+    final = jaxlab.train(config(**{"train.skip_nonfinite_steps": True}), tmp_path, quiet=True)
+    assert final["step"] == 20 and np.isfinite(final["train/loss"])
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    skipped = {r["step"]: r["train/skipped_steps"] for r in records}
+    assert skipped == {end: sum(end - 5 < s <= end for s in poisoned) for end in (5, 10, 15, 20)}
+    assert sum(skipped.values()) >= 1
+    _, restored = final_state(tmp_path)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
+
+
+# --- kill -9 and SIGTERM, on a real `jaxlab train` process ------------------------------------
+
+def launch(workdir, compile_cache):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
+         *SUBPROCESS_RUN], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def logged_step(workdir):
+    records = read_jsonl_prefix(workdir / "metrics.jsonl")
+    return records[-1]["step"] if records else 0
+
+
+def read_jsonl_prefix(path):
+    """The complete lines of a file another process is appending to."""
+    from jaxlab.metrics_log import read_metrics
+    return read_metrics(path.parent) if path.exists() else []
+
+
+def wait_for(condition, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def subprocess_reference(tmp_path_factory):
+    """An uninterrupted `jaxlab train` subprocess run, and the compile cache it filled."""
+    base = tmp_path_factory.mktemp("subprocess")
+    process = launch(base / "reference", base / "compile_cache")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return base / "reference", base / "compile_cache"
+
+
+def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path):
+    reference, compile_cache = subprocess_reference
+    workdir, rng = tmp_path / "run", random.Random(8)
+    checkpoint_dir = workdir / "checkpoints"
+    for kill_point in range(3):
+        unfinished_before = set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
+        logged_before = logged_step(workdir)  # lines past the checkpoint are cut on resume
+        process = launch(workdir, compile_cache)
+        if kill_point == 1:  # during an asynchronous checkpoint write
+            wait_for(lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
+                     - unfinished_before, process)
+        else:  # after a random chunk, plus a random part of the next one
+            target = min(rng.randrange(logged_before + 2, logged_before + 14, 2), 56)
+            wait_for(lambda: logged_step(workdir) >= target, process)
+            time.sleep(rng.uniform(0, 0.05))
+        process.kill()
+        process.communicate()
+        assert process.returncode == -signal.SIGKILL
+    assert (workdir / ".lock").exists()  # left by the killed process; it must not block
+    process = launch(workdir, compile_cache)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert_same_run(workdir, reference)
+
+
+def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refused(
+        subprocess_reference, tmp_path, capsys):
+    reference, compile_cache = subprocess_reference
+    workdir = tmp_path / "run"
+    process = launch(workdir, compile_cache)
+    wait_for(lambda: logged_step(workdir) >= 10, process)
+    process.send_signal(signal.SIGSTOP)  # frozen while it holds the workdir
+    try:
+        second = cli.main(["train", SMOKE, "--workdir", str(workdir), *SUBPROCESS_RUN])
+        assert second == cli.USAGE_ERROR
+        assert f"in use by a running jaxlab process (pid {process.pid}" in capsys.readouterr().err
+    finally:
+        process.send_signal(signal.SIGCONT)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == cli.INTERRUPTED, err
+    stopped_at = logged_step(workdir)
+    assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
+    assert stopped_at < 60
+    step, _ = final_state(workdir)
+    assert step == stopped_at
+    process = launch(workdir, compile_cache)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert_same_run(workdir, reference)
