@@ -27,8 +27,8 @@ SMOKE = "minimal_transformer:smoke"
 # In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
 RUN = {"train.steps": 20, "train.checkpoint_every": 5, "train.keep_checkpoints": 10}
 # Runs in a subprocess: many chunk boundaries and (asynchronous) checkpoint writes to land in.
-SUBPROCESS_RUN = ["--config.train.steps=60", "--config.train.log_every=2",
-                  "--config.train.checkpoint_every=4", "--config.train.eval_every=20",
+SUBPROCESS_RUN = ["--config.train.steps=48", "--config.train.log_every=2",
+                  "--config.train.checkpoint_every=6", "--config.train.eval_every=24",
                   "--config.train.keep_checkpoints=3"]
 
 
@@ -134,7 +134,50 @@ def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, t
     assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
 
 
-# --- the config guard -------------------------------------------------------------------------
+# --- bad input and the config guard -----------------------------------------------------------
+
+RUN_ARGS = [f"--config.{k}={v}" for k, v in RUN.items()]
+BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
+    (["nope", *RUN_ARGS], "unknown experiment 'nope'"),
+    (["minimal_transformer:depth", *RUN_ARGS], "malformed preset item 'depth'"),
+    (["minimal_transformer:colour=red", *RUN_ARGS], "unknown preset key 'colour'"),
+    (["minimal_transformer:smoke,depth=two", *RUN_ARGS], "preset key 'depth' expects an int"),
+    ([SMOKE, *RUN_ARGS, "--config.train.stepz=5"], "did you mean train.steps"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=many"], "config.train.steps expects an int"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=fast"], "expects a float"),
+    ([SMOKE, *RUN_ARGS, "--config.train.skip_nonfinite_steps=maybe"], "expects a bool"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=0"], "config.train.steps must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=-20"], "config.train.steps must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=0"], "batch_size must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=-32"], "batch_size must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=12"], "not divisible by the number of devices"),
+    ([SMOKE, *RUN_ARGS, "--steps=5"], "unrecognised argument '--steps=5'"),
+]
+REFUSED_WORKDIR = [  # only an existing workdir can refuse these
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=0.5"],
+     "optimizer.learning_rate: 0.001 in the workdir, 0.5 now"),
+    (["minimal_transformer:smoke,depth=2", *RUN_ARGS],
+     "experiment: 'minimal_transformer:smoke' in the workdir, 'minimal_transformer:smoke,depth=2'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT + REFUSED_WORKDIR)
+def test_bad_input_exits_2_and_leaves_an_existing_workdir_unchanged(finished, args, message,
+                                                                      capsys):
+    before = snapshot(finished)
+    assert cli.main(["train", *args, "--workdir", str(finished)]) == cli.USAGE_ERROR
+    error = capsys.readouterr().err
+    assert error.startswith("jaxlab: error: ") and message in error
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_exits_2_and_creates_no_workdir(tmp_path, args, message, capsys):
+    workdir = tmp_path / "new"
+    assert cli.main(["train", *args, "--workdir", str(workdir)]) == cli.USAGE_ERROR
+    assert message in capsys.readouterr().err
+    assert not workdir.exists()
+
 
 def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
@@ -209,13 +252,20 @@ def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
 # --- kill -9 and SIGTERM, on a real `jaxlab train` process ------------------------------------
 
 def launch(workdir, compile_cache):
+    """Starts `jaxlab train` (sharing a persistent compilation cache); stderr to WORKDIR.stderr."""
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return subprocess.Popen(
-        [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
-         *SUBPROCESS_RUN], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    with open(workdir.with_suffix(".stderr"), "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
+             *SUBPROCESS_RUN], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def finish(process, workdir, timeout=600):
+    """Waits for the process; returns (exit status, its stderr)."""
+    process.wait(timeout=timeout)
+    return process.returncode, workdir.with_suffix(".stderr").read_text()
 
 
 def logged_step(workdir):
@@ -232,7 +282,7 @@ def read_jsonl_prefix(path):
 def wait_for(condition, process, timeout=240):
     deadline = time.monotonic() + timeout
     while not condition():
-        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        assert process.poll() is None, f"the run ended early with status {process.returncode}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
 
@@ -242,8 +292,8 @@ def subprocess_reference(tmp_path_factory):
     """An uninterrupted `jaxlab train` subprocess run, and the compile cache it filled."""
     base = tmp_path_factory.mktemp("subprocess")
     process = launch(base / "reference", base / "compile_cache")
-    out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err
+    status, err = finish(process, base / "reference")
+    assert status == 0, err
     return base / "reference", base / "compile_cache"
 
 
@@ -259,16 +309,14 @@ def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path)
             wait_for(lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
                      - unfinished_before, process)
         else:  # after a random chunk, plus a random part of the next one
-            target = min(rng.randrange(logged_before + 2, logged_before + 14, 2), 56)
+            target = min(rng.randrange(logged_before + 2, logged_before + 12, 2), 38)
             wait_for(lambda: logged_step(workdir) >= target, process)
             time.sleep(rng.uniform(0, 0.05))
         process.kill()
-        process.communicate()
-        assert process.returncode == -signal.SIGKILL
+        assert finish(process, workdir)[0] == -signal.SIGKILL
     assert (workdir / ".lock").exists()  # left by the killed process; it must not block
-    process = launch(workdir, compile_cache)
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err
+    status, err = finish(launch(workdir, compile_cache), workdir)
+    assert status == 0, err
     assert_same_run(workdir, reference)
 
 
@@ -286,14 +334,13 @@ def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refu
     finally:
         process.send_signal(signal.SIGCONT)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == cli.INTERRUPTED, err
+    status, err = finish(process, workdir)
+    assert status == cli.INTERRUPTED, err
     stopped_at = logged_step(workdir)
     assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
-    assert stopped_at < 60
+    assert stopped_at < 48
     step, _ = final_state(workdir)
     assert step == stopped_at
-    process = launch(workdir, compile_cache)
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err
+    status, err = finish(launch(workdir, compile_cache), workdir)
+    assert status == 0, err
     assert_same_run(workdir, reference)
