@@ -1,5 +1,6 @@
 """Faults a run survives: kill -9, SIGTERM, damaged checkpoints, NaN/Inf, a changed config."""
 import dataclasses
+import functools
 import importlib
 import os
 import pathlib
@@ -19,7 +20,7 @@ import jaxlab
 from jaxlab import cli, state
 from jaxlab.checkpoint import CheckpointWarning, Checkpoints
 from jaxlab.data import batch_indices
-from jaxlab.errors import NonFiniteError, UserError
+from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.train import prepare
 from tests.conftest import REPO, read_jsonl
 
@@ -32,21 +33,36 @@ SUBPROCESS_RUN = ["--config.train.steps=48", "--config.train.log_every=2",
                   "--config.train.keep_checkpoints=3"]
 
 
+ONE_DEVICE = jax.devices()[:1]  # in-process runs: the fault logic does not depend on the mesh
+EIGHT_DEVICES = tuple(jax.devices())  # `jaxlab train` subprocesses: every (simulated) device
+
+
 def config(**overrides):
     return jaxlab.load_config(SMOKE, {**RUN, **overrides})
 
 
-def final_state(workdir):
-    cfg = jaxlab.load_config(SMOKE, {})  # the shapes only depend on the preset
+def train(cfg, workdir, **kwargs):
+    return jaxlab.train(cfg, workdir, quiet=True, devices=ONE_DEVICE, **kwargs)
+
+
+@functools.cache
+def state_template(devices):
+    """A train state of the smoke preset's shapes (all that restoring needs), on ``devices``."""
+    return prepare(jaxlab.load_config(SMOKE), devices).state
+
+
+@functools.cache
+def final_state(workdir, devices=tuple(ONE_DEVICE)):
+    """(step, state) of the newest checkpoint; cached, so only pass finished workdirs."""
     with Checkpoints(pathlib.Path(workdir) / "checkpoints", keep=10) as checkpoints:
-        step, restored = checkpoints.restore_latest(prepare(cfg).state)
+        step, restored = checkpoints.restore_latest(state_template(devices))
     return step, jax.device_get(restored)
 
 
-def assert_same_run(workdir, reference):
+def assert_same_run(workdir, reference, devices=tuple(ONE_DEVICE)):
     """Each step logged once with the same values, and bit-identical final train states."""
     assert read_jsonl(workdir / "metrics.jsonl") == read_jsonl(reference / "metrics.jsonl")
-    (step, got), (ref_step, want) = final_state(workdir), final_state(reference)
+    (step, got), (ref_step, want) = final_state(workdir, devices), final_state(reference, devices)
     assert step == ref_step
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
@@ -61,7 +77,7 @@ def snapshot(directory):
 def finished(tmp_path_factory):
     """A finished in-process run: checkpoints 5, 10, 15, 20."""
     workdir = tmp_path_factory.mktemp("finished") / "run"
-    jaxlab.train(config(), workdir, quiet=True)
+    train(config(), workdir)
     return workdir
 
 
@@ -94,19 +110,25 @@ def tree_metadata_removed(step_dir):
     return step_dir
 
 
-@pytest.mark.parametrize("damage", [left_as_unfinished_write, arrays_truncated,
-                                    commit_record_removed, tree_metadata_removed])
-def test_damaged_newest_checkpoint_is_skipped_with_a_warning(finished, tmp_path, damage):
+@pytest.mark.parametrize("damage_20, damage_15", [
+    (left_as_unfinished_write, arrays_truncated),
+    (commit_record_removed, tree_metadata_removed),
+])
+def test_damaged_checkpoints_are_skipped_with_a_warning(finished, tmp_path, damage_20, damage_15):
     workdir = copy_of(finished, tmp_path)
-    damaged = damage(workdir / "checkpoints" / "20")
-    with pytest.warns(CheckpointWarning, match=re.escape(f"{damaged}:")):
-        final = jaxlab.train(config(), workdir, quiet=True)
+    damaged = [damage_20(workdir / "checkpoints" / "20"), damage_15(workdir / "checkpoints" / "15")]
+    with pytest.warns(CheckpointWarning) as warned:
+        final = train(config(), workdir)
+    messages = [str(w.message) for w in warned]
+    for path in damaged:
+        assert any(m.startswith("ignoring") and f"{path}:" in m for m in messages), messages
     assert final["step"] == 20
-    assert_same_run(workdir, finished)  # resumed from step 15, redid 16..20
-    if damage is left_as_unfinished_write:
-        assert not damaged.exists()
-    else:  # moved aside, so that step 20 could be saved again
-        assert (workdir / "checkpoints" / "20.unreadable").is_dir()
+    assert_same_run(workdir, finished)  # resumed from step 10, redid 11..20
+    for path in damaged:
+        if ".orbax-checkpoint-tmp" in path.name:  # an unfinished write is removed
+            assert not path.exists()
+        else:  # a damaged step is moved aside, so that it could be saved again
+            assert path.with_name(path.name + ".unreadable").is_dir()
 
 
 def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path):
@@ -116,7 +138,7 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path
     before = snapshot(workdir)
     with pytest.warns(CheckpointWarning), pytest.raises(
             UserError, match=f"no readable checkpoint in {workdir / 'checkpoints'}"):
-        jaxlab.train(config(), workdir, quiet=True)
+        train(config(), workdir)
     after = snapshot(workdir)
     lock = pathlib.Path(".lock")  # rewritten with the pid of the process that held it
     assert {k: v for k, v in after.items() if k != lock} == {
@@ -128,8 +150,8 @@ def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, t
     before = snapshot(workdir / "checkpoints")
     with pytest.raises(UserError, match="(?s)another structure.*params/params/block0/attention/key/kernel: "
                        r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
-        jaxlab.train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir, quiet=True,
-                     allow_config_change=True)
+        train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
+              allow_config_change=True)
     assert snapshot(workdir / "checkpoints") == before
     assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
 
@@ -182,8 +204,7 @@ def test_bad_input_exits_2_and_creates_no_workdir(tmp_path, args, message, capsy
 def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
     with pytest.warns(UserWarning, match="train.steps: 20 in the workdir, 30 now"):
-        final = jaxlab.train(config(**{"train.steps": 30}), workdir, quiet=True,
-                             allow_config_change=True)
+        final = train(config(**{"train.steps": 30}), workdir, allow_config_change=True)
     assert final["step"] == 30
     records = read_jsonl(workdir / "metrics.jsonl")
     assert records[:4] == read_jsonl(finished / "metrics.jsonl")  # steps 5..20 kept, not redone
@@ -224,22 +245,32 @@ def poisoned(monkeypatch):
     return steps
 
 
-def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path,
-                                                                            capsys):
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path):
     bad_step = poisoned[0]
-    workdir = tmp_path / "run"
-    args = ["train", SMOKE, "--workdir", str(workdir), "--quiet"] + [
-        f"--config.{k}={v}" for k, v in RUN.items()]
-    assert cli.main(args) == cli.NONFINITE
-    error = capsys.readouterr().err
-    assert "non-finite train/loss=nan" in error and f"at step {bad_step};" in error
+    with pytest.raises(NonFiniteError, match=f"non-finite train/loss=nan.* at step {bad_step};"
+                                             f".*checkpoints up to step 10 are untouched") as error:
+        train(config(), tmp_path)
+    assert error.value.step == bad_step and np.isnan(error.value.metrics["train/loss"])
     # The chunk of steps 11..15 holding the bad step was neither logged nor saved.
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["10", "5"]
-    assert [r["step"] for r in read_jsonl(workdir / "metrics.jsonl")] == [5, 10]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "5"]
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [5, 10]
+
+
+@pytest.mark.parametrize("raised, status", [
+    (NonFiniteError("non-finite train/loss=nan at step 3", step=3, metrics={}), cli.NONFINITE),
+    (Interrupted("stopped by SIGTERM at step 4", step=4, reason="SIGTERM"), cli.INTERRUPTED),
+])
+def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised, status):
+    def stopped_train(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(importlib.import_module("jaxlab.train"), "train", stopped_train)
+    assert cli.main(["train", SMOKE, "--workdir", str(tmp_path)]) == status
+    assert capsys.readouterr().err.strip().endswith(str(raised))
 
 
 def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
-    final = jaxlab.train(config(**{"train.skip_nonfinite_steps": True}), tmp_path, quiet=True)
+    final = train(config(**{"train.skip_nonfinite_steps": True}), tmp_path)
     assert final["step"] == 20 and np.isfinite(final["train/loss"])
     records = read_jsonl(tmp_path / "metrics.jsonl")
     skipped = {r["step"]: r["train/skipped_steps"] for r in records}
@@ -301,11 +332,11 @@ def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path)
     reference, compile_cache = subprocess_reference
     workdir, rng = tmp_path / "run", random.Random(8)
     checkpoint_dir = workdir / "checkpoints"
-    for kill_point in range(3):
+    for kill_point in range(2):
         unfinished_before = set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
         logged_before = logged_step(workdir)  # lines past the checkpoint are cut on resume
         process = launch(workdir, compile_cache)
-        if kill_point == 1:  # during an asynchronous checkpoint write
+        if kill_point == 1:  # as soon as an asynchronous checkpoint write is under way
             wait_for(lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
                      - unfinished_before, process)
         else:  # after a random chunk, plus a random part of the next one
@@ -317,30 +348,28 @@ def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path)
     assert (workdir / ".lock").exists()  # left by the killed process; it must not block
     status, err = finish(launch(workdir, compile_cache), workdir)
     assert status == 0, err
-    assert_same_run(workdir, reference)
+    assert_same_run(workdir, reference, EIGHT_DEVICES)
 
 
 def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refused(
-        subprocess_reference, tmp_path, capsys):
-    reference, compile_cache = subprocess_reference
+        subprocess_reference, tmp_path):
+    _, compile_cache = subprocess_reference
     workdir = tmp_path / "run"
     process = launch(workdir, compile_cache)
     wait_for(lambda: logged_step(workdir) >= 10, process)
     process.send_signal(signal.SIGSTOP)  # frozen while it holds the workdir
     try:
-        second = cli.main(["train", SMOKE, "--workdir", str(workdir), *SUBPROCESS_RUN])
-        assert second == cli.USAGE_ERROR
-        assert f"in use by a running jaxlab process (pid {process.pid}" in capsys.readouterr().err
+        with pytest.raises(UserError, match=re.escape(
+                f"is in use by a running jaxlab process (pid {process.pid} on")):
+            jaxlab.train(jaxlab.load_config(SMOKE, cli._split_overrides(SUBPROCESS_RUN)), workdir,
+                         quiet=True, devices=ONE_DEVICE)
     finally:
         process.send_signal(signal.SIGCONT)
     process.send_signal(signal.SIGTERM)
     status, err = finish(process, workdir)
     assert status == cli.INTERRUPTED, err
     stopped_at = logged_step(workdir)
-    assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
     assert stopped_at < 48
-    step, _ = final_state(workdir)
-    assert step == stopped_at
-    status, err = finish(launch(workdir, compile_cache), workdir)
-    assert status == 0, err
-    assert_same_run(workdir, reference)
+    assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
+    with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
+        assert checkpoints.restore_latest(state_template(EIGHT_DEVICES))[0] == stopped_at
