@@ -114,7 +114,7 @@ class Checkpoints:
         return None
 
     def _move_aside(self, paths: list[pathlib.Path]) -> None:
-        """Renames unreadable steps newer than the restored one, so those steps can be saved again."""
+        """Renames the unreadable steps newer than the restored one, so they can be saved again."""
         if not self._owner or not paths:
             return
         for path in paths:

@@ -8,8 +8,9 @@ status 75).
 In a single process, Python handlers record the signals. In a multi-process run
 (``jax.distributed``) the handlers are not installed: a signal seen by one host alone would make
 the hosts stop at different steps. There JAX's preemption service (on by default) catches SIGTERM
-on any host and agrees on a common sync point, which Orbax's ``CheckpointManager.reached_preemption``
-reports; it is called once per chunk with the chunk count, identical on every host.
+on any host and agrees on a common sync point, which Orbax's
+``CheckpointManager.reached_preemption`` reports; it is called once per chunk with the chunk
+count, identical on every host.
 """
 import signal
 import threading

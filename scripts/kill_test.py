@@ -87,7 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    cache, reference, rng = args.out / "compile_cache", args.out / "reference", random.Random(args.seed)
+    cache, reference = args.out / "compile_cache", args.out / "reference"
+    rng = random.Random(args.seed)
 
     start = time.monotonic()
     process = launch(reference, cache)

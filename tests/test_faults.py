@@ -148,7 +148,8 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path
 def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
     before = snapshot(workdir / "checkpoints")
-    with pytest.raises(UserError, match="(?s)another structure.*params/params/block0/attention/key/kernel: "
+    with pytest.raises(UserError, match=r"(?s)another structure.*"
+                       r"params/params/block0/attention/key/kernel: "
                        r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
         train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
               allow_config_change=True)
