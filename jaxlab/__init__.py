@@ -7,12 +7,12 @@
     config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
     table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
 """
-from jaxlab.errors import UserError
+from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.parallel import initialize_distributed
 from jaxlab.registry import list_experiments, load_config
 from jaxlab.sweep import sweep  # shadows the module: import its helpers `from jaxlab.sweep import`
 from jaxlab.train import evaluate_workdir as evaluate
 from jaxlab.train import restore, train
 
-__all__ = ["UserError", "evaluate", "initialize_distributed", "list_experiments", "load_config",
-           "restore", "sweep", "train"]
+__all__ = ["Interrupted", "NonFiniteError", "UserError", "evaluate", "initialize_distributed",
+           "list_experiments", "load_config", "restore", "sweep", "train"]

@@ -1,23 +1,58 @@
 """Orbax checkpoints of the whole train state (``CheckpointManager`` with the ``ocp.args`` API).
 
-Saves are asynchronous and atomic (Orbax commits a step directory only once it is complete); the
-newest ``keep`` are kept. Restore places every array with the sharding of the target it is given,
-so a checkpoint written on one mesh restores on another.
+Saves are asynchronous and atomic: Orbax writes a step into ``STEP.orbax-checkpoint-tmp-*`` and
+renames it to ``STEP`` once complete, recording the commit time in ``STEP/_CHECKPOINT_METADATA``;
+the newest ``keep`` are kept. Restore places every array with the sharding of the target it is
+given, so a checkpoint written on one mesh restores on another.
+
+`Checkpoints.restore_latest` is the resume path, robust to what an interrupted or damaged run
+leaves behind:
+
+* a temporary directory of an unfinished write is reported and (by the workdir's owner) removed;
+* a step directory that lacks its commit record, whose tree metadata is unreadable, or whose arrays
+  fail to read is skipped with a warning naming it, and the next older step is tried; the owner
+  renames a skipped step to ``STEP.unreadable`` once an older one restored, so the step can be
+  saved again;
+* checkpoints that exist but none of which reads raise `UserError` naming the directory (a run
+  never silently starts again from scratch);
+* a readable checkpoint of a differently shaped state (changed model, changed code) raises
+  `UserError` listing the differences; it is not mistaken for damage.
 """
 import pathlib
+import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from jaxlab.errors import UserError
+
+UNREADABLE_SUFFIX = ".unreadable"
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint (or an unfinished write) was skipped."""
+
 
 class Checkpoints:
-    """The checkpoints of one run, in ``directory``."""
+    """The checkpoints of one run, in ``directory``.
 
-    def __init__(self, directory: pathlib.Path, keep: int):
+    ``owner=True`` (the training run, holding the workdir lock) also removes unfinished writes left
+    by an earlier process and moves unreadable steps aside; readers (``jaxlab eval``) leave the
+    directory as it is.
+    """
+
+    def __init__(self, directory: pathlib.Path, keep: int, *, owner: bool = False):
+        self.directory = pathlib.Path(directory).absolute()
+        self._owner = owner and jax.process_index() == 0
+        unfinished = self.directory.glob(f"*{ocp.path.atomicity.TMP_DIR_SUFFIX}*") if owner else ()
+        for path in sorted(unfinished):
+            warnings.warn(f"ignoring {path}: an unfinished checkpoint write (the run that wrote it "
+                          f"was stopped); it is removed", CheckpointWarning, stacklevel=2)
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
-                                               create=True)
-        self._manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+                                               create=True, cleanup_tmp_directories=owner)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_handlers=ocp.StandardCheckpointHandler())
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -33,7 +68,105 @@ class Checkpoints:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+    def restore_latest(self, target: Any) -> tuple[int, Any] | None:
+        """(step, state) of the newest complete, readable checkpoint; None when there is none.
+
+        Damaged steps are skipped with a `CheckpointWarning`; see the module docstring.
+        """
+        skipped = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            path = self.directory / str(step)
+            problem = self._incompleteness(step, target)
+            if problem is None:
+                try:
+                    state = self.restore(step, target)
+                except Exception as error:  # noqa: BLE001 - any failure to read is damage here
+                    problem = f"its arrays do not read: {_first_line(error)}"
+            if problem is None:
+                self._move_aside(skipped)
+                return step, state
+            warnings.warn(f"ignoring checkpoint {path}: {problem}", CheckpointWarning,
+                          stacklevel=2)
+            skipped.append(path)
+        if skipped:
+            raise UserError(f"no readable checkpoint in {self.directory}: "
+                            + "; ".join(f"{p.name} skipped" for p in skipped)
+                            + ". Move the directory away to start again from scratch")
+        return None
+
+    def _incompleteness(self, step: int, target: Any) -> str | None:
+        """Why ``step`` is not a complete checkpoint (None if it looks complete); raises
+        `UserError` when it is complete but holds a state of other shapes than ``target``."""
+        try:
+            if self._manager.metadata(step).commit_timestamp_nsecs is None:
+                return "it has no commit record (_CHECKPOINT_METADATA missing or incomplete)"
+            saved = self._manager.item_metadata(step)
+        except Exception as error:  # noqa: BLE001 - unreadable metadata is damage
+            return f"its metadata does not read: {_first_line(error)}"
+        if saved is None:
+            return "its tree metadata (_METADATA) is missing"
+        differences = _shape_differences(saved, target)
+        if differences:
+            raise UserError(f"checkpoint {self.directory / str(step)} holds a train state of "
+                            f"another structure than this config builds ({len(differences)} "
+                            f"arrays differ):\n" + "\n".join(differences[:8])
+                            + "\nuse a new workdir for a changed model")
+        return None
+
+    def _move_aside(self, paths: list[pathlib.Path]) -> None:
+        """Renames the unreadable steps newer than the restored one, so they can be saved again."""
+        if not self._owner or not paths:
+            return
+        for path in paths:
+            destination = path.with_name(path.name + UNREADABLE_SUFFIX)
+            suffix = 1
+            while destination.exists():
+                destination, suffix = path.with_name(
+                    f"{path.name}{UNREADABLE_SUFFIX}.{suffix}"), suffix + 1
+            path.rename(destination)
+            warnings.warn(f"moved the unreadable checkpoint {path} to {destination}",
+                          CheckpointWarning, stacklevel=3)
+        self._manager.reload()
+
+    def reached_preemption(self, step: int) -> bool:
+        """Orbax's preemption check: true at the sync point all hosts agreed on after a notice."""
+        return self._manager.reached_preemption(step)
+
+    def wait_until_committed(self) -> None:
+        """Blocks until every started save is committed."""
+        self._manager.wait_until_finished()
+
     def close(self) -> None:
         """Waits for pending saves to be committed, then releases the manager."""
         self._manager.wait_until_finished()
         self._manager.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _shape_differences(saved: Any, target: Any) -> list[str]:
+    """Lines naming the leaves whose presence, shape or dtype differ between the two trees."""
+    saved, target = _leaf_signatures(saved), _leaf_signatures(target)
+    differing = [p for p in saved.keys() | target.keys() if saved.get(p) != target.get(p)]
+    differing.sort(key=lambda p: (p.startswith("opt_state"), p))  # parameters first
+    return [f"  {p}: {saved.get(p, '(absent)')} in the checkpoint, {target.get(p, '(absent)')} now"
+            for p in differing]
+
+
+def _leaf_signatures(tree: Any) -> dict[str, str]:
+    """{"params/block0/...": "(shape) dtype"}; container types (tuple, list, namedtuple, dict) are
+    ignored, as Orbax's metadata stores them differently from the live state."""
+    signatures = {}
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in key_path]
+        signatures["/".join(names)] = f"{tuple(leaf.shape)} {leaf.dtype}"
+    return signatures
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

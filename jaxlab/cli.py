@@ -7,14 +7,19 @@
                  [--config.a.b=value ...] [--parallel N] [--vmap] [--backend local|ray --address A]
     jaxlab report WORKDIR|SWEEP_DIR [--metric NAME] [--descending]
 
-Bad input (unknown experiment, malformed preset, unknown or mistyped override, ...) prints one
-``jaxlab: error: ...`` line and exits with status 2, having written nothing.
+Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset,
+unknown or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:``
+line, nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept);
+75 stopped by SIGTERM/SIGINT after committing a checkpoint (run the same command to resume).
 """
 import argparse
 import json
 import sys
+import warnings
 
 USAGE_ERROR = 2
+NONFINITE = 3
+INTERRUPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run again to continue
 
 
 def _split_overrides(extra: list[str]) -> dict[str, str]:
@@ -72,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("experiment", help="NAME, NAME:preset, or path/to/file.py[:preset]")
     train.add_argument("--workdir", required=True)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    train.add_argument("--allow-config-change", action="store_true",
+                       help="resume a workdir whose config differs from this one (listed as a "
+                            "warning), e.g. to continue with a longer schedule")
     evaluate = commands.add_parser("eval", help="evaluate a workdir's newest checkpoint",
                                    parents=[multihost])
     evaluate.add_argument("workdir")
@@ -100,13 +108,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Imported here so that `jaxlab --help` answers without loading JAX.
     import jax
 
     from jaxlab import compilation_cache, parallel, registry
-    from jaxlab.errors import UserError
+    from jaxlab.errors import Interrupted, NonFiniteError, UserError
     from jaxlab.report import report
     from jaxlab.train import evaluate_workdir, train
 
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             config = registry.load_config(args.experiment, _split_overrides(extra),
                                           args.experiments_dir)
-            train(config, args.workdir, quiet=args.quiet)
+            train(config, args.workdir, quiet=args.quiet,
+                  allow_config_change=args.allow_config_change)
         elif args.command == "eval":
             metrics = evaluate_workdir(args.workdir)
             if jax.process_index() == 0:
@@ -136,7 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"jaxlab: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except NonFiniteError as error:
+        print(f"jaxlab: error: {error}", file=sys.stderr)
+        return NONFINITE
+    except Interrupted as stopped:
+        print(f"jaxlab: {stopped}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    del category, filename, lineno, line
+    return f"jaxlab: warning: {message}\n"
 
 
 if __name__ == "__main__":

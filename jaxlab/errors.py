@@ -1,4 +1,5 @@
-"""The one error type users see for bad input: the CLI turns it into exit status 2."""
+"""Errors users see: bad input (`UserError`, exit status 2), a diverged run (`NonFiniteError`, 3),
+and a run stopped by a signal after saving a checkpoint (`Interrupted`, 75)."""
 
 
 class UserError(ValueError):
@@ -7,3 +8,23 @@ class UserError(ValueError):
     Raised before anything is written to a workdir; the message says what was wrong and what was
     expected.
     """
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradients became NaN or Inf; no checkpoint of that state was written.
+
+    ``step`` is the first bad step (1-based, as in ``metrics.jsonl``), ``metrics`` its values.
+    """
+
+    def __init__(self, message: str, step: int, metrics: dict):
+        super().__init__(message)
+        self.step, self.metrics = step, metrics
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT (or a preemption notice) stopped the run after a checkpoint of ``step`` was
+    committed; running the same command again resumes it."""
+
+    def __init__(self, message: str, step: int, reason: str):
+        super().__init__(message)
+        self.step, self.reason = step, reason

@@ -22,11 +22,16 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(workdir: pathlib.Path) -> list[dict]:
-    """Every line of ``workdir/metrics.jsonl`` (empty when there is none)."""
+    """Every line of ``workdir/metrics.jsonl`` (empty when there is none).
+
+    A last line without its newline (the process was killed while writing it) is left out.
+    """
     path = pathlib.Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    complete = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 class MetricsLog:

@@ -25,6 +25,9 @@ from jaxlab.errors import UserError
 
 BUILTIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 ENV_VAR = "JAXLAB_EXPERIMENTS"
+# Optional settings every config has (added where an experiment leaves them out), so that they can
+# be overridden like any other key.
+FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +96,19 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
     ``config.experiment`` records the spec, so a workdir knows which experiment it holds.
     """
     path, preset = resolve(spec, extra_dirs)
-    config = _import(path).get_config(preset)
+    config = with_framework_defaults(_import(path).get_config(preset))
     config.experiment = f"{path.stem}:{preset}" if preset else path.stem
     return validate(config_lib.apply_overrides(config, overrides or {}))
+
+
+def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with each of `FRAMEWORK_DEFAULTS` it lacks added."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for key, value in FRAMEWORK_DEFAULTS.items():
+        section, leaf = key.split(".")
+        if section in config and leaf not in config[section]:
+            config[section][leaf] = value
+    return config
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

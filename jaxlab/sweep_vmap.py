@@ -16,7 +16,6 @@ own workdir, in the format of a single run, so ``jaxlab eval``/``report`` and re
 with the same seed, so the results agree with sequential runs to float rounding.
 """
 import dataclasses
-import os
 import pathlib
 import time
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 
 from jaxlab import config as config_lib
 from jaxlab import parallel
+from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
 from jaxlab.metrics_log import MetricsLog
@@ -35,7 +35,7 @@ from jaxlab.optim import make_optimizer
 from jaxlab.state import init_state
 from jaxlab.sweep import DONE, FAILED, write_result
 from jaxlab.tasks import Task, make_task
-from jaxlab.train import CHECKPOINT_DIR, CONFIG_FILE, _check_workdir_config, make_train_chunk
+from jaxlab.train import CHECKPOINT_DIR, make_train_chunk
 
 # Sections whose leaves set shapes, data or the loop itself: never traced.
 UNTRACEABLE_SECTIONS = ("train", "data", "model", "task", "experiment")
@@ -159,7 +159,7 @@ def check_and_group(runs: Sequence, workdir: pathlib.Path) -> list[Group]:
         return []
     traced = differing_keys(runs)
     for run in runs:
-        _check_workdir_config(workdir / run.name, run.config)
+        workdir_lib.check_config(workdir / run.name, run.config)
     base = runs[0].config
     task = make_task(base)
     program = _Program(base, traced, task, parallel.make_mesh(), len(runs))
@@ -233,7 +233,7 @@ def _train(group: Group, workdir: pathlib.Path) -> list[dict[str, Any]]:
     try:
         for run, run_dir in zip(runs, run_dirs):
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(run_dir / CONFIG_FILE, config_lib.to_json(run.config))
+            workdir_lib.write_config(run_dir, run.config)
             checkpoints.append(Checkpoints(run_dir / CHECKPOINT_DIR, keep=tc.keep_checkpoints))
         if group.start_step:
             state = _restore(state, checkpoints, group.start_step, program.replicated)
@@ -277,10 +277,3 @@ def _restore(state: dict, checkpoints: Sequence[Checkpoints], step: int,
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *restored)
     return jax.device_put(stacked, sharding)
 
-
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-    if jax.process_index() != 0:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

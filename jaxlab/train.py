@@ -5,8 +5,10 @@ chunks. A chunk is ``config.train.log_every`` steps inside one ``lax.scan``: bat
 device as a pure function of (seed, step), and the host reads metrics once per chunk. Evaluation
 and (asynchronous) checkpoints happen at chunk boundaries.
 """
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import sys
@@ -19,23 +21,32 @@ import ml_collections
 import optax
 import tqdm
 
-from jaxlab import config as config_lib
 from jaxlab import parallel, registry
+from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.data import sample_batch
-from jaxlab.errors import UserError
+from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.metrics_log import MetricsLog
 from jaxlab.optim import make_optimizer
+from jaxlab.preemption import StopRequests
 from jaxlab.state import DATA_STREAM, STEP_STREAM, init_state
 from jaxlab.tasks import Task, make_task
+from jaxlab.workdir import CONFIG_FILE
 
-CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
 def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: int,
-                     length: int, batch_sharding: jax.sharding.Sharding):
-    """(state, train_arrays) -> (state after ``length`` steps, mean train metrics of those steps)."""
+                     length: int, batch_sharding: jax.sharding.Sharding, *,
+                     skip_nonfinite: bool = False):
+    """(state, train_arrays) -> (state after ``length`` steps, mean train metrics of those steps).
+
+    A step whose loss or gradient norm is NaN or Inf (a NaN/Inf in any gradient makes the norm so)
+    is not applied. By default the state then stays frozen for the rest of the chunk, so
+    ``state["step"]`` is the last good step and the host can stop there. With ``skip_nonfinite``
+    only that step is dropped: the step counter moves on, metrics are averaged over the applied
+    steps and ``skipped_steps`` counts the dropped ones.
+    """
 
     def train_step(state, train_arrays):
         step, params = state["step"], state["params"]
@@ -51,11 +62,30 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
+    def guarded_step(carry, train_arrays):
+        state, halted = carry
+        new_state, metrics = train_step(state, train_arrays)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        if skip_nonfinite:
+            unchanged = {**state, "step": new_state["step"]}
+            return (_select(finite, new_state, unchanged), halted), (metrics, finite)
+        return (_select(finite & ~halted, new_state, state), halted | ~finite), (metrics, finite)
+
     def chunk(state, train_arrays):
-        state, metrics = jax.lax.scan(lambda s, _: train_step(s, train_arrays), state, length=length)
-        return state, jax.tree.map(jnp.mean, metrics)
+        (state, _), (metrics, finite) = jax.lax.scan(
+            lambda carry, _: guarded_step(carry, train_arrays), (state, jnp.zeros((), bool)),
+            length=length)
+        if not skip_nonfinite:
+            return state, jax.tree.map(jnp.mean, metrics)
+        applied = finite.sum()
+        means = jax.tree.map(lambda m: jnp.where(finite, m, 0).sum() / applied, metrics)
+        return state, {**means, "skipped_steps": length - applied}
 
     return chunk
+
+
+def _select(condition: jax.Array, if_true: dict, if_false: dict) -> dict:
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,18 +122,17 @@ def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = N
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
     try:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise UserError(f"workdir {workdir} holds no checkpoint in {workdir / CHECKPOINT_DIR}")
-        state = checkpoints.restore(step, setup.state)
+        restored = checkpoints.restore_latest(setup.state)
     finally:
         checkpoints.close()
-    return config, setup, state
+    if restored is None:
+        raise UserError(f"workdir {workdir} holds no checkpoint in {workdir / CHECKPOINT_DIR}")
+    return config, setup, restored[1]
 
 
 def evaluate_workdir(workdir: str | os.PathLike,
                      devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
-    """Restores the newest checkpoint of ``workdir`` and evaluates it on the test split."""
+    """Restores the newest readable checkpoint of ``workdir`` and evaluates it on the test split."""
     _, setup, state = restore(workdir, devices)
     test_arrays = jax.device_put(setup.task.data.test, parallel.replicated(setup.mesh))
     metrics = setup.task.evaluate(state["params"], state["task_state"], test_arrays)
@@ -120,103 +149,115 @@ def load_workdir_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quiet: bool = False,
-          devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+          devices: Sequence[jax.Device] | None = None,
+          allow_config_change: bool = False) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming from its newest checkpoint); returns final metrics.
 
     Everything that can be wrong with the input is checked before anything is written to
-    ``workdir``: a `UserError` leaves it untouched.
+    ``workdir``: a `UserError` leaves it untouched. A workdir holding a run of another config is
+    refused unless ``allow_config_change``; one in use by another process is refused.
+    Raises `NonFiniteError` when the loss or gradients become NaN/Inf (unless
+    ``config.train.skip_nonfinite_steps``), and `Interrupted` after SIGTERM/SIGINT, once a
+    checkpoint of the step reached is committed.
     """
     start_time = time.time()
-    config = registry.validate(config)
-    tc = config.train
+    config = registry.validate(registry.with_framework_defaults(config))
     setup = prepare(config, devices)
-    task, tx, state = setup.task, setup.tx, setup.state
     workdir = pathlib.Path(workdir)
-    _check_workdir_config(workdir, config)
-    replicated, batch_sharding = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
-    train_arrays = jax.device_put(task.data.train, replicated)
-    test_arrays = jax.device_put(task.data.test, replicated)
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(workdir / CONFIG_FILE, config_lib.to_json(config))
-    checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints)
-    latest = checkpoints.latest_step()
-    if latest is not None:
-        state = checkpoints.restore(latest, state)
-    step = int(state["step"])
-    log = MetricsLog(workdir, resume_step=step)
-
-    chunks = {}  # chunk length -> compiled chunk; the last chunk may be shorter
-    progress = tqdm.tqdm(total=tc.steps, initial=step, unit="step", file=sys.stderr,
-                         disable=quiet or not sys.stderr.isatty() or jax.process_index() > 0,
-                         dynamic_ncols=True)
-    try:
-        while step < tc.steps:
-            length = min(tc.log_every, tc.steps - step)
-            if length not in chunks:
-                chunks[length] = jax.jit(
-                    make_train_chunk(task, tx, tc.batch_size, length, batch_sharding),
-                    donate_argnums=0, out_shardings=(replicated, replicated))
-            state, metrics = chunks[length](state, train_arrays)
-            step += length
-            record = {f"train/{k}": v for k, v in jax.device_get(metrics).items()}
-            if step % tc.eval_every == 0 or step == tc.steps:
-                evaluated = jax.device_get(
-                    task.evaluate(state["params"], state["task_state"], test_arrays))
-                record.update({f"eval/{k}": v for k, v in evaluated.items()})
-            log.write(step, record)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                checkpoints.save(step, state)
-            progress.update(length)
-            progress.set_postfix(loss=f"{float(record['train/loss']):.4g}")
-    finally:
-        progress.close()
-        checkpoints.close()
-        log.close()
-    if task.plot is not None and jax.process_index() == 0:
-        task.plot(state["params"], state["task_state"], test_arrays, workdir)
-
-    final = {**log.latest, "step": step}
+    with workdir_lib.claim(workdir, config, allow_config_change):
+        final = _train_loop(config, setup, workdir, quiet)
     final["wall_time_s"] = round(time.time() - start_time, 2)
     if not quiet and jax.process_index() == 0:
         print(summary_line(config.experiment, final), flush=True)
     return final
 
 
+def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathlib.Path,
+                quiet: bool) -> dict[str, Any]:
+    """Restore-or-init, then chunks until ``config.train.steps``; returns the final metrics."""
+    tc, task = config.train, setup.task
+    skip_nonfinite = tc.get("skip_nonfinite_steps", False)
+    replicated, batch_sharding = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
+    train_arrays = jax.device_put(task.data.train, replicated)
+    test_arrays = jax.device_put(task.data.test, replicated)
+    with contextlib.ExitStack() as stack:  # closed in reverse: checkpoints last, committed
+        checkpoints = stack.enter_context(
+            Checkpoints(workdir / CHECKPOINT_DIR, keep=tc.keep_checkpoints, owner=True))
+        restored = checkpoints.restore_latest(setup.state)
+        workdir_lib.write_config(workdir, config)
+        step, state = restored or (0, setup.state)
+        saved_step = step if restored else None
+        log = stack.enter_context(contextlib.closing(MetricsLog(workdir, resume_step=step)))
+        progress = stack.enter_context(tqdm.tqdm(
+            total=tc.steps, initial=step, unit="step", file=sys.stderr,
+            disable=quiet or not sys.stderr.isatty() or jax.process_index() > 0,
+            dynamic_ncols=True))
+        stop_requests = stack.enter_context(StopRequests(checkpoints.reached_preemption))
+        chunks = {}  # chunk length -> compiled chunk; the last chunk may be shorter
+        chunk_index = 0
+        while step < tc.steps:
+            length = min(tc.log_every, tc.steps - step)
+            if length not in chunks:
+                chunks[length] = jax.jit(
+                    make_train_chunk(task, setup.tx, tc.batch_size, length, batch_sharding,
+                                     skip_nonfinite=skip_nonfinite),
+                    donate_argnums=0, out_shardings=(replicated, replicated))
+            state, metrics = chunks[length](state, train_arrays)
+            metrics = jax.device_get(metrics)
+            _check_finite(setup, config, state, step, length, metrics, train_arrays, saved_step)
+            step += length
+            record = {f"train/{k}": v for k, v in metrics.items()}
+            if step % tc.eval_every == 0 or step == tc.steps:
+                evaluated = jax.device_get(
+                    task.evaluate(state["params"], state["task_state"], test_arrays))
+                record.update({f"eval/{k}": v for k, v in evaluated.items()})
+            log.write(step, record)
+            stop_reason = stop_requests.reason(chunk_index)
+            chunk_index += 1
+            if step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason:
+                checkpoints.save(step, state)
+                saved_step = step
+            progress.update(length)
+            progress.set_postfix(loss=f"{float(record['train/loss']):.4g}")
+            if stop_reason and step < tc.steps:
+                checkpoints.wait_until_committed()
+                raise Interrupted(f"stopped by {stop_reason} at step {step}: its checkpoint is "
+                                  f"committed in {checkpoints.directory}; run the same command "
+                                  f"again to resume", step=step, reason=stop_reason)
+    if task.plot is not None and jax.process_index() == 0:
+        task.plot(state["params"], state["task_state"], test_arrays, workdir)
+    return {**log.latest, "step": step}
+
+
+def _check_finite(setup: Setup, config: ml_collections.ConfigDict, state: dict, start: int,
+                  length: int, metrics: dict, train_arrays: dict, saved_step: int | None) -> None:
+    """Raises `NonFiniteError` if the chunk from step ``start`` met a NaN/Inf it did not skip."""
+    kept = f"checkpoints up to step {saved_step} are untouched" if saved_step else \
+        "no checkpoint was written"
+    if config.train.get("skip_nonfinite_steps", False):
+        if metrics["skipped_steps"] == length:
+            raise NonFiniteError(
+                f"every step from {start + 1} to {start + length} had a non-finite loss or "
+                f"gradient norm (skipped); stopped: the run has diverged; {kept}",
+                step=start + 1, metrics=metrics)
+        return
+    reached = int(state["step"])
+    if reached == start + length:
+        return
+    # The state is frozen just before the bad step: run that step alone to show its metrics.
+    probe = jax.jit(make_train_chunk(setup.task, setup.tx, config.train.batch_size, 1,
+                                     parallel.batch_sharded(setup.mesh)))
+    probed = jax.device_get(probe(state, train_arrays)[1])
+    values = {f"train/{k}": float(probed[k]) for k in ["loss", *sorted(probed.keys() - {"loss"})]}
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)} or values
+    shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+    raise NonFiniteError(
+        f"non-finite {shown} at step {reached + 1}; stopped without saving it ({kept}). Lower the "
+        f"learning rate, or set config.train.skip_nonfinite_steps=True to skip such steps",
+        step=reached + 1, metrics=values)
+
+
 def summary_line(experiment: str, final: dict[str, Any]) -> str:
     shown = " ".join(f"{k}={v:.4g}" for k, v in final.items()
                      if isinstance(v, float) and k != "wall_time_s")
     return f"jaxlab: {experiment} step={final['step']} {shown} wall_time={final['wall_time_s']:.1f}s"
-
-
-def _check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """Refuses a workdir that already holds a run of a different config."""
-    path = workdir / CONFIG_FILE
-    if not path.exists():
-        return
-    old = _flatten(json.loads(path.read_text()))
-    new = _flatten(json.loads(config_lib.to_json(config)))
-    differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if differing:
-        lines = [f"  {k}: {old.get(k, '(absent)')!r} in the workdir, {new.get(k, '(absent)')!r} now"
-                 for k in differing]
-        raise UserError(f"workdir {workdir} holds a run with a different config:\n"
-                        + "\n".join(lines) + "\nuse a new workdir")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-    if jax.process_index() != 0:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

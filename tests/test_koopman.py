@@ -1,7 +1,6 @@
 """Koopman experiment: the information math, the simulators, and one smoke training run."""
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

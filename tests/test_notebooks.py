@@ -1,5 +1,4 @@
 """Every notebook runs top to bottom on CPU (small presets), and is committed without outputs."""
-import os
 
 import nbformat
 import pytest

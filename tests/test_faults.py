@@ -1,0 +1,376 @@
+"""Faults a run survives: kill -9, SIGTERM, damaged checkpoints, NaN/Inf, a changed config."""
+import dataclasses
+import functools
+import importlib
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jaxlab
+from jaxlab import cli, state
+from jaxlab.checkpoint import CheckpointWarning, Checkpoints
+from jaxlab.data import batch_indices
+from jaxlab.errors import Interrupted, NonFiniteError, UserError
+from jaxlab.train import prepare
+from tests.conftest import REPO, read_jsonl
+
+SMOKE = "minimal_transformer:smoke"
+# In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
+RUN = {"train.steps": 20, "train.checkpoint_every": 5, "train.keep_checkpoints": 10}
+# Runs in a subprocess: many chunk boundaries and (asynchronous) checkpoint writes to land in.
+SUBPROCESS_RUN = ["--config.train.steps=48", "--config.train.log_every=2",
+                  "--config.train.checkpoint_every=6", "--config.train.eval_every=24",
+                  "--config.train.keep_checkpoints=3"]
+
+
+ONE_DEVICE = jax.devices()[:1]  # in-process runs: the fault logic does not depend on the mesh
+EIGHT_DEVICES = tuple(jax.devices())  # `jaxlab train` subprocesses: every (simulated) device
+
+
+def config(**overrides):
+    return jaxlab.load_config(SMOKE, {**RUN, **overrides})
+
+
+def train(cfg, workdir, **kwargs):
+    return jaxlab.train(cfg, workdir, quiet=True, devices=ONE_DEVICE, **kwargs)
+
+
+@functools.cache
+def state_template(devices):
+    """A train state of the smoke preset's shapes (all that restoring needs), on ``devices``."""
+    return prepare(jaxlab.load_config(SMOKE), devices).state
+
+
+@functools.cache
+def final_state(workdir, devices=tuple(ONE_DEVICE)):
+    """(step, state) of the newest checkpoint; cached, so only pass finished workdirs."""
+    with Checkpoints(pathlib.Path(workdir) / "checkpoints", keep=10) as checkpoints:
+        step, restored = checkpoints.restore_latest(state_template(devices))
+    return step, jax.device_get(restored)
+
+
+def assert_same_run(workdir, reference, devices=tuple(ONE_DEVICE)):
+    """Each step logged once with the same values, and bit-identical final train states."""
+    assert read_jsonl(workdir / "metrics.jsonl") == read_jsonl(reference / "metrics.jsonl")
+    (step, got), (ref_step, want) = final_state(workdir, devices), final_state(reference, devices)
+    assert step == ref_step
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def snapshot(directory):
+    """Every path under ``directory`` with its bytes (None for directories)."""
+    return {p.relative_to(directory): None if p.is_dir() else p.read_bytes()
+            for p in sorted(pathlib.Path(directory).rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished in-process run: checkpoints 5, 10, 15, 20."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    train(config(), workdir)
+    return workdir
+
+
+def copy_of(workdir, tmp_path):
+    return pathlib.Path(shutil.copytree(workdir, tmp_path / "copy"))
+
+
+# --- damaged checkpoints ----------------------------------------------------------------------
+
+def left_as_unfinished_write(step_dir):
+    tmp = step_dir.with_name(f"{step_dir.name}.orbax-checkpoint-tmp-1795000000000")
+    step_dir.rename(tmp)
+    return tmp
+
+
+def arrays_truncated(step_dir):
+    for path in step_dir.rglob("*"):
+        if path.is_file() and path.parent.name == "d":  # the OCDBT data files
+            os.truncate(path, path.stat().st_size // 2)
+    return step_dir
+
+
+def commit_record_removed(step_dir):
+    (step_dir / "_CHECKPOINT_METADATA").unlink()
+    return step_dir
+
+
+def tree_metadata_removed(step_dir):
+    (step_dir / "default" / "_METADATA").unlink()
+    return step_dir
+
+
+@pytest.mark.parametrize("damage_20, damage_15", [
+    (left_as_unfinished_write, arrays_truncated),
+    (commit_record_removed, tree_metadata_removed),
+])
+def test_damaged_checkpoints_are_skipped_with_a_warning(finished, tmp_path, damage_20, damage_15):
+    workdir = copy_of(finished, tmp_path)
+    damaged = [damage_20(workdir / "checkpoints" / "20"), damage_15(workdir / "checkpoints" / "15")]
+    with pytest.warns(CheckpointWarning) as warned:
+        final = train(config(), workdir)
+    messages = [str(w.message) for w in warned]
+    for path in damaged:
+        assert any(m.startswith("ignoring") and f"{path}:" in m for m in messages), messages
+    assert final["step"] == 20
+    assert_same_run(workdir, finished)  # resumed from step 10, redid 11..20
+    for path in damaged:
+        if ".orbax-checkpoint-tmp" in path.name:  # an unfinished write is removed
+            assert not path.exists()
+        else:  # a damaged step is moved aside, so that it could be saved again
+            assert path.with_name(path.name + ".unreadable").is_dir()
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    for step_dir in (workdir / "checkpoints").iterdir():
+        commit_record_removed(step_dir)
+    before = snapshot(workdir)
+    with pytest.warns(CheckpointWarning), pytest.raises(
+            UserError, match=f"no readable checkpoint in {workdir / 'checkpoints'}"):
+        train(config(), workdir)
+    after = snapshot(workdir)
+    lock = pathlib.Path(".lock")  # rewritten with the pid of the process that held it
+    assert {k: v for k, v in after.items() if k != lock} == {
+        k: v for k, v in before.items() if k != lock}
+
+
+def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    before = snapshot(workdir / "checkpoints")
+    with pytest.raises(UserError, match=r"(?s)another structure.*"
+                       r"params/params/block0/attention/key/kernel: "
+                       r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
+        train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
+              allow_config_change=True)
+    assert snapshot(workdir / "checkpoints") == before
+    assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
+
+
+# --- bad input and the config guard -----------------------------------------------------------
+
+RUN_ARGS = [f"--config.{k}={v}" for k, v in RUN.items()]
+BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
+    (["nope", *RUN_ARGS], "unknown experiment 'nope'"),
+    (["minimal_transformer:depth", *RUN_ARGS], "malformed preset item 'depth'"),
+    (["minimal_transformer:colour=red", *RUN_ARGS], "unknown preset key 'colour'"),
+    (["minimal_transformer:smoke,depth=two", *RUN_ARGS], "preset key 'depth' expects an int"),
+    ([SMOKE, *RUN_ARGS, "--config.train.stepz=5"], "did you mean train.steps"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=many"], "config.train.steps expects an int"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=fast"], "expects a float"),
+    ([SMOKE, *RUN_ARGS, "--config.train.skip_nonfinite_steps=maybe"], "expects a bool"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=0"], "config.train.steps must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.steps=-20"], "config.train.steps must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=0"], "batch_size must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=-32"], "batch_size must be positive"),
+    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=12"], "not divisible by the number of devices"),
+    ([SMOKE, *RUN_ARGS, "--steps=5"], "unrecognised argument '--steps=5'"),
+]
+REFUSED_WORKDIR = [  # only an existing workdir can refuse these
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=0.5"],
+     "optimizer.learning_rate: 0.001 in the workdir, 0.5 now"),
+    (["minimal_transformer:smoke,depth=2", *RUN_ARGS],
+     "experiment: 'minimal_transformer:smoke' in the workdir, 'minimal_transformer:smoke,depth=2'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT + REFUSED_WORKDIR)
+def test_bad_input_exits_2_and_leaves_an_existing_workdir_unchanged(finished, args, message,
+                                                                      capsys):
+    before = snapshot(finished)
+    assert cli.main(["train", *args, "--workdir", str(finished)]) == cli.USAGE_ERROR
+    error = capsys.readouterr().err
+    assert error.startswith("jaxlab: error: ") and message in error
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_exits_2_and_creates_no_workdir(tmp_path, args, message, capsys):
+    workdir = tmp_path / "new"
+    assert cli.main(["train", *args, "--workdir", str(workdir)]) == cli.USAGE_ERROR
+    assert message in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    with pytest.warns(UserWarning, match="train.steps: 20 in the workdir, 30 now"):
+        final = train(config(**{"train.steps": 30}), workdir, allow_config_change=True)
+    assert final["step"] == 30
+    records = read_jsonl(workdir / "metrics.jsonl")
+    assert records[:4] == read_jsonl(finished / "metrics.jsonl")  # steps 5..20 kept, not redone
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert '"steps": 30' in (workdir / "config.json").read_text()
+
+
+# --- NaN / Inf --------------------------------------------------------------------------------
+
+def steps_with_each_example(cfg, num_train):
+    """{example: the steps (1-based) of ``cfg``'s run whose batch holds it}."""
+    root = jax.random.split(jax.random.PRNGKey(cfg.seed))[1]
+    data_key = jax.random.fold_in(root, state.DATA_STREAM)
+    steps = {}
+    for step in range(cfg.train.steps):
+        for example in np.asarray(batch_indices(data_key, step, cfg.train.batch_size, num_train)):
+            steps.setdefault(int(example), []).append(step + 1)
+    return steps
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """One training example, first drawn at step 13, gets a NaN pixel; returns its steps."""
+    train_module = importlib.import_module("jaxlab.train")
+    real_make_task = train_module.make_task
+    cfg = config()
+    num_train = real_make_task(cfg).data.num_train
+    example, steps = next((e, s) for e, s in sorted(steps_with_each_example(cfg, num_train).items())
+                          if s[0] == 13)
+
+    def make_task(cfg):
+        task = real_make_task(cfg)
+        train = dict(task.data.train, image=task.data.train["image"].copy())
+        train["image"][example, 0, 0] = np.nan
+        return dataclasses.replace(task, data=dataclasses.replace(task.data, train=train))
+
+    monkeypatch.setattr(train_module, "make_task", make_task)
+    return steps
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path):
+    bad_step = poisoned[0]
+    with pytest.raises(NonFiniteError, match=f"non-finite train/loss=nan.* at step {bad_step};"
+                                             f".*checkpoints up to step 10 are untouched") as error:
+        train(config(), tmp_path)
+    assert error.value.step == bad_step and np.isnan(error.value.metrics["train/loss"])
+    # The chunk of steps 11..15 holding the bad step was neither logged nor saved.
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "5"]
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [5, 10]
+
+
+@pytest.mark.parametrize("raised, status", [
+    (NonFiniteError("non-finite train/loss=nan at step 3", step=3, metrics={}), cli.NONFINITE),
+    (Interrupted("stopped by SIGTERM at step 4", step=4, reason="SIGTERM"), cli.INTERRUPTED),
+])
+def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised, status):
+    def stopped_train(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(importlib.import_module("jaxlab.train"), "train", stopped_train)
+    assert cli.main(["train", SMOKE, "--workdir", str(tmp_path)]) == status
+    assert capsys.readouterr().err.strip().endswith(str(raised))
+
+
+def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
+    final = train(config(**{"train.skip_nonfinite_steps": True}), tmp_path)
+    assert final["step"] == 20 and np.isfinite(final["train/loss"])
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    skipped = {r["step"]: r["train/skipped_steps"] for r in records}
+    assert skipped == {end: sum(end - 5 < s <= end for s in poisoned) for end in (5, 10, 15, 20)}
+    assert sum(skipped.values()) >= 1
+    _, restored = final_state(tmp_path)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
+
+
+# --- kill -9 and SIGTERM, on a real `jaxlab train` process ------------------------------------
+
+def launch(workdir, compile_cache):
+    """Starts `jaxlab train` (sharing a persistent compilation cache); stderr to WORKDIR.stderr."""
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    with open(workdir.with_suffix(".stderr"), "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
+             *SUBPROCESS_RUN], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def finish(process, workdir, timeout=600):
+    """Waits for the process; returns (exit status, its stderr)."""
+    process.wait(timeout=timeout)
+    return process.returncode, workdir.with_suffix(".stderr").read_text()
+
+
+def logged_step(workdir):
+    records = read_jsonl_prefix(workdir / "metrics.jsonl")
+    return records[-1]["step"] if records else 0
+
+
+def read_jsonl_prefix(path):
+    """The complete lines of a file another process is appending to."""
+    from jaxlab.metrics_log import read_metrics
+    return read_metrics(path.parent) if path.exists() else []
+
+
+def wait_for(condition, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended early with status {process.returncode}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def subprocess_reference(tmp_path_factory):
+    """An uninterrupted `jaxlab train` subprocess run, and the compile cache it filled."""
+    base = tmp_path_factory.mktemp("subprocess")
+    process = launch(base / "reference", base / "compile_cache")
+    status, err = finish(process, base / "reference")
+    assert status == 0, err
+    return base / "reference", base / "compile_cache"
+
+
+def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path):
+    reference, compile_cache = subprocess_reference
+    workdir, rng = tmp_path / "run", random.Random(8)
+    checkpoint_dir = workdir / "checkpoints"
+    for kill_point in range(2):
+        unfinished_before = set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
+        logged_before = logged_step(workdir)  # lines past the checkpoint are cut on resume
+        process = launch(workdir, compile_cache)
+        if kill_point == 1:  # as soon as an asynchronous checkpoint write is under way
+            wait_for(lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
+                     - unfinished_before, process)
+        else:  # after a random chunk, plus a random part of the next one
+            target = min(rng.randrange(logged_before + 2, logged_before + 12, 2), 38)
+            wait_for(lambda: logged_step(workdir) >= target, process)
+            time.sleep(rng.uniform(0, 0.05))
+        process.kill()
+        assert finish(process, workdir)[0] == -signal.SIGKILL
+    assert (workdir / ".lock").exists()  # left by the killed process; it must not block
+    status, err = finish(launch(workdir, compile_cache), workdir)
+    assert status == 0, err
+    assert_same_run(workdir, reference, EIGHT_DEVICES)
+
+
+def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refused(
+        subprocess_reference, tmp_path):
+    _, compile_cache = subprocess_reference
+    workdir = tmp_path / "run"
+    process = launch(workdir, compile_cache)
+    wait_for(lambda: logged_step(workdir) >= 10, process)
+    process.send_signal(signal.SIGSTOP)  # frozen while it holds the workdir
+    try:
+        with pytest.raises(UserError, match=re.escape(
+                f"is in use by a running jaxlab process (pid {process.pid} on")):
+            jaxlab.train(jaxlab.load_config(SMOKE, cli._split_overrides(SUBPROCESS_RUN)), workdir,
+                         quiet=True, devices=ONE_DEVICE)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    process.send_signal(signal.SIGTERM)
+    status, err = finish(process, workdir)
+    assert status == cli.INTERRUPTED, err
+    stopped_at = logged_step(workdir)
+    assert stopped_at < 48
+    assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
+    with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
+        assert checkpoints.restore_latest(state_template(EIGHT_DEVICES))[0] == stopped_at
