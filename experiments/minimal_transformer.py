@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     config.task = "classification"
     config.data = dict(data)
-    config.model = dict(attention=preset.attention, triangular=preset.triangular,
+    config.model = dict(name="vit", attention=preset.attention, triangular=preset.triangular,
                         patch_size=patch_size, width=preset.width, depth=preset.depth,
                         heads=preset.heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
     config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,

@@ -1,4 +1,9 @@
-"""Image classification with cross-entropy: the task of the transformer experiments."""
+"""Classification with cross-entropy.
+
+``config.model.name`` picks the classifier and the input it reads: ``vit`` (a vision transformer
+on the dataset's ``image`` arrays) or ``mlp`` (a multilayer perceptron on its ``x`` feature
+vectors).
+"""
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -6,15 +11,17 @@ import optax
 
 from jaxlab.data import loaders
 from jaxlab.errors import UserError
+from jaxlab.models.mlp import MLPClassifier
 from jaxlab.models.transformer import ATTENTION_VARIANTS, VisionTransformer
 from jaxlab.tasks.base import Task
 
 EVAL_CHUNK = 512  # test examples per vectorised evaluation chunk (bounds evaluation memory)
+INPUT_KEYS = {"vit": "image", "mlp": "x"}  # model name -> the dataset array it classifies
 
 
 def make_model(config: ml_collections.ConfigDict, num_classes: int,
                image_shape: tuple[int, int, int]) -> VisionTransformer:
-    """The classifier of ``config.model`` for images of ``image_shape``; checks the config."""
+    """The vision transformer of ``config.model`` for images of ``image_shape``; checks the config."""
     m = config.model
     attention, triangular = m.get("attention", "full"), m.get("triangular", False)
     if attention not in ATTENTION_VARIANTS:
@@ -36,7 +43,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int,
 
 
 def as_float_images(images: jax.Array) -> jax.Array:
-    """uint8 images (MNIST, CIFAR-10) scaled to [0, 1]; float images unchanged."""
+    """uint8 images (MNIST, CIFAR-10) scaled to [0, 1]; float inputs unchanged."""
     if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 255.0
     return images
@@ -48,19 +55,29 @@ def parameter_total(params) -> int:
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
+    if config.model.name not in INPUT_KEYS:
+        raise UserError(f"config.model.name={config.model.name!r} is unknown; expected one of "
+                        f"{', '.join(INPUT_KEYS)}")
+    input_key = INPUT_KEYS[config.model.name]
     data = loaders.load(config.data)
+    if input_key not in data.train:
+        raise UserError(f"model {config.model.name!r} reads {input_key!r} arrays, which dataset "
+                        f"{config.data.name!r} does not have (it has {', '.join(data.train)})")
     num_classes = int(max(data.train["label"].max(), data.test["label"].max())) + 1
-    model = make_model(config, num_classes, data.train["image"].shape[1:])
+    if config.model.name == "mlp":
+        model = MLPClassifier(tuple(config.model.hidden_sizes), num_classes)
+    else:
+        model = make_model(config, num_classes, data.train["image"].shape[1:])
 
-    def logits_of(params, images):
-        return model.apply(params, as_float_images(images))
+    def logits_of(params, inputs):
+        return model.apply(params, as_float_images(inputs))
 
     def init(key, batch):
-        return model.init(key, as_float_images(batch["image"])), {}
+        return model.init(key, as_float_images(batch[input_key])), {}
 
     def loss(params, task_state, batch, key):
         del key  # deterministic model
-        logits = logits_of(params, batch["image"])
+        logits = logits_of(params, batch[input_key])
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
         return losses.mean(), ({"accuracy": accuracy}, task_state)
@@ -69,7 +86,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     def evaluate(params, task_state, test):
         del task_state
         def per_example(example):
-            logits = logits_of(params, example["image"][None])[0]
+            logits = logits_of(params, example[input_key][None])[0]
             return (optax.softmax_cross_entropy_with_integer_labels(logits, example["label"]),
                     jnp.argmax(logits) == example["label"])
         losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_CHUNK)
