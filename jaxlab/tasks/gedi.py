@@ -1,0 +1,191 @@
+"""GEDI: self-supervised clustering trained jointly as an energy-based model.
+
+Sansone & Manhaeve, "Unifying Self-Supervised Clustering and Energy-Based Models" (arXiv
+2401.00873, TMLR 2025). One network gives cluster logits f(x) (K of them); p(y|x) = softmax(f(x))
+and E(x) = -logsumexp_y f(x)_y (JEM's energy). GEDI minimises the sum of three terms of its lower
+bound on the data log-likelihood (Sec. 4, Algorithm 1), each weighted by ``config.loss``:
+
+* generative (contrastive divergence): mean E(x) over data - mean E(x~) over SGLD samples x~ from
+  persistent chains (`jaxlab.ebm`); penalises representation collapse;
+* invariance: -(1/B) sum_i sum_y p(y|x2_i) log p(y|x1_i), for two augmented views x1, x2 of x_i;
+  makes the assignment of a point the same under augmentation;
+* uniformity (prior): -sum_y log((1/B) sum_i p(y|x1_i)), pushing the batch marginal of the
+  assignments toward uniform; penalises cluster collapse (its minimum is K log K).
+
+The two discriminative terms are written as in the authors' later code (quoted in the issue); no
+stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` optionally adds
+alpha * mean(E(x)^2 + E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), off by
+default. Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
+points, random shifts (zero padded) plus noise for images.
+"""
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+import optax
+
+from jaxlab import clustering, ebm
+from jaxlab.data import loaders
+from jaxlab.errors import UserError
+from jaxlab.models.gedi import ClusterMLP, energy
+from jaxlab.tasks.base import Task
+
+NUM_UNIFORM_EVAL = 2000  # points uniform in the box for eval/energy_uniform
+PLOT_GRID = 200  # the energy landscape is drawn on a PLOT_GRID x PLOT_GRID grid
+
+
+def invariance_loss(logits1_bk: jax.Array, logits2_bk: jax.Array) -> jax.Array:
+    """-(1/B) sum_i sum_y softmax(logits2_i)_y log softmax(logits1_i)_y."""
+    return -jnp.mean(jnp.sum(jax.nn.softmax(logits2_bk) * jax.nn.log_softmax(logits1_bk), -1))
+
+
+def uniformity_loss(logits_bk: jax.Array) -> jax.Array:
+    """-sum_y log((1/B) sum_i softmax(logits_i)_y); equals K log K at a uniform batch marginal."""
+    marginal_k = jnp.mean(jax.nn.softmax(logits_bk), axis=0)
+    return -jnp.sum(jnp.log(marginal_k))
+
+
+def generative_loss(energy_data_b: jax.Array, energy_samples_b: jax.Array) -> jax.Array:
+    """Contrastive divergence: mean E(data) - mean E(samples) (its gradient is the NLL's)."""
+    return jnp.mean(energy_data_b) - jnp.mean(energy_samples_b)
+
+
+def augment(key: jax.Array, x: jax.Array, noise_std: float, max_shift: int) -> jax.Array:
+    """A random view of a batch: images (B, H, W, C) shifted by up to ``max_shift`` pixels, then
+    Gaussian noise of std ``noise_std`` added to every input."""
+    shift_key, noise_key = jax.random.split(key)
+    if x.ndim == 4 and max_shift > 0:
+        b, h, w, _ = x.shape
+        padded = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+        offsets = jax.random.randint(shift_key, (b, 2), 0, 2 * max_shift + 1)
+        x = jax.vmap(lambda img, o: jax.lax.dynamic_slice(
+            img, (o[0], o[1], 0), (h, w, img.shape[-1])))(padded, offsets)
+    return x + noise_std * jax.random.normal(noise_key, x.shape, x.dtype)
+
+
+def sampling_box(train_inputs: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate [min, max] of the training inputs widened by ``margin`` times its width."""
+    low, high = train_inputs.min(0), train_inputs.max(0)
+    width = high - low
+    return (low - margin * width).astype(np.float32), (high + margin * width).astype(np.float32)
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+    data = loaders.load(config.data)
+    input_key = "image" if "image" in data.train else "x"
+    m, lc, sc, ac = config.model, config.loss, config.sgld, config.augment
+    if m.num_clusters < 2:
+        raise UserError(f"config.model.num_clusters must be at least 2, got {m.num_clusters}")
+    if sc.buffer_size < config.train.batch_size:
+        raise UserError(f"config.sgld.buffer_size={sc.buffer_size} must be at least "
+                        f"config.train.batch_size={config.train.batch_size}")
+    model = ClusterMLP(num_clusters=m.num_clusters, hidden=tuple(m.hidden),
+                       temperature=m.temperature)
+    low, high = (jnp.asarray(v) for v in sampling_box(data.train[input_key], sc.box_margin))
+    use_generative = lc.generative != 0.0
+
+    def init(key, batch):
+        params_key, buffer_key = jax.random.split(key)
+        params = model.init(params_key, batch[input_key])
+        buffer = ebm.uniform_in_box(buffer_key, sc.buffer_size, low, high)
+        return params, {"sgld_buffer": buffer}
+
+    def loss(params, task_state, batch, key):
+        x = batch[input_key]
+        view1_key, view2_key, chain_key, sgld_key = jax.random.split(key, 4)
+        logits1 = model.apply(params, augment(view1_key, x, ac.noise_std, ac.max_shift))
+        logits2 = model.apply(params, augment(view2_key, x, ac.noise_std, ac.max_shift))
+        inv, unif = invariance_loss(logits1, logits2), uniformity_loss(logits1)
+        total = lc.invariance * inv + lc.uniformity * unif
+        metrics = {"loss_invariance": inv, "loss_uniformity": unif}
+        if use_generative:
+            buffer = task_state["sgld_buffer"]
+            idx, x0 = ebm.draw_chains(buffer, chain_key, x.shape[0], sc.reinit_prob, low, high)
+            frozen = jax.lax.stop_gradient(params)
+            samples = jax.lax.stop_gradient(ebm.sgld(
+                lambda z: energy(model.apply(frozen, z)), x0, sgld_key, sc.steps, sc.step_size,
+                sc.noise_std, low, high))
+            task_state = {"sgld_buffer": buffer.at[idx].set(samples)}
+            e_data, e_samples = energy(model.apply(params, x)), energy(model.apply(params, samples))
+            gen = generative_loss(e_data, e_samples)
+            total += lc.generative * gen + lc.energy_l2 * jnp.mean(e_data ** 2 + e_samples ** 2)
+            metrics.update(loss_generative=gen, energy_data=e_data.mean(),
+                           energy_sgld=e_samples.mean())
+        return total, (metrics, task_state)
+
+    @jax.jit
+    def predict(params, inputs):
+        logits = model.apply(params, inputs)
+        return jnp.argmax(logits, -1), energy(logits)
+
+    uniform_points = ebm.uniform_in_box(jax.random.PRNGKey(0), NUM_UNIFORM_EVAL, low, high)
+
+    def evaluate(params, task_state, test):
+        del task_state
+        clusters, test_energy = jax.device_get(predict(params, test[input_key]))
+        _, uniform_energy = jax.device_get(predict(params, uniform_points))
+        labels = np.asarray(jax.device_get(test["label"]))
+        return {"nmi": clustering.nmi(labels, clusters),
+                "accuracy": clustering.hungarian_accuracy(labels, clusters),
+                "cluster_entropy": clustering.cluster_entropy(clusters, m.num_clusters),
+                "energy_data": float(test_energy.mean()),
+                "energy_uniform": float(uniform_energy.mean())}
+
+    def plot(params, task_state, test, directory):
+        inputs = np.asarray(jax.device_get(test[input_key]))
+        samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
+        if inputs.ndim == 2 and inputs.shape[1] == 2:
+            _plot_plane(predict, params, inputs, samples, np.asarray(low), np.asarray(high),
+                        pathlib.Path(directory))
+        else:
+            _plot_image_samples(samples, pathlib.Path(directory))
+
+    return Task(data=data, init=init, loss=loss, evaluate=evaluate, plot=plot)
+
+
+def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.Path) -> None:
+    """gedi_clusters.png, gedi_energy.png and gedi_sgld_samples.png for 2-D inputs."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    gx, gy = np.meshgrid(np.linspace(low[0], high[0], PLOT_GRID),
+                         np.linspace(low[1], high[1], PLOT_GRID))
+    grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    grid_clusters, grid_energy = (np.asarray(a) for a in jax.device_get(predict(params, grid)))
+    clusters, _ = jax.device_get(predict(params, points))
+    panels = {
+        "gedi_clusters.png": ("learned clusters (test points; regions: argmax p(y|x))", None),
+        "gedi_energy.png": ("energy E(x) = -logsumexp f(x)", points),
+        "gedi_sgld_samples.png": ("SGLD replay buffer over the energy", samples),
+    }
+    for name, (title, overlay) in panels.items():
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        if overlay is None:
+            ax.contourf(gx, gy, grid_clusters.reshape(gx.shape), alpha=0.25, cmap="tab10",
+                        levels=np.arange(grid_clusters.max() + 2) - 0.5)
+            ax.scatter(points[:, 0], points[:, 1], c=clusters, cmap="tab10", s=4,
+                       vmin=0, vmax=9)
+        else:
+            mesh = ax.contourf(gx, gy, grid_energy.reshape(gx.shape), levels=30, cmap="viridis")
+            fig.colorbar(mesh, ax=ax)
+            ax.scatter(overlay[:, 0], overlay[:, 1], c="white", s=2, alpha=0.6)
+        ax.set(title=title, xlim=(low[0], high[0]), ylim=(low[1], high[1]))
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=100)
+        plt.close(fig)
+
+
+def _plot_image_samples(samples, directory: pathlib.Path, rows: int = 8) -> None:
+    """gedi_sgld_samples.png: a grid of replay-buffer images."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    count = min(rows * rows, len(samples))
+    fig, axes = plt.subplots(rows, rows, figsize=(rows, rows))
+    for i, ax in enumerate(axes.ravel()):
+        if i < count:
+            ax.imshow(samples[i].squeeze(), cmap="gray_r", vmin=0, vmax=1)
+        ax.axis("off")
+    fig.savefig(directory / "gedi_sgld_samples.png", dpi=80)
+    plt.close(fig)
