@@ -80,3 +80,18 @@ def test_workdir_of_another_config_is_refused(smoke_config, tmp_path):
     other = jaxlab.load_config("minimal_transformer:smoke", {"optimizer.learning_rate": 0.5})
     with pytest.raises(UserError, match="optimizer.learning_rate: 0.001 in the workdir, 0.5 now"):
         jaxlab.train(other, tmp_path, quiet=True)
+
+
+def test_mlp_classifier_on_moons(tmp_path):
+    config = jaxlab.load_config("mlp_moons:smoke", {"train.steps": 300, "train.eval_every": 100,
+                                                    "train.log_every": 100,
+                                                    "train.checkpoint_every": 300})
+    final = jaxlab.train(config, tmp_path, quiet=True)
+    assert final["eval/accuracy"] > 0.95  # two classes, 1,024 held-out points
+
+
+def test_data_arguments_the_loader_does_not_take_are_refused(tmp_path):
+    config = jaxlab.load_config("mlp_moons:smoke", {"data.name": "digits"})
+    with pytest.raises(UserError, match="dataset 'digits' does not take config.data.factor"):
+        jaxlab.train(config, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 """``config.data.name`` -> a module ``jaxlab.data.<name>`` whose ``load(**kwargs)`` gives a Dataset."""
 import importlib
+import inspect
 import pkgutil
 
 import ml_collections
@@ -18,4 +19,10 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
     if data_config.name not in names:
         raise UserError(f"unknown dataset {data_config.name!r}; known datasets: {', '.join(names)}")
     kwargs = {k: v for k, v in data_config.items() if k != "name"}
-    return importlib.import_module(f"jaxlab.data.{data_config.name}").load(**kwargs)
+    load_fn = importlib.import_module(f"jaxlab.data.{data_config.name}").load
+    accepted = inspect.signature(load_fn).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise UserError(f"dataset {data_config.name!r} does not take config.data."
+                        f"{', config.data.'.join(unknown)}; it takes: {', '.join(accepted) or '-'}")
+    return load_fn(**kwargs)
