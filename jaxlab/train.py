@@ -24,7 +24,7 @@ import tqdm
 from jaxlab import parallel, registry
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
-from jaxlab.data import sample_batch
+from jaxlab.data import chunk_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.metrics_log import MetricsLog
 from jaxlab.optim import make_optimizer
@@ -48,10 +48,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
     steps and ``skipped_steps`` counts the dropped ones.
     """
 
-    def train_step(state, train_arrays):
+    def train_step(state, train_arrays, batch_indices):
         step, params = state["step"], state["params"]
-        data_key = jax.random.fold_in(state["rng"], DATA_STREAM)
-        batch = sample_batch(train_arrays, data_key, step, batch_size)
+        batch = {name: value[batch_indices] for name, value in train_arrays.items()}
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
         (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
@@ -62,9 +61,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
-    def guarded_step(carry, train_arrays):
+    def guarded_step(carry, train_arrays, batch_indices):
         state, halted = carry
-        new_state, metrics = train_step(state, train_arrays)
+        new_state, metrics = train_step(state, train_arrays, batch_indices)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         if skip_nonfinite:
             unchanged = {**state, "step": new_state["step"]}
@@ -72,9 +71,12 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         return (_select(finite & ~halted, new_state, state), halted | ~finite), (metrics, finite)
 
     def chunk(state, train_arrays):
+        num_examples = next(iter(train_arrays.values())).shape[0]
+        data_key = jax.random.fold_in(state["rng"], DATA_STREAM)
+        indices = chunk_indices(data_key, state["step"], length, batch_size, num_examples)
         (state, _), (metrics, finite) = jax.lax.scan(
-            lambda carry, _: guarded_step(carry, train_arrays), (state, jnp.zeros((), bool)),
-            length=length)
+            lambda carry, idx: guarded_step(carry, train_arrays, idx), (state, jnp.zeros((), bool)),
+            indices)
         if not skip_nonfinite:
             return state, jax.tree.map(jnp.mean, metrics)
         applied = finite.sum()

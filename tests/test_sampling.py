@@ -2,7 +2,7 @@
 import jax
 import numpy as np
 
-from jaxlab.data import batch_indices
+from jaxlab.data import batch_indices, chunk_indices
 
 
 def test_each_epoch_visits_every_example_once():
@@ -21,3 +21,12 @@ def test_batches_depend_only_on_key_and_step():
     # a large step does not overflow int32 (step * batch_size > 2**31)
     big = np.asarray(batch_indices(key, 2**28, 64, 1437))
     assert big.min() >= 0 and big.max() < 1437 and len(set(big)) == 64
+
+
+def test_chunk_indices_equal_the_steps_batch_indices():
+    key = jax.random.PRNGKey(7)
+    for first, length, b, n in [(0, 5, 4, 10), (13, 7, 3, 10), (2**20 + 3, 4, 64, 1437),
+                                (5, 100, 128, 1437)]:
+        chunk = np.asarray(jax.jit(chunk_indices, static_argnums=(2, 3, 4))(key, first, length, b, n))
+        steps = np.stack([np.asarray(batch_indices(key, first + i, b, n)) for i in range(length)])
+        np.testing.assert_array_equal(chunk, steps)

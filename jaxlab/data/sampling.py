@@ -25,6 +25,25 @@ def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples
     return jnp.where(wrapped, next_epoch[offsets % num_examples], this_epoch[offsets % num_examples])
 
 
+def chunk_indices(key: jax.Array, first_step: jax.Array, length: int, batch_size: int,
+                  num_examples: int) -> jax.Array:
+    """Indices (length, batch_size) of steps ``first_step .. first_step+length-1``.
+
+    Equal to stacking `batch_indices` of those steps, but each epoch's permutation is drawn once
+    for the whole chunk instead of twice per step (a permutation is a sort of the training set).
+    """
+    step = jnp.asarray(first_step, jnp.int32)
+    whole, part = step // num_examples, step % num_examples
+    first_epoch = whole * batch_size + (part * batch_size) // num_examples
+    offsets = (part * batch_size) % num_examples + jnp.arange(length * batch_size)
+    num_epochs = (length * batch_size) // num_examples + 2  # static bound on epochs touched
+    permutations = jax.vmap(
+        lambda e: jax.random.permutation(jax.random.fold_in(key, first_epoch + e), num_examples)
+    )(jnp.arange(num_epochs))
+    indices = permutations[offsets // num_examples, offsets % num_examples]
+    return indices.reshape(length, batch_size)
+
+
 def sample_batch(arrays: dict[str, jax.Array], key: jax.Array, step: jax.Array,
                  batch_size: int) -> dict[str, jax.Array]:
     """The batch of ``step``: the same rows of every array in ``arrays``."""
