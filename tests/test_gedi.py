@@ -1,0 +1,120 @@
+"""GEDI: its loss terms, the clustering metrics, SGLD, and a smoke run through the trainer."""
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlab
+from jaxlab import clustering, ebm
+from jaxlab.checkpoint import Checkpoints
+from jaxlab.errors import UserError
+from jaxlab.models.gedi import energy
+from jaxlab.tasks.gedi import augment, generative_loss, invariance_loss, uniformity_loss
+from jaxlab.train import prepare
+
+LN3 = math.log(3.0)
+
+
+def test_energy_is_minus_logsumexp_of_the_logits():
+    np.testing.assert_allclose(energy(jnp.array([[0.0, 0.0], [LN3, 0.0]])),
+                               [-math.log(2.0), -math.log(4.0)], rtol=1e-6)
+
+
+def test_invariance_loss_is_the_cross_entropy_between_views():
+    # view 1: p = (1/4, 3/4); view 2: p = (1/2, 1/2) -> -(1/2 log 1/4 + 1/2 log 3/4)
+    loss = invariance_loss(jnp.array([[0.0, LN3]]), jnp.array([[0.0, 0.0]]))
+    np.testing.assert_allclose(loss, -(0.5 * math.log(0.25) + 0.5 * math.log(0.75)), rtol=1e-6)
+    # identical confident views cost almost nothing
+    assert invariance_loss(jnp.array([[30.0, 0.0]]), jnp.array([[30.0, 0.0]])) < 1e-6
+
+
+def test_uniformity_loss_is_minimal_at_a_uniform_batch_marginal():
+    # p = (1/4, 3/4) and (3/4, 1/4): marginal (1/2, 1/2) -> K log K = 2 log 2
+    balanced = uniformity_loss(jnp.array([[0.0, LN3], [LN3, 0.0]]))
+    np.testing.assert_allclose(balanced, 2 * math.log(2.0), rtol=1e-6)
+    # both points in cluster 0 with p = 3/4: marginal (3/4, 1/4)
+    skewed = uniformity_loss(jnp.array([[LN3, 0.0], [LN3, 0.0]]))
+    np.testing.assert_allclose(skewed, -(math.log(0.75) + math.log(0.25)), rtol=1e-6)
+    assert skewed > balanced
+
+
+def test_generative_loss_is_data_energy_minus_sample_energy():
+    np.testing.assert_allclose(generative_loss(jnp.array([1.0, 2.0]), jnp.array([3.0, 5.0])), -2.5)
+
+
+def test_hungarian_accuracy_and_nmi_ignore_a_permutation_of_cluster_names():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    permuted = np.array([2, 2, 0, 0, 1, 1])
+    assert clustering.hungarian_accuracy(labels, permuted) == 1.0
+    assert clustering.nmi(labels, permuted) == pytest.approx(1.0)
+    one_wrong = np.array([2, 2, 0, 1, 1, 1])
+    assert clustering.hungarian_accuracy(labels, one_wrong) == pytest.approx(5 / 6)
+    # more clusters than labels: the unmatched cluster's point counts as an error
+    assert clustering.hungarian_accuracy(np.array([0, 0, 1, 1]), np.array([0, 1, 2, 2])) == 0.75
+
+
+def test_cluster_entropy_is_one_for_balanced_and_zero_for_collapsed_clusters():
+    assert clustering.cluster_entropy(np.array([0, 1, 2, 0, 1, 2]), 3) == pytest.approx(1.0)
+    assert clustering.cluster_entropy(np.array([1, 1, 1, 1]), 3) == 0.0
+    assert 0.0 < clustering.cluster_entropy(np.array([0, 0, 0, 1]), 2) < 1.0
+
+
+def test_sgld_lowers_the_energy_of_a_quadratic_on_average():
+    low, high = jnp.full((2,), -3.0), jnp.full((2,), 3.0)
+    x0 = ebm.uniform_in_box(jax.random.PRNGKey(0), 512, low, high)
+    quadratic = lambda x: 0.5 * jnp.sum(x ** 2, -1)  # noqa: E731
+    x = ebm.sgld(quadratic, x0, jax.random.PRNGKey(1), steps=30, step_size=0.1, noise_std=0.05,
+                 low=low, high=high)
+    assert float(quadratic(x).mean()) < 0.1 * float(quadratic(x0).mean())
+    assert bool(jnp.all((x >= low) & (x <= high)))
+
+
+def test_draw_chains_restarts_with_the_given_probability():
+    low, high = jnp.zeros(2), jnp.ones(2)
+    buffer = jnp.full((100, 2), 7.0)  # outside the box: restarted chains are recognisable
+    idx, kept = ebm.draw_chains(buffer, jax.random.PRNGKey(0), 50, 0.0, low, high)
+    assert len(set(np.asarray(idx).tolist())) == 50 and bool(jnp.all(kept == 7.0))
+    _, fresh = ebm.draw_chains(buffer, jax.random.PRNGKey(0), 50, 1.0, low, high)
+    assert bool(jnp.all((fresh >= 0.0) & (fresh <= 1.0)))
+
+
+def test_image_augmentation_shifts_within_one_pixel():
+    image = jnp.zeros((1, 8, 8, 1)).at[0, 4, 4, 0].set(1.0)
+    views = jnp.concatenate([augment(jax.random.PRNGKey(s), image, 0.0, 1) for s in range(20)])
+    rows, cols = jnp.nonzero(views[..., 0].sum(0))
+    assert views.shape == (20, 8, 8, 1) and float(views.sum()) == 20.0
+    assert set(np.asarray(rows).tolist()) <= {3, 4, 5} and len(set(np.asarray(cols).tolist())) > 1
+
+
+def test_bad_variant_is_refused():
+    with pytest.raises(UserError, match="variant must be one of"):
+        jaxlab.load_config("gedi:variant=no_everything")
+
+
+def test_smoke_run_gives_finite_metrics_plots_and_moves_the_replay_buffer(tmp_path):
+    config = jaxlab.load_config("gedi:smoke")
+    final = jaxlab.train(config, tmp_path, quiet=True)
+    for key in ("eval/nmi", "eval/accuracy", "eval/cluster_entropy", "eval/energy_data",
+                "eval/energy_uniform", "train/loss_generative", "train/loss_invariance",
+                "train/loss_uniformity"):
+        assert np.isfinite(final[key]), key
+    assert 0.0 <= final["eval/nmi"] <= 1.0 and 0.0 <= final["eval/cluster_entropy"] <= 1.0
+    for name in ("gedi_clusters.png", "gedi_energy.png", "gedi_sgld_samples.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+    initial = prepare(config).state
+    checkpoints = Checkpoints(tmp_path / "checkpoints", keep=config.train.keep_checkpoints)
+    state = checkpoints.restore(checkpoints.latest_step(), initial)
+    checkpoints.close()
+    moved = np.any(np.asarray(state["task_state"]["sgld_buffer"])
+                   != np.asarray(initial["task_state"]["sgld_buffer"]), axis=-1)
+    assert moved.sum() >= config.train.batch_size  # every step rewrites a batch of chains
+
+
+def test_no_generative_variant_runs_no_sgld(tmp_path):
+    config = jaxlab.load_config("gedi:smoke,variant=no_generative", {"train.steps": 10})
+    jaxlab.train(config, tmp_path, quiet=True)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "train/loss_generative" not in record and np.isfinite(record["eval/nmi"])
