@@ -8,7 +8,6 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 
 class ClusterMLP(nn.Module):

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-import optax
 
 from jaxlab import clustering, ebm
 from jaxlab.data import loaders
