@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--torch-python", default=None,
                         help="python of an environment with torch (see ../shared/bench/)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated subset of " + ",".join(WORKLOADS))
     parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
     args = parser.parse_args()
     workroot = pathlib.Path(tempfile.mkdtemp(prefix="jaxlab_bench_"))
@@ -217,7 +219,8 @@ def main() -> None:
     compilation_cache.enable()
 
     rows, flops = {}, {}
-    for name, workload in WORKLOADS.items():
+    for name in args.workloads.split(","):
+        workload = WORKLOADS[name]
         runs = {"jaxlab": [], "per_step": [], "scan": [], "torch": []}
         for r in range(args.repeats):
             runs["jaxlab"].append(jaxlab_steps_per_sec(workload, workroot, f"{name}{r}"))
@@ -230,7 +233,7 @@ def main() -> None:
         print(name, {k: round(v, 1) for k, v in rows[name].items() if v}, flush=True)
 
     peak = matmul_peak()
-    mfu = flops["wider"] * rows["wider"]["jaxlab"] / peak
+    mfu = flops["wider"] * rows["wider"]["jaxlab"] / peak if "wider" in rows else float("nan")
     cold = startup_seconds(workroot / "startup_cache", workroot / "startup_cold")
     warm = startup_seconds(workroot / "startup_cache", workroot / "startup_warm")
     ckpt = statistics.median(checkpoint_cost(workroot / f"c{r}") for r in range(args.repeats))
@@ -258,7 +261,7 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
                      f"{ratio(row['jaxlab'], row['per_step'])} |")
     lines += [
         "", f"- Measured float32 matmul peak (2048x2048, jitted): {peak / 1e9:,.1f} GFLOP/s.",
-        f"- Wider transformer: {flops['wider'] / 1e6:,.1f} MFLOP per training step (XLA cost "
+        f"- Wider transformer: {flops.get('wider', float('nan')) / 1e6:,.1f} MFLOP per training step (XLA cost "
         f"analysis) -> model FLOPs utilisation of `jaxlab train` = {100 * mfu:.1f}% of that peak.",
         f"- Launch to the end of a one-step `jaxlab train minimal_transformer` run (one step, one "
         f"evaluation, one checkpoint): {cold:.1f} s cold, {warm:.1f} s with jaxlab's persistent "
