@@ -261,7 +261,8 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
                      f"{ratio(row['jaxlab'], row['per_step'])} |")
     lines += [
         "", f"- Measured float32 matmul peak (2048x2048, jitted): {peak / 1e9:,.1f} GFLOP/s.",
-        f"- Wider transformer: {flops.get('wider', float('nan')) / 1e6:,.1f} MFLOP per training step (XLA cost "
+        f"- Wider transformer: {flops.get('wider', float('nan')) / 1e6:,.1f} MFLOP per training "
+        f"step (XLA cost "
         f"analysis) -> model FLOPs utilisation of `jaxlab train` = {100 * mfu:.1f}% of that peak.",
         f"- Launch to the end of a one-step `jaxlab train minimal_transformer` run (one step, one "
         f"evaluation, one checkpoint): {cold:.1f} s cold, {warm:.1f} s with jaxlab's persistent "
