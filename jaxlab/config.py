@@ -69,6 +69,14 @@ def parse_value(text: str, default: Any, what: str) -> Any:
     return value
 
 
+def get_leaf(config: ml_collections.ConfigDict, key: str) -> Any:
+    """The value at dotted ``key`` (``"optimizer.learning_rate"``) of ``config``."""
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     """All leaf keys of ``config`` as dotted paths."""
     keys = []

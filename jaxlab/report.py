@@ -63,12 +63,7 @@ def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: pathlib.
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, axes, len(names), title, path)
 
 
 def sweep_report(sweep_dir: pathlib.Path, metric: str | None = None,
@@ -172,7 +167,12 @@ def plot_sweep_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]
         ax.grid(alpha=0.3)
     if len(curves) <= 10:
         axes.flat[0].legend(fontsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    _save(fig, axes, len(names), title, path)
+
+
+def _save(fig, axes, used: int, title: str, path: pathlib.Path) -> None:
+    """Blanks the unused panels, titles the figure and writes it to ``path``."""
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

@@ -140,7 +140,7 @@ def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
         except UserError as error:
             shown = ", ".join(f"{k}={v}" for k, v in point.items())
             raise UserError(f"sweep run ({shown}): {error}") from None
-        typed = {key: _leaf(config, key) for key in point}
+        typed = {key: config_lib.get_leaf(config, key) for key in point}
         name = run_name(typed)
         if name in names:
             raise UserError(f"two runs of the sweep have the same overrides: {names[name]} and "
@@ -148,13 +148,6 @@ def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
         names[name] = point
         runs.append(Run(name, typed, config))
     return runs
-
-
-def _leaf(config: ml_collections.ConfigDict, key: str) -> Any:
-    node = config
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def run_name(overrides: Mapping[str, Any]) -> str:

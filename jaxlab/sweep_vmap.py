@@ -52,21 +52,14 @@ class Group:
         """Traced key -> (T,) array of the trials' values (float32 or int32)."""
         out = {}
         for key in self.traced:
-            column = [_leaf(run.config, key) for run in self.runs]
+            column = [config_lib.get_leaf(run.config, key) for run in self.runs]
             dtype = np.int32 if all(isinstance(v, int) for v in column) else np.float32
             out[key] = np.asarray(column, dtype)
         return out
 
 
-def _leaf(config: ml_collections.ConfigDict, key: str) -> Any:
-    node = config
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return {key: _leaf(config, key) for key in config_lib.flat_keys(config)}
+    return {key: config_lib.get_leaf(config, key) for key in config_lib.flat_keys(config)}
 
 
 def differing_keys(runs: Sequence) -> list[str]:
