@@ -209,8 +209,7 @@ def main() -> None:
         minutes = (time.time() - start) / 60
         record = {"rows": rows, "machine": (
             f"Wall time of the whole report: {minutes:.1f} min on {os.cpu_count()} visible CPUs "
-            f"({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the end "
-            f"(the machine was shared with other jobs).")}
+            f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end.")}
         RUNS.write_text(json.dumps(record, indent=1) + "\n")
     write_results(results_section(record["rows"], record["machine"]))
     plot(record["rows"])
