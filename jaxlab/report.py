@@ -5,17 +5,12 @@ import math
 import pathlib
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-
-import numpy as np  # noqa: E402
-
-from jaxlab.errors import UserError  # noqa: E402
-from jaxlab.metrics_log import METRICS_FILE, read_metrics  # noqa: E402
-from jaxlab.sweep import (DONE, SWEEP_FILE, collect, markdown_table, read_sweep,  # noqa: E402
-                          table_columns)
+from jaxlab.errors import UserError
+from jaxlab.metrics_log import METRICS_FILE, read_metrics
+from jaxlab.sweep import DONE, SWEEP_FILE, collect, markdown_table, read_sweep, table_columns
 
 PLOT_FILE = "metrics.png"
 SWEEP_METRIC_PLOT, SWEEP_CURVES_PLOT = "sweep_metric.png", "sweep_curves.png"
@@ -56,7 +51,8 @@ def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: pathlib.
     names = sorted(series)
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 3 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         steps, values = series[name]
         ax.plot(steps, values, marker="." if len(steps) < 30 else None)
@@ -107,7 +103,8 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
     the key's values, mean ± std over the runs that differ only in the seed, one line for each
     setting of the other swept keys."""
     keys = [k for k in swept if k != SEED_KEY] or [SEED_KEY]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(keys), 3.5))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         others = [k for k in keys if k != key]
         lines: dict[tuple, dict[Any, list[float]]] = {}
@@ -137,7 +134,6 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _log_scale(rows: Sequence[dict], key: str) -> bool:
@@ -156,7 +152,8 @@ def plot_sweep_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]
         return
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.5 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         for run, series in sorted(curves.items()):
             if name in series:
@@ -177,4 +174,3 @@ def _save(fig, axes, used: int, title: str, path: pathlib.Path) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

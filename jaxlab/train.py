@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import tqdm
 
@@ -139,7 +140,8 @@ def evaluate_workdir(workdir: str | os.PathLike,
     test_arrays = jax.device_put(setup.task.data.test, parallel.replicated(setup.mesh))
     metrics = setup.task.evaluate(state["params"], state["task_state"], test_arrays)
     metrics = jax.device_get(metrics)
-    return {"step": int(state["step"]), **{f"eval/{k}": v.tolist() for k, v in metrics.items()}}
+    return {"step": int(state["step"]),
+            **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()}}
 
 
 def load_workdir_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:

@@ -111,6 +111,8 @@ def test_smoke_run_gives_finite_metrics_plots_and_moves_the_replay_buffer(tmp_pa
     moved = np.any(np.asarray(state["task_state"]["sgld_buffer"])
                    != np.asarray(initial["task_state"]["sgld_buffer"]), axis=-1)
     assert moved.sum() >= config.train.batch_size  # every step rewrites a batch of chains
+    evaluated = jaxlab.evaluate(tmp_path)  # `jaxlab eval`: the restored run, as JSON
+    assert json.loads(json.dumps(evaluated))["eval/nmi"] == pytest.approx(final["eval/nmi"])
 
 
 def test_no_generative_variant_runs_no_sgld(tmp_path):

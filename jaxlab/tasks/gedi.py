@@ -22,9 +22,9 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
 from jaxlab import clustering, ebm
 from jaxlab.data import loaders
@@ -147,8 +147,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.Path) -> None:
     """gedi_clusters.png, gedi_energy.png and gedi_sgld_samples.png for 2-D inputs."""
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     gx, gy = np.meshgrid(np.linspace(low[0], high[0], PLOT_GRID),
                          np.linspace(low[1], high[1], PLOT_GRID))
     grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
@@ -160,7 +158,8 @@ def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.
         "gedi_sgld_samples.png": ("SGLD replay buffer over the energy", samples),
     }
     for name, (title, overlay) in panels.items():
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+        fig = Figure(figsize=(5, 4.5))
+        ax = fig.subplots()
         if overlay is None:
             ax.contourf(gx, gy, grid_clusters.reshape(gx.shape), alpha=0.25, cmap="tab10",
                         levels=np.arange(grid_clusters.max() + 2) - 0.5)
@@ -173,18 +172,15 @@ def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.
         ax.set(title=title, xlim=(low[0], high[0]), ylim=(low[1], high[1]))
         fig.tight_layout()
         fig.savefig(directory / name, dpi=100)
-        plt.close(fig)
 
 
 def _plot_image_samples(samples, directory: pathlib.Path, rows: int = 8) -> None:
     """gedi_sgld_samples.png: a grid of replay-buffer images."""
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     count = min(rows * rows, len(samples))
-    fig, axes = plt.subplots(rows, rows, figsize=(rows, rows))
+    fig = Figure(figsize=(rows, rows))
+    axes = fig.subplots(rows, rows)
     for i, ax in enumerate(axes.ravel()):
         if i < count:
             ax.imshow(samples[i].squeeze(), cmap="gray_r", vmin=0, vmax=1)
         ax.axis("off")
     fig.savefig(directory / "gedi_sgld_samples.png", dpi=80)
-    plt.close(fig)

@@ -33,18 +33,15 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-
-from jaxlab import koopman_math as km  # noqa: E402
-from jaxlab.data import loaders  # noqa: E402
-from jaxlab.errors import UserError  # noqa: E402
-from jaxlab.models.koopman import KoopmanAutoencoder  # noqa: E402
-from jaxlab.tasks.base import Task  # noqa: E402
+from jaxlab import koopman_math as km
+from jaxlab.data import loaders
+from jaxlab.errors import UserError
+from jaxlab.models.koopman import KoopmanAutoencoder
+from jaxlab.tasks.base import Task
 
 KOOPMAN_MODES = ("learned", "closed_form")
 ENTROPY_SIGNS = {"maximize": -1.0, "minimize": 1.0}  # the sign of gamma·S in the loss
@@ -186,7 +183,8 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 def plot_spectrum(eigenvalues: np.ndarray, path: pathlib.Path) -> None:
     """The eigenvalues of K with the unit circle: whole plane (left), zoomed on them (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))
+    axes = fig.subplots(1, 2)
     angle = np.linspace(0, 2 * np.pi, 4000)
     pad = 0.1 * max(np.ptp(eigenvalues.real), np.ptp(eigenvalues.imag), 1e-3)
     zoom = (eigenvalues.real.min() - pad, eigenvalues.real.max() + pad,
@@ -204,7 +202,6 @@ def plot_spectrum(eigenvalues: np.ndarray, path: pathlib.Path) -> None:
     fig.suptitle(f"Koopman spectrum (max |λ| = {np.abs(eigenvalues).max():.4f})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
@@ -213,7 +210,8 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
     time = np.arange(len(true_TD)) * dt
     dims = true_TD.shape[1]
     if dims <= 8:
-        fig, axes = plt.subplots(dims, 1, figsize=(7, 1.8 * dims), sharex=True, squeeze=False)
+        fig = Figure(figsize=(7, 1.8 * dims))
+        axes = fig.subplots(dims, 1, sharex=True, squeeze=False)
         for d, ax in enumerate(axes[:, 0]):
             ax.plot(time, true_TD[:, d], color="k", lw=1.2, label="true")
             ax.plot(time, predicted_TD[:, d], color="C3", lw=1.2, ls="--", label="Koopman rollout")
@@ -224,7 +222,8 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
         axes[0, 0].legend(loc="upper right", fontsize=8)
         axes[-1, 0].set_xlabel("time")
     else:
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.5), sharey=True)
+        fig = Figure(figsize=(11, 3.5))
+        axes = fig.subplots(1, 3, sharey=True)
         extent = (0, dims, time[-1], 0)
         limit = np.abs(true_TD).max()
         for ax, field, title in zip(axes, (true_TD, predicted_TD, predicted_TD - true_TD),
@@ -237,4 +236,3 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
         fig.colorbar(image, ax=axes, shrink=0.8)
     fig.suptitle("test trajectory: truth vs rollout from its first state")
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
