@@ -25,7 +25,7 @@ import tqdm
 from jaxlab import parallel, registry
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
-from jaxlab.data import chunk_indices
+from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.metrics_log import MetricsLog
 from jaxlab.optim import make_optimizer
@@ -49,9 +49,12 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
     steps and ``skipped_steps`` counts the dropped ones.
     """
 
-    def train_step(state, train_arrays, batch_indices):
+    def train_step(state, train_arrays):
         step, params = state["step"], state["params"]
-        batch = {name: value[batch_indices] for name, value in train_arrays.items()}
+        num_examples = next(iter(train_arrays.values())).shape[0]
+        indices = batch_indices(jax.random.fold_in(state["rng"], DATA_STREAM), step, batch_size,
+                                num_examples)
+        batch = {name: value[indices] for name, value in train_arrays.items()}
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
         (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
@@ -62,9 +65,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
-    def guarded_step(carry, train_arrays, batch_indices):
+    def guarded_step(carry, train_arrays):
         state, halted = carry
-        new_state, metrics = train_step(state, train_arrays, batch_indices)
+        new_state, metrics = train_step(state, train_arrays)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         if skip_nonfinite:
             unchanged = {**state, "step": new_state["step"]}
@@ -72,12 +75,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         return (_select(finite & ~halted, new_state, state), halted | ~finite), (metrics, finite)
 
     def chunk(state, train_arrays):
-        num_examples = next(iter(train_arrays.values())).shape[0]
-        data_key = jax.random.fold_in(state["rng"], DATA_STREAM)
-        indices = chunk_indices(data_key, state["step"], length, batch_size, num_examples)
         (state, _), (metrics, finite) = jax.lax.scan(
-            lambda carry, idx: guarded_step(carry, train_arrays, idx), (state, jnp.zeros((), bool)),
-            indices)
+            lambda carry, _: guarded_step(carry, train_arrays), (state, jnp.zeros((), bool)),
+            length=length)
         if not skip_nonfinite:
             return state, jax.tree.map(jnp.mean, metrics)
         applied = finite.sum()
