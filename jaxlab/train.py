@@ -198,6 +198,23 @@ def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathli
             dynamic_ncols=True))
         stop_requests = stack.enter_context(StopRequests(checkpoints.reached_preemption))
         chunks = {}  # chunk length -> compiled chunk; the last chunk may be shorter
+
+        def log_chunk(start: int, length: int, metrics: dict, evaluate: bool) -> None:
+            """Waits for the chunk from step ``start``, checks it, writes its record."""
+            metrics = jax.device_get(metrics)
+            _check_finite(setup, config, state, start, length, metrics, train_arrays, saved_step)
+            record = {f"train/{k}": v for k, v in metrics.items()}
+            if evaluate:
+                evaluated = jax.device_get(
+                    task.evaluate(state["params"], state["task_state"], test_arrays))
+                record.update({f"eval/{k}": v for k, v in evaluated.items()})
+            log.write(start + length, record)
+            progress.update(length)
+            progress.set_postfix(loss=f"{float(record['train/loss']):.4g}")
+
+        # The host logs chunk k while the device runs chunk k+1; evaluation and checkpoints need
+        # the state at their step, so the loop waits for the device there.
+        pending = None  # (first step, length, metrics) of a dispatched chunk not yet logged
         chunk_index = 0
         while step < tc.steps:
             length = min(tc.log_every, tc.steps - step)
@@ -207,22 +224,20 @@ def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathli
                                      skip_nonfinite=skip_nonfinite),
                     donate_argnums=0, out_shardings=(replicated, replicated))
             state, metrics = chunks[length](state, train_arrays)
-            metrics = jax.device_get(metrics)
-            _check_finite(setup, config, state, step, length, metrics, train_arrays, saved_step)
+            if pending:
+                log_chunk(*pending, evaluate=False)
+            pending = (step, length, metrics)
             step += length
-            record = {f"train/{k}": v for k, v in metrics.items()}
-            if step % tc.eval_every == 0 or step == tc.steps:
-                evaluated = jax.device_get(
-                    task.evaluate(state["params"], state["task_state"], test_arrays))
-                record.update({f"eval/{k}": v for k, v in evaluated.items()})
-            log.write(step, record)
             stop_reason = stop_requests.reason(chunk_index)
             chunk_index += 1
-            if step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason:
+            evaluate = step % tc.eval_every == 0 or step == tc.steps
+            save = step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason
+            if evaluate or save:
+                log_chunk(*pending, evaluate=evaluate)
+                pending = None
+            if save:
                 checkpoints.save(step, state)
                 saved_step = step
-            progress.update(length)
-            progress.set_postfix(loss=f"{float(record['train/loss']):.4g}")
             if stop_reason and step < tc.steps:
                 checkpoints.wait_until_committed()
                 raise Interrupted(f"stopped by {stop_reason} at step {step}: its checkpoint is "
@@ -245,10 +260,11 @@ def _check_finite(setup: Setup, config: ml_collections.ConfigDict, state: dict, 
                 f"gradient norm (skipped); stopped: the run has diverged; {kept}",
                 step=start + 1, metrics=metrics)
         return
+    if math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"]):
+        return  # a chunk's mean is finite only if every step's value was
+    # The state is frozen just before the bad step (a chunk dispatched after this one froze at
+    # the same step): run that step alone to show its metrics.
     reached = int(state["step"])
-    if reached == start + length:
-        return
-    # The state is frozen just before the bad step: run that step alone to show its metrics.
     probe = jax.jit(make_train_chunk(setup.task, setup.tx, config.train.batch_size, 1,
                                      parallel.batch_sharded(setup.mesh)))
     probed = jax.device_get(probe(state, train_arrays)[1])
