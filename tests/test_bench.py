@@ -49,3 +49,12 @@ def test_targets_are_judged_from_the_measured_numbers(bench):
         "start-up <= 5 s with a warm compilation cache": False,
         "checkpointing <= 5% of wall time at the default interval": True,
     }
+
+
+def test_breakdown_times_jaxlabs_compiled_chunk_and_compares_each_run_with_it(bench):
+    chunk_speed = bench.jaxlab_chunk_steps_per_sec({**bench.WORKLOADS["tiny"], "jaxlab_steps": 200})
+    assert chunk_speed > 0
+    table = bench.render_breakdown("tiny", {"`jaxlab train`, defaults": chunk_speed / 2,
+                                            "compiled chunk alone": chunk_speed}, repeats=1)
+    assert "| `jaxlab train`, defaults |" in table and "| 0.50x |" in table
+    assert "| compiled chunk alone |" in table and "| 1.00x |" in table

@@ -1,4 +1,5 @@
-"""MNIST (IDX) and CIFAR-10 (binary batches) loaders, on tiny files written by the tests."""
+"""Image loaders: digits (against scikit-learn's own loader), MNIST (IDX) and CIFAR-10 (binary
+batches) on tiny files written by the tests."""
 import gzip
 import struct
 
@@ -6,8 +7,22 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab.data import cifar10, mnist
+from jaxlab.data import cifar10, digits, mnist
 from jaxlab.errors import UserError
+
+
+def test_digits_are_scikit_learns_digits_split_at_random():
+    from sklearn.datasets import load_digits
+    reference = load_digits()
+    data = digits.load(test_fraction=0.2, split_seed=3)
+    images = np.concatenate([data.train["image"], data.test["image"]])
+    labels = np.concatenate([data.train["label"], data.test["label"]])
+    assert images.shape == (1797, 8, 8, 1) and images.dtype == np.float32
+    assert len(data.test["label"]) == 359
+    order = np.random.default_rng(3).permutation(1797)
+    order = np.concatenate([order[359:], order[:359]])
+    np.testing.assert_array_equal(images[..., 0], reference.images[order] / 16.0)
+    np.testing.assert_array_equal(labels, reference.target[order])
 
 
 def write_idx(path, array: np.ndarray, compress: bool = False) -> None:
