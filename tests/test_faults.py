@@ -151,8 +151,9 @@ def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, t
     with pytest.raises(UserError, match=r"(?s)another structure.*"
                        r"params/params/block0/attention/key/kernel: "
                        r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
-        train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
-              allow_config_change=True)
+        with pytest.warns(UserWarning, match="model.width: 16 in the workdir, 8 now"):
+            train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
+                  allow_config_change=True)
     assert snapshot(workdir / "checkpoints") == before
     assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
 
