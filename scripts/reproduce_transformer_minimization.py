@@ -10,6 +10,7 @@ against parameter count) and docs/transformer_minimization_runs.json (every run'
     PYTHONPATH=. python scripts/reproduce_transformer_minimization.py --from-json   # rewrite only
 """
 import argparse
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -190,6 +191,12 @@ def plot(rows) -> None:
     plt.close(fig)
 
 
+def versions() -> str:
+    """The packages whose numerics decide the table (a new jax or flax moves it by a few tenths)."""
+    return ", ".join(f"{name} {importlib.metadata.version(name)}"
+                     for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
@@ -209,7 +216,8 @@ def main() -> None:
         minutes = (time.time() - start) / 60
         record = {"rows": rows, "machine": (
             f"Wall time of the whole report: {minutes:.1f} min on {os.cpu_count()} visible CPUs "
-            f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end.")}
+            f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end; "
+            f"{versions()}.")}
         RUNS.write_text(json.dumps(record, indent=1) + "\n")
     write_results(results_section(record["rows"], record["machine"]))
     plot(record["rows"])
