@@ -18,6 +18,8 @@ import statistics
 import sys
 import time
 
+from jaxlab.doc_block import write_block
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = ("full", "no_generative", "no_uniformity", "no_invariance")
 METRICS = ("nmi", "accuracy", "cluster_entropy")
@@ -128,14 +130,8 @@ def main() -> None:
         lines += table(results, dataset)
     lines += ["### Checks", "", *checks(results), ""]
     out = pathlib.Path(args.out)
-    text = out.read_text() if out.exists() else ""
-    begin, end = "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->"
-    block = "\n".join([begin, *lines, end])
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text + ("\n" if text else "") + block + "\n"
-    out.write_text(text)
+    write_block(out, "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->",
+                "\n".join(lines))
     print(f"wrote {out} in {wall:.0f} s")
 
 

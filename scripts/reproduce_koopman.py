@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import shutil
 import time
 
 import numpy as np
 
 import jaxlab
+from jaxlab.doc_block import write_block
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = {  # name -> preset
@@ -97,13 +97,7 @@ def main() -> None:
     print(text)
     name = "rescaled.json" if args.rescaled else "results.json"
     pathlib.Path(args.workroot, name).write_text(json.dumps(results, indent=1))
-    first, last = MARKERS[args.rescaled]
-    doc = pathlib.Path(args.doc)
-    old = doc.read_text() if doc.exists() else f"{first}\n{last}\n"
-    if first not in old:
-        old += f"\n{first}\n{last}\n"
-    doc.write_text(re.sub(f"{first}.*?{last}", lambda _: f"{first}\n{text}\n{last}", old,
-                          flags=re.S))
+    write_block(pathlib.Path(args.doc), *MARKERS[args.rescaled], text)
 
 
 if __name__ == "__main__":

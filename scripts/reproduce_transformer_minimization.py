@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 import jaxlab  # noqa: E402
 from jaxlab.data import loaders  # noqa: E402
+from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.models.transformer import parameter_count  # noqa: E402
 from jaxlab.tasks.classification import make_model, parameter_total  # noqa: E402
 
@@ -133,7 +134,7 @@ def results_section(rows, machine: str) -> str:
     full = find(rows, "full", True)
     s = full["setup"]
     lines = [
-        BEGIN, "<!-- written by scripts/reproduce_transformer_minimization.py; do not edit -->", "",
+        "<!-- written by scripts/reproduce_transformer_minimization.py; do not edit -->", "",
         f"scikit-learn digits (K = {full['num_train']} training examples, M = 10 outputs), "
         f"`minimal_transformer:report` preset ({s['depth']} encoders, width {s['width']}, "
         f"{s['heads']} head(s), MLP width {s['mlp_dim']}, {s['steps']} AdamW steps of batch "
@@ -155,19 +156,8 @@ def results_section(rows, machine: str) -> str:
               "| claim | measured | at this scale |", "|---|---|---|"]
     lines += [f"| {claim} | {measured} | {'pass' if ok else 'FAIL'} |"
               for claim, measured, ok in checks(rows)]
-    lines += ["", machine, "", END]
+    lines += ["", machine, ""]
     return "\n".join(lines)
-
-
-def write_results(section: str) -> None:
-    """Replaces the text between the results markers of the doc (or appends it)."""
-    text = DOC.read_text() if DOC.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text + "\n" + section + "\n"
-    DOC.write_text(text)
 
 
 def plot(rows) -> None:
@@ -219,9 +209,10 @@ def main() -> None:
             f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end; "
             f"{versions()}.")}
         RUNS.write_text(json.dumps(record, indent=1) + "\n")
-    write_results(results_section(record["rows"], record["machine"]))
+    section = results_section(record["rows"], record["machine"])
+    write_block(DOC, BEGIN, END, section)
     plot(record["rows"])
-    print(results_section(record["rows"], record["machine"]))
+    print(section)
 
 
 if __name__ == "__main__":
