@@ -115,6 +115,17 @@ def prepare(config: ml_collections.ConfigDict,
     return Setup(mesh, task, tx, state)
 
 
+def jit_train_chunk(setup: Setup, batch_size: int, length: int, *,
+                    skip_nonfinite: bool = False):
+    """The training loop's compiled chunk on ``setup``'s mesh: `make_train_chunk`, jitted with the
+    state donated and the new state and metrics replicated."""
+    replicated = parallel.replicated(setup.mesh)
+    return jax.jit(make_train_chunk(setup.task, setup.tx, batch_size, length,
+                                    parallel.batch_sharded(setup.mesh),
+                                    skip_nonfinite=skip_nonfinite),
+                   donate_argnums=0, out_shardings=(replicated, replicated))
+
+
 def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
             ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
     """(config, setup, train state) of the newest checkpoint of ``workdir``, placed on ``devices``."""
@@ -181,7 +192,7 @@ def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathli
     """Restore-or-init, then chunks until ``config.train.steps``; returns the final metrics."""
     tc, task = config.train, setup.task
     skip_nonfinite = tc.get("skip_nonfinite_steps", False)
-    replicated, batch_sharding = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
+    replicated = parallel.replicated(setup.mesh)
     train_arrays = jax.device_put(task.data.train, replicated)
     test_arrays = jax.device_put(task.data.test, replicated)
     with contextlib.ExitStack() as stack:  # closed in reverse: checkpoints last, committed
@@ -219,10 +230,8 @@ def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathli
         while step < tc.steps:
             length = min(tc.log_every, tc.steps - step)
             if length not in chunks:
-                chunks[length] = jax.jit(
-                    make_train_chunk(task, setup.tx, tc.batch_size, length, batch_sharding,
-                                     skip_nonfinite=skip_nonfinite),
-                    donate_argnums=0, out_shardings=(replicated, replicated))
+                chunks[length] = jit_train_chunk(setup, tc.batch_size, length,
+                                                 skip_nonfinite=skip_nonfinite)
             state, metrics = chunks[length](state, train_arrays)
             if pending:
                 log_chunk(*pending, evaluate=False)

@@ -36,7 +36,7 @@ from sklearn.datasets import load_digits, make_moons
 import jaxlab
 from jaxlab import parallel
 from jaxlab.doc_block import write_block
-from jaxlab.train import make_train_chunk, prepare
+from jaxlab.train import jit_train_chunk, prepare
 from jaxlab.models.transformer import VisionTransformer
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -161,8 +161,7 @@ def jaxlab_chunk_steps_per_sec(workload) -> float:
     config = jaxlab.load_config(workload["spec"], overrides=workload["overrides"])
     setup = prepare(config)
     tc = config.train
-    chunk = jax.jit(make_train_chunk(setup.task, setup.tx, tc.batch_size, tc.log_every,
-                                     parallel.batch_sharded(setup.mesh)), donate_argnums=0)
+    chunk = jit_train_chunk(setup, tc.batch_size, tc.log_every)
     train_arrays = jax.device_put(setup.task.data.train, parallel.replicated(setup.mesh))
     state, metrics = chunk(setup.state, train_arrays)  # compiles
     jax.block_until_ready(metrics)
