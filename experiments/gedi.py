@@ -34,14 +34,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         f"got {preset.dataset!r}")
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.task = "gedi"
+    config.task = "jaxlab.papers.gedi.task:make_task"
     if preset.dataset == "digits":
-        config.data = dict(name="digits", test_fraction=0.2, split_seed=0)
+        config.data = dict(loader="jaxlab.data.digits:load", test_fraction=0.2, split_seed=0)
         config.augment = dict(noise_std=0.05, max_shift=1)
         hidden = (256, 256)
     else:
-        config.data = dict(name="toy2d", shape=preset.dataset, num_train=2000, num_test=1000,
-                           noise=0.1, factor=0.5, seed=0)
+        config.data = dict(loader="jaxlab.data.toy2d:load", shape=preset.dataset,
+                           num_train=2000, num_test=1000, noise=0.1, factor=0.5, seed=0)
         config.augment = dict(noise_std=0.1, max_shift=0)
         hidden = (100, 100, 100)
     config.model = dict(num_clusters=preset.clusters, hidden=hidden, temperature=0.1)

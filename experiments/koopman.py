@@ -37,10 +37,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise UserError(f"unknown system {preset.system!r}; known: {', '.join(SYSTEM_DEFAULTS)}")
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.task = "koopman"
-    config.data = dict(name="dynamics", system=preset.system, dt=system["dt"],
-                       train_trajectories=32, test_trajectories=8, length=system["length"],
-                       window_len=51, window_stride=4, noise=preset.noise, split_seed=0)
+    config.task = "jaxlab.papers.koopman.task:make_task"
+    config.data = dict(loader="jaxlab.papers.koopman.dynamics:load", system=preset.system,
+                       dt=system["dt"], train_trajectories=32, test_trajectories=8,
+                       length=system["length"], window_len=51, window_stride=4,
+                       noise=preset.noise, split_seed=0)
     config.model = dict(encoder=system["encoder"], latent_dim=16, hidden=64, depth=2, channels=16)
     # Paper, physical systems: alpha = 2.0, gamma = 0.1, k = 3, tau = 0.1, Adam 1e-3.
     config.loss = dict(reconstruction=1.0, prediction=1.0, consistency=1.0, alpha=preset.alpha,

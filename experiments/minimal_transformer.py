@@ -23,11 +23,12 @@ from jaxlab.errors import UserError
 PRESET = dict(mlp=True, depth=2, width=64, heads=4, attention="full", triangular=False,
               dataset="digits", report=False, smoke=False)
 
+MODEL = "jaxlab.papers.transformer_minimization.model:classifier"
 REPORT_STEPS = 800
 DATA = {  # dataset -> (config.data, patch size)
-    "digits": (dict(name="digits", test_fraction=0.2, split_seed=0), 2),
-    "mnist": (dict(name="mnist", directory="data/mnist"), 4),
-    "cifar10": (dict(name="cifar10", directory="data/cifar10"), 4),
+    "digits": (dict(loader="jaxlab.data.digits:load", test_fraction=0.2, split_seed=0), 2),
+    "mnist": (dict(loader="jaxlab.data.mnist:load", directory="data/mnist"), 4),
+    "cifar10": (dict(loader="jaxlab.data.cifar10:load", directory="data/cifar10"), 4),
 }
 
 
@@ -39,9 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     data, patch_size = DATA[preset.dataset]
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.task = "classification"
+    config.task = "jaxlab.tasks.classification:make_task"
     config.data = dict(data)
-    config.model = dict(name="vit", attention=preset.attention, triangular=preset.triangular,
+    config.model = dict(constructor=MODEL, attention=preset.attention, triangular=preset.triangular,
                         patch_size=patch_size, width=preset.width, depth=preset.depth,
                         heads=preset.heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
     config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,

@@ -18,16 +18,17 @@ leaves behind:
 * a readable checkpoint of a differently shaped state (changed model, changed code) raises
   `UserError` listing the differences; it is not mistaken for damage.
 """
-import pathlib
 import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from jaxlab.errors import UserError
 
 UNREADABLE_SUFFIX = ".unreadable"
+DEFAULT_ITEM = "default"  # Orbax's name for the one item of a checkpoint
 
 
 class CheckpointWarning(UserWarning):
@@ -42,17 +43,23 @@ class Checkpoints:
     directory as it is.
     """
 
-    def __init__(self, directory: pathlib.Path, keep: int, *, owner: bool = False):
-        self.directory = pathlib.Path(directory).absolute()
+    def __init__(self, directory: epath.Path, keep: int, *, owner: bool = False):
+        self.directory = directory
         self._owner = owner and jax.process_index() == 0
-        unfinished = self.directory.glob(f"*{ocp.path.atomicity.TMP_DIR_SUFFIX}*") if owner else ()
+        unfinished = (self.directory.glob(f"*{ocp.path.atomicity.TMP_DIR_SUFFIX}*")
+                      if owner and self.directory.exists() else ())
         for path in sorted(unfinished):
             warnings.warn(f"ignoring {path}: an unfinished checkpoint write (the run that wrote it "
                           f"was stopped); it is removed", CheckpointWarning, stacklevel=2)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
-                                               create=True, cleanup_tmp_directories=owner)
+        # The whole state is Orbax's single default item ("STEP/default/").
+        handlers = ocp.handlers.DefaultCheckpointHandlerRegistry()
+        for args in (ocp.args.StandardSave, ocp.args.StandardRestore):
+            handlers.add(DEFAULT_ITEM, args, ocp.StandardCheckpointHandler)
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            enable_async_checkpointing=True, create=True, cleanup_tmp_directories=owner)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_handlers=ocp.StandardCheckpointHandler())
+                                              handler_registry=handlers)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -98,9 +105,10 @@ class Checkpoints:
         """Why ``step`` is not a complete checkpoint (None if it looks complete); raises
         `UserError` when it is complete but holds a state of other shapes than ``target``."""
         try:
-            if self._manager.metadata(step).commit_timestamp_nsecs is None:
+            metadata = self._manager.metadata(step)
+            if metadata.commit_timestamp_nsecs is None:
                 return "it has no commit record (_CHECKPOINT_METADATA missing or incomplete)"
-            saved = self._manager.item_metadata(step)
+            saved = metadata.item_metadata
         except Exception as error:  # noqa: BLE001 - unreadable metadata is damage
             return f"its metadata does not read: {_first_line(error)}"
         if saved is None:
@@ -113,7 +121,7 @@ class Checkpoints:
                             + "\nuse a new workdir for a changed model")
         return None
 
-    def _move_aside(self, paths: list[pathlib.Path]) -> None:
+    def _move_aside(self, paths: list[epath.Path]) -> None:
         """Renames the unreadable steps newer than the restored one, so they can be saved again."""
         if not self._owner or not paths:
             return

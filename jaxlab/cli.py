@@ -2,6 +2,7 @@
 
     jaxlab list
     jaxlab train EXPERIMENT[:preset] --workdir DIR [--config.a.b=value ...] [--quiet]
+    jaxlab train --config=path/to/exp.py[:preset] --workdir DIR ...      (the config_flags form)
     jaxlab eval WORKDIR
     jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...] [--zip config.b=3,4 ...]
                  [--config.a.b=value ...] [--parallel N] [--vmap] [--backend local|ray --address A]
@@ -45,11 +46,12 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> None:
     from jaxlab.sweep import (DONE, FAILED, RESULTS_MD, command_line_points, experiment_points,
                               sweep)
 
+    experiment = _experiment(args)
     if args.sweep or args.zip:
         points = command_line_points(args.sweep, args.zip)
     else:
-        points = experiment_points(args.experiment, args.experiments_dir)
-    rows = sweep(args.experiment, points, args.workdir, parallel=args.parallel, vmap=args.vmap,
+        points = experiment_points(experiment, args.experiments_dir)
+    rows = sweep(experiment, points, args.workdir, parallel=args.parallel, vmap=args.vmap,
                  backend=args.backend, address=args.address, fixed_overrides=overrides,
                  extra_dirs=args.experiments_dir, quiet=False)
     done, failed = (sum(r["status"] == s for r in rows) for s in (DONE, FAILED))
@@ -57,8 +59,27 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> None:
           f"results in {args.workdir}/{RESULTS_MD}", flush=True)
 
 
+def _experiment_arguments(command: argparse.ArgumentParser) -> None:
+    """The experiment, positional or as ``--config=SPEC`` (ml_collections ``config_flags``)."""
+    command.add_argument("experiment", nargs="?",
+                         help="NAME, NAME:preset, or path/to/file.py[:preset]")
+    command.add_argument("--config", dest="config_spec", metavar="SPEC",
+                         help="the experiment, as ml_collections' config_flags users write it: "
+                              "--config=path/to/exp.py[:preset] (same as the positional form)")
+
+
+def _experiment(args: argparse.Namespace) -> str:
+    from jaxlab.errors import UserError
+
+    if (args.experiment is None) == (args.config_spec is None):
+        raise UserError("name the experiment once: jaxlab train NAME[:preset] ... or jaxlab "
+                        "train --config=path/to/exp.py[:preset] ...")
+    return args.experiment or args.config_spec
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--experiments-dir", action="append", default=[],
                         help="extra directory of experiment files (repeatable; also "
                              "$JAXLAB_EXPERIMENTS, os.pathsep-separated)")
@@ -74,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an experiment (resumes its workdir)",
                                 parents=[multihost],
                                 epilog="Overrides: --config.KEY=VALUE, typed like the default.")
-    train.add_argument("experiment", help="NAME, NAME:preset, or path/to/file.py[:preset]")
+    _experiment_arguments(train)
     train.add_argument("--workdir", required=True)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     train.add_argument("--allow-config-change", action="store_true",
@@ -87,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         "sweep", help="train many runs of an experiment that differ in overrides",
         epilog="Without --sweep/--zip, the experiment file's get_sweep(preset) gives the runs. "
                "Fixed overrides: --config.KEY=VALUE. See docs/sweeps.md.")
-    sweep.add_argument("experiment", help="NAME, NAME:preset, or path/to/file.py[:preset]")
+    _experiment_arguments(sweep)
     sweep.add_argument("--workdir", required=True, help="the sweep's directory (one per run in it)")
     sweep.add_argument("--sweep", action="append", default=[], metavar="config.KEY=V1,V2",
                        help="values of one key; several --sweep give their product")
@@ -128,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                                             args.process_id, auto=args.distributed)
         if args.command == "list":
             for exp in registry.list_experiments(args.experiments_dir):
+                if exp.error:
+                    print(f"{exp.name:24s} (cannot be loaded) {exp.error}")
+                    continue
                 preset = ",".join(f"{k}={v}" for k, v in exp.preset.items()) or "-"
                 print(f"{exp.name:24s} {exp.description}\n{'':24s} preset: {preset}")
         elif args.command == "train":
-            config = registry.load_config(args.experiment, _split_overrides(extra),
+            config = registry.load_config(_experiment(args), _split_overrides(extra),
                                           args.experiments_dir)
             train(config, args.workdir, quiet=args.quiet,
                   allow_config_change=args.allow_config_change)

@@ -6,9 +6,12 @@ Experiments are found in, in order of precedence:
 
 1. the directories given with ``--experiments-dir`` (``extra_dirs``),
 2. the directories in the ``JAXLAB_EXPERIMENTS`` environment variable (``os.pathsep``-separated),
-3. the ``experiments/`` directory of this repository.
+3. the built-in experiments, which ship inside the package (``jaxlab/experiments``, the
+   repository's top-level ``experiments/`` folder).
 
-A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``.
+A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``. The config an experiment
+returns names its code by reference (`jaxlab.references`); file references in it are made
+absolute against the experiment file's directory.
 """
 import dataclasses
 import importlib.util
@@ -21,9 +24,10 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from jaxlab import config as config_lib
+from jaxlab import references
 from jaxlab.errors import UserError
 
-BUILTIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+BUILTIN_DIR = pathlib.Path(__file__).resolve().parent / "experiments"
 ENV_VAR = "JAXLAB_EXPERIMENTS"
 # Optional settings every config has (added where an experiment leaves them out), so that they can
 # be overridden like any other key.
@@ -36,6 +40,7 @@ class Experiment:
     path: pathlib.Path
     description: str
     preset: Mapping[str, Any]
+    error: str = ""  # why the file cannot be loaded ("" when it can)
 
 
 def search_dirs(extra_dirs: Sequence[str] = ()) -> list[pathlib.Path]:
@@ -44,29 +49,41 @@ def search_dirs(extra_dirs: Sequence[str] = ()) -> list[pathlib.Path]:
 
 
 def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:
-    """Every experiment on the search path (an earlier directory shadows a later one)."""
+    """Every experiment on the search path (an earlier directory shadows a later one); a file that
+    cannot be loaded is listed with its ``error``."""
     found: dict[str, Experiment] = {}
     for directory in search_dirs(extra_dirs):
         for path in sorted(directory.glob("*.py")) if directory.is_dir() else ():
             if path.stem.startswith("_") or path.stem in found:
                 continue
-            found[path.stem] = _describe(path)
+            try:
+                found[path.stem] = _describe(path)
+            except UserError as error:
+                found[path.stem] = Experiment(path.stem, path, "", {}, error=str(error))
     return sorted(found.values(), key=lambda e: e.name)
 
 
 def _describe(path: pathlib.Path) -> Experiment:
-    module = _import(path)
+    module = import_experiment(path)
     doc = (module.__doc__ or "").strip()
     return Experiment(name=path.stem, path=path, description=doc.splitlines()[0] if doc else "",
                       preset=dict(getattr(module, "PRESET", {})))
 
 
-def _import(path: pathlib.Path) -> ModuleType:
+def import_experiment(path: pathlib.Path) -> ModuleType:
+    """Executes the experiment file ``path`` afresh (edits are seen without a restart)."""
+    if path.suffix != ".py":
+        raise UserError(f"{path} is not an experiment file: expected a Python file NAME.py with "
+                        f"get_config(arg)")
     module_name = f"jaxlab_experiment_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - any failure of the file is reported, one line
+        raise UserError(f"experiment file {path} fails to load: "
+                        f"{references.describe_error(error)}") from None
     if not callable(getattr(module, "get_config", None)):
         raise UserError(f"experiment file {path} defines no get_config(arg) function")
     return module
@@ -96,7 +113,20 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
     ``config.experiment`` records the spec, so a workdir knows which experiment it holds.
     """
     path, preset = resolve(spec, extra_dirs)
-    config = with_framework_defaults(_import(path).get_config(preset))
+    module = import_experiment(path)
+    try:
+        config = module.get_config(preset)
+    except UserError as error:
+        raise UserError(f"experiment {path.stem}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a failing get_config is reported, one line
+        raise UserError(f"get_config({preset!r}) of {path} failed: "
+                        f"{references.describe_error(error)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
+                        f"expected an ml_collections.ConfigDict")
+    config = ml_collections.ConfigDict(
+        references.absolute_file_references(config.to_dict(), path.resolve().parent))
+    config = with_framework_defaults(config)
     config.experiment = f"{path.stem}:{preset}" if preset else path.stem
     return validate(config_lib.apply_overrides(config, overrides or {}))
 
@@ -113,6 +143,13 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks the settings every run needs; raises `UserError` naming the bad value."""
+    for section in ("train", "optimizer"):
+        if not isinstance(config.get(section), ml_collections.ConfigDict):
+            raise UserError(f"the config has no {section} section (config.{section})")
+    if not isinstance(config.get("task"), str):
+        raise UserError("config.task must reference the task's make_task function, e.g. "
+                        "'jaxlab.tasks.classification:make_task' or 'my_task.py:make_task'")
+    references.resolve(config.task, "config.task")
     train = config.train
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         if train[key] <= 0:

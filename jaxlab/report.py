@@ -2,12 +2,13 @@
 sweep, the runs' table sorted by a metric, that metric against each swept value (mean ± std over
 seeds) and the training curves of all runs."""
 import math
-import pathlib
 from typing import Any, Sequence
 
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
+from jaxlab import paths
 from jaxlab.errors import UserError
 from jaxlab.metrics_log import METRICS_FILE, read_metrics
 from jaxlab.sweep import DONE, SWEEP_FILE, collect, markdown_table, read_sweep, table_columns
@@ -31,7 +32,7 @@ def scalar_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]
 
 def report(workdir: str, metric: str | None = None, descending: bool = False) -> str:
     """Writes the plots of a run or of a sweep (`sweep_report`) and returns a Markdown table."""
-    workdir = pathlib.Path(workdir)
+    workdir = paths.path(workdir, "workdir")
     if (workdir / SWEEP_FILE).is_file():
         return sweep_report(workdir, metric, descending)
     records = read_metrics(workdir)
@@ -45,7 +46,7 @@ def report(workdir: str, metric: str | None = None, descending: bool = False) ->
                       "", f"curves: {workdir / PLOT_FILE}"])
 
 
-def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: pathlib.Path,
+def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: epath.Path,
                 title: str) -> None:
     """One small panel per metric, against the step."""
     names = sorted(series)
@@ -62,11 +63,10 @@ def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: pathlib.
     _save(fig, axes, len(names), title, path)
 
 
-def sweep_report(sweep_dir: pathlib.Path, metric: str | None = None,
+def sweep_report(sweep_dir: epath.Path, metric: str | None = None,
                  descending: bool = False) -> str:
     """The sweep's table sorted by ``metric`` (default ``eval/loss``, else ``train/loss``;
     failed and pending runs last); writes `SWEEP_METRIC_PLOT` and `SWEEP_CURVES_PLOT`."""
-    sweep_dir = pathlib.Path(sweep_dir)
     runs = read_sweep(sweep_dir)
     rows = collect(sweep_dir, runs)
     done = [row for row in rows if row["status"] == DONE]
@@ -98,7 +98,7 @@ def _finite(value: Any) -> bool:
 
 
 def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
-                       path: pathlib.Path) -> None:
+                       path: epath.Path) -> None:
     """One panel per swept key (the seed only when nothing else is swept): ``metric`` against
     the key's values, mean ± std over the runs that differ only in the seed, one line for each
     setting of the other swept keys."""
@@ -133,7 +133,7 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
         if len(lines) > 1 and len(lines) <= 10:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    paths.save_figure(fig, path)
 
 
 def _log_scale(rows: Sequence[dict], key: str) -> bool:
@@ -145,7 +145,7 @@ def _log_scale(rows: Sequence[dict], key: str) -> bool:
 
 
 def plot_sweep_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]],
-                      path: pathlib.Path, title: str) -> None:
+                      path: epath.Path, title: str) -> None:
     """One panel per metric, one line per run."""
     names = sorted({metric for series in curves.values() for metric in series})
     if not names:
@@ -167,10 +167,10 @@ def plot_sweep_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]
     _save(fig, axes, len(names), title, path)
 
 
-def _save(fig, axes, used: int, title: str, path: pathlib.Path) -> None:
+def _save(fig, axes, used: int, title: str, path: epath.Path) -> None:
     """Blanks the unused panels, titles the figure and writes it to ``path``."""
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    paths.save_figure(fig, path)

@@ -21,14 +21,14 @@ import hashlib
 import itertools
 import json
 import os
-import pathlib
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
+from etils import epath
 
 from jaxlab import config as config_lib
-from jaxlab import registry
+from jaxlab import paths, registry
 from jaxlab.errors import UserError
 
 SWEEP_FILE = "sweep.json"  # the sweep's runs: name -> overrides
@@ -102,7 +102,7 @@ def command_line_points(sweeps: Sequence[str], zips: Sequence[str]) -> list[Poin
 def experiment_points(spec: str, extra_dirs: Sequence[str] = ()) -> list[Point]:
     """The experiment file's ``get_sweep(preset)``; a `UserError` if it defines none."""
     path, preset = registry.resolve(spec, extra_dirs)
-    get_sweep = getattr(registry._import(path), "get_sweep", None)
+    get_sweep = getattr(registry.import_experiment(path), "get_sweep", None)
     if not callable(get_sweep):
         raise UserError(f"experiment {path.stem} defines no get_sweep(arg); pass --sweep "
                         f"config.KEY=V1,V2 on the command line")
@@ -164,38 +164,35 @@ def run_name(overrides: Mapping[str, Any]) -> str:
 
 # --- results ---------------------------------------------------------------------------------
 
-def read_sweep(workdir: pathlib.Path) -> dict[str, Point]:
+def read_sweep(workdir: epath.Path) -> dict[str, Point]:
     """The runs (name -> overrides) of the sweep in ``workdir``; `UserError` if it is none."""
-    path = pathlib.Path(workdir) / SWEEP_FILE
+    path = workdir / SWEEP_FILE
     if not path.is_file():
         raise UserError(f"{workdir} is not a sweep directory: {path} does not exist")
     return json.loads(path.read_text())
 
 
-def read_result(run_dir: pathlib.Path) -> dict[str, Any]:
+def read_result(run_dir: epath.Path) -> dict[str, Any]:
     """A run's recorded outcome: ``{"status": PENDING}`` when it has none."""
-    path = pathlib.Path(run_dir) / RESULT_FILE
+    path = run_dir / RESULT_FILE
     if not path.is_file():
         return {"status": PENDING}
     return json.loads(path.read_text())
 
 
-def write_result(run_dir: pathlib.Path, status: str, metrics: Mapping[str, Any] | None = None,
+def write_result(run_dir: epath.Path, status: str, metrics: Mapping[str, Any] | None = None,
                  error: str = "") -> None:
     result = {"status": status, "metrics": dict(metrics or {}), "error": error}
-    path = pathlib.Path(run_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, default=float))
-    os.replace(tmp, path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(run_dir / RESULT_FILE, json.dumps(result, default=float))
 
 
-def collect(workdir: pathlib.Path, runs: Mapping[str, Point]) -> list[dict[str, Any]]:
+def collect(workdir: epath.Path, runs: Mapping[str, Point]) -> list[dict[str, Any]]:
     """One row per run (``runs``: name -> overrides): name, overrides, status, final metrics,
     wall time, error."""
     rows = []
     for name, overrides in runs.items():
-        result = read_result(pathlib.Path(workdir) / name)
+        result = read_result(workdir / name)
         metrics = dict(result.get("metrics", {}))
         wall = metrics.pop("wall_time_s", None)
         rows.append({"run": name, **overrides, "status": result["status"],
@@ -204,10 +201,10 @@ def collect(workdir: pathlib.Path, runs: Mapping[str, Point]) -> list[dict[str, 
     return rows
 
 
-def write_tables(workdir: pathlib.Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_tables(workdir: epath.Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """``results.csv`` (full precision) and ``results.md`` (4-6 significant digits): same rows."""
     columns = table_columns(rows)
-    with open(workdir / RESULTS_CSV, "w", newline="") as file:
+    with open(os.fspath(workdir / RESULTS_CSV), "w", newline="") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows({c: "" if row.get(c) is None else row[c] for c in columns} for row in rows)
@@ -262,7 +259,10 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
         raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
     if address and backend != "ray":
         raise UserError("--address is for --backend ray")
-    workdir = pathlib.Path(workdir)
+    workdir = paths.path(workdir, "sweep directory")
+    if paths.is_remote(workdir):
+        raise UserError(f"sweep directory {workdir}: sweeps run in a local directory (a mounted "
+                        f"bucket works); single runs take remote workdirs")
     runs = plan(config, sweep, fixed_overrides, extra_dirs)
     todo = [run for run in runs if read_result(workdir / run.name)["status"] != DONE]
     if vmap:

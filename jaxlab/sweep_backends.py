@@ -15,6 +15,9 @@ import sys
 import traceback
 from typing import Sequence
 
+from etils import epath
+
+from jaxlab import paths
 from jaxlab.config import to_json
 from jaxlab.errors import UserError
 from jaxlab.sweep import DONE, FAILED, PENDING, RESULT_FILE, Run, read_result, write_result
@@ -34,10 +37,10 @@ def train_one(run_dir: str) -> int:
         final = train(config, run_dir)  # its summary line goes to run.log
     except Exception as error:  # recorded, so that the sweep goes on with the other runs
         traceback.print_exc()
-        write_result(pathlib.Path(run_dir), FAILED,
+        write_result(paths.path(run_dir), FAILED,
                                error=f"{type(error).__name__}: {error}")
         return 1
-    write_result(pathlib.Path(run_dir), DONE, metrics=final)
+    write_result(paths.path(run_dir), DONE, metrics=final)
     return 0
 
 
@@ -46,14 +49,14 @@ def run_process(config_json: str, run_dir: str, package_root: str,
     """Trains one run in a child process; returns its status. ``package_root`` is put first on
     the child's ``PYTHONPATH`` so that it imports this same jaxlab; a child that
     ``shares_accelerator`` with others does not preallocate most of the GPU's memory."""
-    run_dir_path = pathlib.Path(run_dir)
+    run_dir_path = paths.path(run_dir)
     run_dir_path.mkdir(parents=True, exist_ok=True)
     (run_dir_path / RESULT_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     if shares_accelerator:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    with open(run_dir_path / LOG_FILE, "a") as log:
+    with open(os.fspath(run_dir_path / LOG_FILE), "a") as log:
         code = subprocess.run([sys.executable, "-c", _WORKER, run_dir], input=config_json,
                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env).returncode
     result = read_result(run_dir_path)
@@ -74,7 +77,7 @@ def _announce(name: str, status: str, quiet: bool) -> None:
         print(f"jaxlab sweep: {name}: {status}", flush=True)
 
 
-def run_in_processes(runs: Sequence[Run], workdir: pathlib.Path, parallel: int,
+def run_in_processes(runs: Sequence[Run], workdir: epath.Path, parallel: int,
                      quiet: bool = True) -> None:
     """``parallel`` child processes at a time (threads here only wait for them)."""
     root = _package_root()
@@ -94,7 +97,7 @@ def require_ray():
     return ray
 
 
-def run_on_ray(runs: Sequence[Run], workdir: pathlib.Path, parallel: int,
+def run_on_ray(runs: Sequence[Run], workdir: epath.Path, parallel: int,
                address: str | None, quiet: bool = True) -> None:
     """Each run as a Ray task (one CPU) on the cluster at ``address`` (a new local one when
     None), at most ``parallel`` in flight. The workdir must be on a filesystem every node sees;
@@ -107,7 +110,7 @@ def run_on_ray(runs: Sequence[Run], workdir: pathlib.Path, parallel: int,
     task = ray.remote(num_cpus=1)(_ray_task)
     try:
         pending, names = [], {}
-        queue = [(run.name, to_json(run.config), str(workdir.absolute() / run.name))
+        queue = [(run.name, to_json(run.config), str(workdir / run.name))
                  for run in runs]
         while queue or pending:
             while queue and len(pending) < parallel:

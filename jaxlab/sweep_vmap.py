@@ -16,7 +16,6 @@ own workdir, in the format of a single run, so ``jaxlab eval``/``report`` and re
 with the same seed, so the results agree with sequential runs to float rounding.
 """
 import dataclasses
-import pathlib
 import time
 from typing import Any, Sequence
 
@@ -25,8 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from etils import epath
+
 from jaxlab import config as config_lib
-from jaxlab import parallel
+from jaxlab import parallel, tasks
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
@@ -34,8 +35,9 @@ from jaxlab.metrics_log import MetricsLog
 from jaxlab.optim import make_optimizer
 from jaxlab.state import init_state
 from jaxlab.sweep import DONE, FAILED, write_result
-from jaxlab.tasks import Task, make_task
-from jaxlab.train import CHECKPOINT_DIR, make_train_chunk
+from jaxlab.tasks import Task
+from jaxlab.train import make_train_chunk
+from jaxlab.workdir import CHECKPOINT_DIR
 
 # Sections whose leaves set shapes, data or the loop itself: never traced.
 UNTRACEABLE_SECTIONS = ("train", "data", "model", "task", "experiment")
@@ -114,7 +116,7 @@ class _Program:
 
     def _build(self, values: dict[str, jax.Array]):
         config = _traced_config(self.config, values)
-        task = make_task(config) if _task_is_traced(self.traced) else self.task
+        task = tasks.build(config) if _task_is_traced(self.traced) else self.task
         return config, task, make_optimizer(config.optimizer, config.train.steps)
 
     def init_one(self, values):
@@ -145,7 +147,7 @@ class _Program:
         jax.eval_shape(self.chunk_fn(self.config.train.log_every), state, values, train_arrays)
 
 
-def check_and_group(runs: Sequence, workdir: pathlib.Path) -> list[Group]:
+def check_and_group(runs: Sequence, workdir: epath.Path) -> list[Group]:
     """Groups the runs to train (by the step their checkpoints reached) after checking, before
     anything is written, that they can train as one program; `UserError` names a bad key."""
     if not runs:
@@ -154,7 +156,7 @@ def check_and_group(runs: Sequence, workdir: pathlib.Path) -> list[Group]:
     for run in runs:
         workdir_lib.check_config(workdir / run.name, run.config)
     base = runs[0].config
-    task = make_task(base)
+    task = tasks.build(base)
     program = _Program(base, traced, task, parallel.make_mesh(), len(runs))
     values = Group(tuple(runs), tuple(traced), 0).values()
     try:
@@ -176,7 +178,7 @@ def check_and_group(runs: Sequence, workdir: pathlib.Path) -> list[Group]:
     return [Group(tuple(group), tuple(traced), step) for step, group in sorted(by_step.items())]
 
 
-def _latest_step(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> int:
+def _latest_step(run_dir: epath.Path, config: ml_collections.ConfigDict) -> int:
     if not (run_dir / CHECKPOINT_DIR).is_dir():
         return 0
     checkpoints = Checkpoints(run_dir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
@@ -186,7 +188,7 @@ def _latest_step(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> in
         checkpoints.close()
 
 
-def train_group(group: Group, workdir: pathlib.Path, quiet: bool = True) -> None:
+def train_group(group: Group, workdir: epath.Path, quiet: bool = True) -> None:
     """Trains the group's runs together; an error is recorded as every run's failure."""
     try:
         finals = _train(group, workdir)
@@ -206,15 +208,15 @@ def _announce(name: str, status: str, quiet: bool) -> None:
         print(f"jaxlab sweep (vmap): {name}: {status}", flush=True)
 
 
-def _train(group: Group, workdir: pathlib.Path) -> list[dict[str, Any]]:
+def _train(group: Group, workdir: epath.Path) -> list[dict[str, Any]]:
     start_time = time.time()
     base, runs = group.runs[0].config, group.runs
     tc = base.train
     mesh = parallel.make_mesh()
     parallel.check_batch_size(tc.batch_size, mesh)
-    base_task = make_task(base)
-    tasks = ([make_task(run.config) for run in runs] if _task_is_traced(group.traced)
-             else [base_task] * len(runs))
+    base_task = tasks.build(base)
+    trial_tasks = ([tasks.build(run.config) for run in runs] if _task_is_traced(group.traced)
+                   else [base_task] * len(runs))
     program = _Program(base, group.traced, base_task, mesh, len(runs))
     values = jax.device_put(group.values(), program.replicated)
     state = program.init(values)
@@ -239,7 +241,7 @@ def _train(group: Group, workdir: pathlib.Path) -> list[dict[str, Any]]:
             metrics = jax.device_get(metrics)
             evaluate = step % tc.eval_every == 0 or step == tc.steps
             save = step % tc.checkpoint_every == 0 or step == tc.steps
-            for i, (task, log) in enumerate(zip(tasks, logs)):
+            for i, (task, log) in enumerate(zip(trial_tasks, logs)):
                 record = {f"train/{k}": v[i] for k, v in metrics.items()}
                 trial = _trial(state, i) if evaluate or save else None
                 if evaluate:
@@ -252,7 +254,7 @@ def _train(group: Group, workdir: pathlib.Path) -> list[dict[str, Any]]:
     finally:
         for resource in (*checkpoints, *logs):
             resource.close()
-    for i, (task, run_dir) in enumerate(zip(tasks, run_dirs)):
+    for i, (task, run_dir) in enumerate(zip(trial_tasks, run_dirs)):
         if task.plot is not None and jax.process_index() == 0:
             trial = _trial(state, i)
             task.plot(trial["params"], trial["task_state"], test_arrays, run_dir)

@@ -7,7 +7,6 @@ and (asynchronous) checkpoints happen at chunk boundaries.
 """
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -21,8 +20,9 @@ import ml_collections
 import numpy as np
 import optax
 import tqdm
+from etils import epath
 
-from jaxlab import parallel, registry
+from jaxlab import parallel, paths, references, registry, tasks
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.data import batch_indices
@@ -31,10 +31,8 @@ from jaxlab.metrics_log import MetricsLog
 from jaxlab.optim import make_optimizer
 from jaxlab.preemption import StopRequests
 from jaxlab.state import DATA_STREAM, STEP_STREAM, init_state
-from jaxlab.tasks import Task, make_task
-from jaxlab.workdir import CONFIG_FILE
-
-CHECKPOINT_DIR = "checkpoints"
+from jaxlab.tasks import Task
+from jaxlab.workdir import CHECKPOINT_DIR
 
 
 def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: int,
@@ -105,7 +103,7 @@ def prepare(config: ml_collections.ConfigDict,
     tc = config.train
     mesh = parallel.make_mesh(devices)
     parallel.check_batch_size(tc.batch_size, mesh)
-    task = make_task(config)
+    task = tasks.build(config)
     if tc.batch_size > task.data.num_train:
         raise UserError(f"config.train.batch_size={tc.batch_size} is larger than the training set "
                         f"({task.data.num_train} examples)")
@@ -129,8 +127,8 @@ def jit_train_chunk(setup: Setup, batch_size: int, length: int, *,
 def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
             ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
     """(config, setup, train state) of the newest checkpoint of ``workdir``, placed on ``devices``."""
-    workdir = pathlib.Path(workdir)
-    config = load_workdir_config(workdir)
+    workdir = paths.path(workdir, "workdir")
+    config = registry.validate(workdir_lib.read_config(workdir))
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")
@@ -155,14 +153,6 @@ def evaluate_workdir(workdir: str | os.PathLike,
             **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()}}
 
 
-def load_workdir_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
-    """The resolved config a run wrote into ``workdir``."""
-    path = pathlib.Path(workdir) / CONFIG_FILE
-    if not path.is_file():
-        raise UserError(f"{workdir} is not a jaxlab workdir: {path} does not exist")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quiet: bool = False,
           devices: Sequence[jax.Device] | None = None,
           allow_config_change: bool = False) -> dict[str, Any]:
@@ -176,9 +166,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
     checkpoint of the step reached is committed.
     """
     start_time = time.time()
+    workdir = paths.path(workdir, "workdir")
+    config = ml_collections.ConfigDict(
+        references.absolute_file_references(config.to_dict(), pathlib.Path.cwd()))
     config = registry.validate(registry.with_framework_defaults(config))
     setup = prepare(config, devices)
-    workdir = pathlib.Path(workdir)
     with workdir_lib.claim(workdir, config, allow_config_change):
         final = _train_loop(config, setup, workdir, quiet)
     final["wall_time_s"] = round(time.time() - start_time, 2)
@@ -187,7 +179,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
     return final
 
 
-def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: pathlib.Path,
+def _train_loop(config: ml_collections.ConfigDict, setup: Setup, workdir: epath.Path,
                 quiet: bool) -> dict[str, Any]:
     """Restore-or-init, then chunks until ``config.train.steps``; returns the final metrics."""
     tc, task = config.train, setup.task

@@ -37,8 +37,8 @@ from sklearn.datasets import load_digits, make_moons
 import jaxlab
 from jaxlab import parallel
 from jaxlab.doc_block import write_block
+from jaxlab.papers.transformer_minimization.model import VisionTransformer
 from jaxlab.train import jit_train_chunk, prepare
-from jaxlab.models.transformer import VisionTransformer
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TORCH_SCRIPTS = REPO.parent / "shared" / "bench"

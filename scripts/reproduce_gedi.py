@@ -37,11 +37,11 @@ def train_one(dataset: str, variant: str, seed: int, workdir: str) -> dict:
 def kmeans_scores(dataset: str, seed: int) -> dict:
     sys.path.insert(0, str(REPO))
     import jaxlab
-    from jaxlab import clustering
-    from jaxlab.data import loaders
+    from jaxlab import data as data_lib
+    from jaxlab.papers.gedi import clustering
     from sklearn.cluster import KMeans
     config = jaxlab.load_config(f"gedi:dataset={dataset}")
-    data = loaders.load(config.data)
+    data = data_lib.load(config.data)
     k = config.model.num_clusters
     clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(
         data.train["x"]).predict(data.test["x"])

@@ -27,10 +27,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxlab  # noqa: E402
-from jaxlab.data import loaders  # noqa: E402
+from jaxlab import data as data_lib  # noqa: E402
+from jaxlab import models  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
-from jaxlab.models.transformer import parameter_count  # noqa: E402
-from jaxlab.tasks.classification import make_model, parameter_total  # noqa: E402
+from jaxlab.papers.transformer_minimization.model import parameter_count  # noqa: E402
+from jaxlab.tasks.classification import parameter_total  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "transformer_minimization.md"
@@ -53,10 +54,10 @@ def spec(attention: str, triangular: bool, mlp: bool) -> str:
 
 def counted_parameters(config) -> tuple[int, int, int, int]:
     """(parameters of the initialised model, of the formula, train examples K, test examples)."""
-    data = loaders.load(config.data)
-    image_shape = data.train["image"].shape[1:]
-    model = make_model(config, 10, image_shape)
-    init = jax.eval_shape(model.init, jax.random.key(0), data.train["image"][:1])
+    data = data_lib.load(config.data)
+    image_shape = data.train["x"].shape[1:]
+    model = models.build(config.model, num_classes=10)
+    init = jax.eval_shape(model.init, jax.random.key(0), data.train["x"][:1])
     return (parameter_total(init), parameter_count(model, image_shape), data.num_train,
             len(data.test["label"]))
 

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -9,8 +10,10 @@ from tests.conftest import REPO, read_jsonl
 
 
 def jaxlab_cli(*args, cwd=None):
+    """``jaxlab ARGS`` in a subprocess, by default from a directory outside the repository (the
+    installed package, not the checkout, answers)."""
     return subprocess.run([sys.executable, "-m", "jaxlab.cli", *args], capture_output=True,
-                          text=True, cwd=cwd or REPO, timeout=300)
+                          text=True, cwd=cwd or tempfile.gettempdir(), timeout=300)
 
 
 def test_list_shows_experiments_and_presets():

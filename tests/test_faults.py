@@ -1,5 +1,4 @@
 """Faults a run survives: kill -9, SIGTERM, damaged checkpoints, NaN/Inf, a changed config."""
-import dataclasses
 import functools
 import importlib
 import os
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab import cli, state
+from jaxlab import cli, state, tasks
 from jaxlab.checkpoint import CheckpointWarning, Checkpoints
 from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
@@ -227,31 +226,46 @@ def steps_with_each_example(cfg, num_train):
     return steps
 
 
-@pytest.fixture
-def poisoned(monkeypatch):
-    """One training example, first drawn at step 13, gets a NaN pixel; returns its steps."""
-    train_module = importlib.import_module("jaxlab.train")
-    real_make_task = train_module.make_task
-    cfg = config()
-    num_train = real_make_task(cfg).data.num_train
-    example, steps = next((e, s) for e, s in sorted(steps_with_each_example(cfg, num_train).items())
-                          if s[0] == 13)
+POISONED_TASK = '''"""Classification with a NaN pixel in training example config.poison.example."""
+import dataclasses
 
-    def make_task(cfg):
-        task = real_make_task(cfg)
-        train = dict(task.data.train, image=task.data.train["image"].copy())
-        train["image"][example, 0, 0] = np.nan
-        return dataclasses.replace(task, data=dataclasses.replace(task.data, train=train))
+from jaxlab.tasks import classification
 
-    monkeypatch.setattr(train_module, "make_task", make_task)
-    return steps
+
+def make_task(config):
+    task = classification.make_task(config)
+    x = task.data.train["x"].copy()
+    x[config.poison.example, 0, 0] = float("nan")
+    train = dict(task.data.train, x=x)
+    return dataclasses.replace(task, data=dataclasses.replace(task.data, train=train))
+'''
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    """(config maker, steps): configs whose task (a user file) gives one training example, first
+    drawn at step 13, a NaN pixel; the steps that draw that example."""
+    num_train = tasks.build(config()).data.num_train
+    example, steps = next((e, s) for e, s in sorted(steps_with_each_example(config(), num_train)
+                                                    .items()) if s[0] == 13)
+    task_file = tmp_path_factory.mktemp("user_code") / "poisoned_task.py"
+    task_file.write_text(POISONED_TASK)
+
+    def poisoned_config(**overrides):
+        cfg = config(**overrides)
+        cfg.task = f"{task_file}:make_task"
+        cfg.poison = {"example": example}
+        return cfg
+
+    return poisoned_config, steps
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path):
-    bad_step = poisoned[0]
+    poisoned_config, steps = poisoned
+    bad_step = steps[0]
     with pytest.raises(NonFiniteError, match=f"non-finite train/loss=nan.* at step {bad_step};"
                                              f".*checkpoints up to step 10 are untouched") as error:
-        train(config(), tmp_path)
+        train(poisoned_config(), tmp_path)
     assert error.value.step == bad_step and np.isnan(error.value.metrics["train/loss"])
     # The chunk of steps 11..15 holding the bad step was neither logged nor saved.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "5"]
@@ -272,11 +286,12 @@ def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised,
 
 
 def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
-    final = train(config(**{"train.skip_nonfinite_steps": True}), tmp_path)
+    poisoned_config, steps = poisoned
+    final = train(poisoned_config(**{"train.skip_nonfinite_steps": True}), tmp_path)
     assert final["step"] == 20 and np.isfinite(final["train/loss"])
     records = read_jsonl(tmp_path / "metrics.jsonl")
     skipped = {r["step"]: r["train/skipped_steps"] for r in records}
-    assert skipped == {end: sum(end - 5 < s <= end for s in poisoned) for end in (5, 10, 15, 20)}
+    assert skipped == {end: sum(end - 5 < s <= end for s in steps) for end in (5, 10, 15, 20)}
     assert sum(skipped.values()) >= 1
     _, restored = final_state(tmp_path)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))

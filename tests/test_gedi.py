@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab import clustering, ebm
+from jaxlab.papers.gedi import clustering, ebm
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
-from jaxlab.models.gedi import energy
-from jaxlab.tasks.gedi import augment, generative_loss, invariance_loss, uniformity_loss
+from jaxlab.papers.gedi.model import energy
+from jaxlab.papers.gedi.task import augment, generative_loss, invariance_loss, uniformity_loss
 from jaxlab.train import prepare
 
 LN3 = math.log(3.0)

@@ -15,7 +15,7 @@ def test_digits_are_scikit_learns_digits_split_at_random():
     from sklearn.datasets import load_digits
     reference = load_digits()
     data = digits.load(test_fraction=0.2, split_seed=3)
-    images = np.concatenate([data.train["image"], data.test["image"]])
+    images = np.concatenate([data.train["x"], data.test["x"]])
     labels = np.concatenate([data.train["label"], data.test["label"]])
     assert images.shape == (1797, 8, 8, 1) and images.dtype == np.float32
     assert len(data.test["label"]) == 359
@@ -61,8 +61,8 @@ def write_cifar(directory, per_batch=3, seed=0):
 def test_mnist_reads_idx_files(tmp_path, compress):
     arrays = write_mnist(tmp_path, compress=compress)
     data = mnist.load(str(tmp_path))
-    assert data.train["image"].shape == (16, 28, 28, 1) and data.test["image"].shape == (8, 28, 28, 1)
-    np.testing.assert_array_equal(data.train["image"][..., 0], arrays["train"][0])
+    assert data.train["x"].shape == (16, 28, 28, 1) and data.test["x"].shape == (8, 28, 28, 1)
+    np.testing.assert_array_equal(data.train["x"][..., 0], arrays["train"][0])
     np.testing.assert_array_equal(data.test["label"], arrays["t10k"][1])
     assert data.train["label"].dtype == np.int32
 
@@ -109,11 +109,11 @@ def test_cifar10_reads_binary_batches(tmp_path):
     root.mkdir()
     written = write_cifar(root)
     data = cifar10.load(str(tmp_path))
-    assert data.train["image"].shape == (15, 32, 32, 3) and data.test["image"].shape == (3, 32, 32, 3)
+    assert data.train["x"].shape == (15, 32, 32, 3) and data.test["x"].shape == (3, 32, 32, 3)
     images, labels = written["data_batch_2.bin"]
-    np.testing.assert_array_equal(data.train["image"][3:6], images)
+    np.testing.assert_array_equal(data.train["x"][3:6], images)
     np.testing.assert_array_equal(data.train["label"][3:6], labels)
-    np.testing.assert_array_equal(data.test["image"], written["test_batch.bin"][0])
+    np.testing.assert_array_equal(data.test["x"], written["test_batch.bin"][0])
 
 
 def test_cifar10_errors(tmp_path):
@@ -148,7 +148,7 @@ def test_classification_trains_on_the_loaders(tmp_path, dataset, writer, shape):
     bad = jaxlab.load_config(f"minimal_transformer:smoke,dataset={dataset}",
                              {"data.directory": str(tmp_path), "model.patch_size": 5})
     with pytest.raises(UserError, match=f"patch_size=5 does not divide the "
-                                        f"{shape[0]}x{shape[1]} images of dataset '{dataset}'"):
+                                        f"{shape[0]}x{shape[1]} images of the dataset"):
         jaxlab.train(bad, tmp_path / "bad", quiet=True)
 
 

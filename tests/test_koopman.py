@@ -8,8 +8,8 @@ from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
 import jaxlab
-from jaxlab import koopman_math as km
-from jaxlab.data import dynamics
+from jaxlab.papers.koopman import information as km
+from jaxlab.papers.koopman import dynamics
 from jaxlab.errors import UserError
 from tests.conftest import read_jsonl
 

@@ -65,7 +65,7 @@ def get_sweep(arg=None):
     assert runs[1].name == "seed=0,optimizer.learning_rate=0.01,optimizer.weight_decay=0.0001"
     assert runs[0].overrides["optimizer.weight_decay"] == 0.0  # typed like the default (float)
     assert runs[3].config.seed == 1 and runs[3].config.train.steps == 7
-    assert run_name({"data.name": "a/b c"}) == "data.name=a_b_c"
+    assert run_name({"data.directory": "a/b c"}) == "data.directory=a_b_c"
     with pytest.raises(UserError, match="no get_sweep"):
         experiment_points("minimal_transformer:smoke")
 
@@ -91,19 +91,21 @@ def _read_csv(path):
 
 def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_reports(tmp_path):
     workdir = tmp_path / "sweep"
-    command = ["sweep", "minimal_transformer:smoke", "--zip", "config.data.name=digits,digits,nope",
+    command = ["sweep", "minimal_transformer:smoke", "--zip",
+               "config.data.test_fraction=0.2,0.2,1.5",
                "--zip", "config.seed=0,1,0", *SHORT_FLAGS, "--parallel", "2",
                "--workdir", str(workdir)]
     first = jaxlab_cli(*command)
     assert first.returncode == 0, first.stderr
     assert "3 runs, 2 done, 1 failed" in first.stdout
     rows = _read_csv(workdir / "results.csv")
-    good, resumed = "data.name=digits,seed=0", "data.name=digits,seed=1"
+    good, resumed = "data.test_fraction=0.2,seed=0", "data.test_fraction=0.2,seed=1"
+    bad = "data.test_fraction=1.5,seed=0"
     assert {name: row["status"] for name, row in rows.items()} == {
-        good: "done", resumed: "done", "data.name=nope,seed=0": "failed"}
-    assert "unknown dataset 'nope'" in rows["data.name=nope,seed=0"]["error"]
+        good: "done", resumed: "done", bad: "failed"}
+    assert "leaves an empty train or test split" in rows[bad]["error"]
     assert rows[good]["seed"] == "0" and float(rows[good]["wall_time_s"]) > 0
-    assert "| data.name=nope,seed=0 | nope | 0 | failed |" in (workdir / "results.md").read_text()
+    assert f"| {bad} | 1.5 | 0 | failed |" in (workdir / "results.md").read_text()
     before = read_jsonl(workdir / resumed / "metrics.jsonl")
     assert [r["step"] for r in before] == [5, 10]
     assert float(rows[resumed]["eval/accuracy"]) == before[-1]["eval/accuracy"]
@@ -159,6 +161,8 @@ def _assert_vmap_equals_sequential(config, points, overrides, tmp_path):
 
 
 L2_TASK = '''"""Classification plus config.loss.l2 times the squared norm of the parameters."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -173,18 +177,14 @@ def make_task(config):
         penalty = sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))
         return value + config.loss.l2 * penalty, aux
 
-    return task.__class__(data=task.data, init=task.init, loss=loss, evaluate=task.evaluate)
+    return dataclasses.replace(task, loss=loss)
 '''
 
 
-def test_vmapped_sweep_over_seed_optimizer_and_loss_weight_equals_sequential_runs(
-        tmp_path, monkeypatch):
-    import jaxlab.tasks
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "l2_classification.py").write_text(L2_TASK)
-    monkeypatch.setattr(jaxlab.tasks, "__path__", [*jaxlab.tasks.__path__, str(tmp_path / "tasks")])
+def test_vmapped_sweep_over_seed_optimizer_and_loss_weight_equals_sequential_runs(tmp_path):
+    (tmp_path / "l2_classification.py").write_text(L2_TASK)  # a user's task, outside jaxlab
     config = jaxlab.load_config("minimal_transformer:smoke")
-    config.task = "l2_classification"
+    config.task = f"{tmp_path / 'l2_classification.py'}:make_task"
     config.loss = ml_collections.ConfigDict({"l2": 0.0})
     points = zipit(axis("seed", [0, 1]), axis("optimizer.learning_rate", [1e-3, 4e-3]),
                    axis("optimizer.weight_decay", [1e-4, 1e-2]), axis("loss.l2", [0.0, 0.05]))

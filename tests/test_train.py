@@ -91,7 +91,8 @@ def test_mlp_classifier_on_moons(tmp_path):
 
 
 def test_data_arguments_the_loader_does_not_take_are_refused(tmp_path):
-    config = jaxlab.load_config("mlp_moons:smoke", {"data.name": "digits"})
-    with pytest.raises(UserError, match="dataset 'digits' does not take config.data.factor"):
+    config = jaxlab.load_config("mlp_moons:smoke", {"data.loader": "jaxlab.data.digits:load"})
+    with pytest.raises(UserError, match="jaxlab.data.digits:load does not take config.data.factor"
+                                        ", config.data.noise"):
         jaxlab.train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@ import pytest
 
 import jaxlab
 from jaxlab.errors import UserError
-from jaxlab.models.transformer import (ATTENTION_VARIANTS, SelfAttention, VisionTransformer,
+from jaxlab.papers.transformer_minimization.model import (ATTENTION_VARIANTS, SelfAttention, VisionTransformer,
                                        attention_parameter_count, parameter_count)
 from jaxlab.tasks.classification import parameter_total
 

@@ -1,17 +1,17 @@
-"""CIFAR-10 from the batch files of its *binary* distribution in a local directory.
+"""CIFAR-10 from the batch files of its *binary* distribution in a directory.
 
-    config.data = dict(name="cifar10", directory="data/cifar10")
+    config.data = dict(loader="jaxlab.data.cifar10:load", directory="data/cifar10")
 
-The directory (or its ``cifar-10-batches-bin`` subdirectory) holds data_batch_1.bin ..
-data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the label (0..9), then the 1,024
+The directory (local or remote, `jaxlab.paths`; or its ``cifar-10-batches-bin`` subdirectory)
+holds data_batch_1.bin .. data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the label (0..9), then the 1,024
 red, 1,024 green and 1,024 blue values of a 32x32 image, rows first. The Python version's pickled
-batches are never read (unpickling runs arbitrary code). Images come as uint8 (N, 32, 32, 3) (the
-classification task scales them to [0, 1]), labels as int32 (N,).
+batches are never read (unpickling runs arbitrary code). Images ``x`` come as uint8 (N, 32, 32, 3)
+(the classification task scales them to [0, 1]), labels ``label`` as int32 (N,).
 """
-import pathlib
-
 import numpy as np
+from etils import epath
 
+from jaxlab import paths
 from jaxlab.data.dataset import Dataset
 from jaxlab.errors import UserError
 
@@ -23,7 +23,7 @@ SUBDIRECTORY = "cifar-10-batches-bin"
 
 
 def load(directory: str = "data/cifar10") -> Dataset:
-    root = pathlib.Path(directory).expanduser()
+    root = paths.path(directory, "config.data.directory")
     expected = ", ".join(TRAIN_FILES + TEST_FILES)
     if not root.is_dir():
         raise UserError(f"CIFAR-10 directory {root} does not exist; expected it to hold the binary "
@@ -38,15 +38,15 @@ def load(directory: str = "data/cifar10") -> Dataset:
                    test=_read_batches([root / n for n in TEST_FILES]))
 
 
-def _read_batches(paths: list[pathlib.Path]) -> dict[str, np.ndarray]:
-    records = [_read_records(path) for path in paths]
+def _read_batches(files: list[epath.Path]) -> dict[str, np.ndarray]:
+    records = [_read_records(file) for file in files]
     records_KR = np.concatenate(records) if records else np.zeros((0, RECORD_BYTES), np.uint8)
     images = records_KR[:, 1:].reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
-    return {"image": np.ascontiguousarray(images), "label": records_KR[:, 0].astype(np.int32)}
+    return {"x": np.ascontiguousarray(images), "label": records_KR[:, 0].astype(np.int32)}
 
 
-def _read_records(path: pathlib.Path) -> np.ndarray:
-    raw = np.fromfile(path, dtype=np.uint8)
+def _read_records(path: epath.Path) -> np.ndarray:
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise UserError(f"{path} is truncated or not a CIFAR-10 binary batch: {raw.size} bytes is "
                         f"not a positive multiple of the {RECORD_BYTES}-byte record")

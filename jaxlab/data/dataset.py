@@ -3,6 +3,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxlab.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -21,6 +23,9 @@ def split_by_permutation(arrays: dict[str, np.ndarray], test_fraction: float,
     n = len(next(iter(arrays.values())))
     order = np.random.default_rng(seed).permutation(n)
     num_test = int(round(n * test_fraction))
+    if not 0 < num_test < n:
+        raise UserError(f"a test fraction of {test_fraction} of {n} examples leaves an empty "
+                        f"train or test split")
     test_idx, train_idx = order[:num_test], order[num_test:]
     return Dataset(train={k: v[train_idx] for k, v in arrays.items()},
                    test={k: v[test_idx] for k, v in arrays.items()})

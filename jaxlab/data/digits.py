@@ -27,8 +27,9 @@ def bundled_file() -> pathlib.Path:
 
 
 def load(test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
-    """Images (N, 8, 8, 1) float32 in [0, 1] and labels (N,) int32, split at random into train/test."""
+    """Images ``x`` (N, 8, 8, 1) float32 in [0, 1] and labels ``label`` (N,) int32, split at
+    random into train/test."""
     table = np.loadtxt(bundled_file(), delimiter=",")
     images = (table[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)[..., None]
     labels = table[:, -1].astype(np.int32)
-    return split_by_permutation({"image": images, "label": labels}, test_fraction, split_seed)
+    return split_by_permutation({"x": images, "label": labels}, test_fraction, split_seed)

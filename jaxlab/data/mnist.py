@@ -1,20 +1,22 @@
-"""MNIST from the four IDX files of its distribution in a local directory (nothing is downloaded).
+"""MNIST from the four IDX files of its distribution in a directory (nothing is downloaded).
 
-    config.data = dict(name="mnist", directory="data/mnist")
+    config.data = dict(loader="jaxlab.data.mnist:load", directory="data/mnist")
 
-The directory holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
-t10k-labels-idx1-ubyte, each either as is or gzipped (``.gz``). Images come as uint8 (N, 28, 28, 1)
-(the classification task scales them to [0, 1]), labels as int32 (N,); the official 60,000/10,000
-train/test split is kept.
+The directory (local or remote, `jaxlab.paths`) holds train-images-idx3-ubyte,
+train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each either as is or
+gzipped (``.gz``). Images ``x`` come as uint8 (N, 28, 28, 1) (the classification task scales
+them to [0, 1]), labels ``label`` as int32 (N,); the official 60,000/10,000 train/test split is
+kept.
 
 An IDX file is: two zero bytes, a type byte (0x08 = unsigned byte), a byte with the number of
 dimensions d, d big-endian uint32 sizes, then the values in row-major order.
 """
 import gzip
-import pathlib
 
 import numpy as np
+from etils import epath
 
+from jaxlab import paths
 from jaxlab.data.dataset import Dataset
 from jaxlab.errors import UserError
 
@@ -24,7 +26,7 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 
 def load(directory: str = "data/mnist") -> Dataset:
-    root = pathlib.Path(directory).expanduser()
+    root = paths.path(directory, "config.data.directory")
     expected = ", ".join(f"{name}[.gz]" for pair in FILES.values() for name in pair)
     if not root.is_dir():
         raise UserError(f"MNIST directory {root} does not exist; expected it to hold the four IDX "
@@ -38,11 +40,11 @@ def load(directory: str = "data/mnist") -> Dataset:
                             f"{len(labels)} labels")
         if labels.size and labels.max() > 9:
             raise UserError(f"MNIST {split} labels in {root} hold {labels.max()}, expected 0..9")
-        splits[split] = {"image": images[..., None], "label": labels.astype(np.int32)}
+        splits[split] = {"x": images[..., None], "label": labels.astype(np.int32)}
     return Dataset(train=splits["train"], test=splits["test"])
 
 
-def _find(root: pathlib.Path, name: str, expected: str) -> pathlib.Path:
+def _find(root: epath.Path, name: str, expected: str) -> epath.Path:
     for candidate in (root / name, root / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -50,7 +52,7 @@ def _find(root: pathlib.Path, name: str, expected: str) -> pathlib.Path:
                     f"expected the four IDX files {expected}")
 
 
-def read_idx(path: pathlib.Path, ndim: int) -> np.ndarray:
+def read_idx(path: epath.Path, ndim: int) -> np.ndarray:
     """The uint8 array of shape (n, ...) with ``ndim`` dimensions stored in ``path``."""
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
@@ -70,7 +72,7 @@ def read_idx(path: pathlib.Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _read_bytes(path: pathlib.Path) -> bytes:
+def _read_bytes(path: epath.Path) -> bytes:
     if path.suffix != ".gz":
         return path.read_bytes()
     try:

@@ -1,18 +1,18 @@
-"""Tasks: an experiment's pure functions. ``config.task`` names a module here with ``make_task``."""
-import importlib
-import pkgutil
-
+"""Tasks: an experiment's pure functions (`Task`). ``config.task`` references the function that
+builds one, ``make_task(config) -> Task``; `build` calls it."""
 import ml_collections
 
+from jaxlab import references
 from jaxlab.errors import UserError
 from jaxlab.tasks.base import Task
 
-__all__ = ["Task", "make_task"]
+__all__ = ["Task", "build"]
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-    """Builds the task ``config.task`` (a module ``jaxlab.tasks.<name>`` with ``make_task``)."""
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
-    if config.task not in names:
-        raise UserError(f"unknown task {config.task!r}; known tasks: {', '.join(names)}")
-    return importlib.import_module(f"{__name__}.{config.task}").make_task(config)
+def build(config: ml_collections.ConfigDict) -> Task:
+    """The task of ``config``: ``config.task`` resolved and called with the config."""
+    task = references.resolve(config.task, "config.task")(config)
+    if not isinstance(task, Task):
+        raise UserError(f"config.task={config.task!r} returned a {type(task).__name__}, "
+                        f"expected a jaxlab.tasks.Task")
+    return task

@@ -1,9 +1,9 @@
 """The one small interface between the trainer and an experiment."""
 import dataclasses
-import pathlib
 from typing import Any, Callable
 
 import jax
+from etils import epath
 
 from jaxlab.data import Dataset
 
@@ -22,10 +22,11 @@ class Task:
         step and checkpointed with the parameters (``{}`` for tasks that need none).
     evaluate(params, task_state, test_arrays) -> dict of metrics (may run host code)
     plot(params, task_state, test_arrays, directory) -> None, optional: writes PNGs at the end of
-        training.
+        training into ``directory``, an ``etils.epath.Path`` (local or remote: write with
+        `jaxlab.paths.save_figure`).
     """
     data: Dataset
     init: Callable[[jax.Array, dict], tuple[Params, TaskState]]
     loss: Callable[[Params, TaskState, dict, jax.Array], tuple[jax.Array, tuple[Metrics, TaskState]]]
     evaluate: Callable[[Params, TaskState, dict], Metrics]
-    plot: Callable[[Params, TaskState, dict, pathlib.Path], None] | None = None
+    plot: Callable[[Params, TaskState, dict, epath.Path], None] | None = None

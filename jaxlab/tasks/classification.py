@@ -1,45 +1,23 @@
-"""Classification with cross-entropy.
+"""Classification with cross-entropy: ``config.task = "jaxlab.tasks.classification:make_task"``.
 
-``config.model.name`` picks the classifier and the input it reads: ``vit`` (a vision transformer
-on the dataset's ``image`` arrays) or ``mlp`` (a multilayer perceptron on its ``x`` feature
-vectors).
+The dataset (``config.data.loader``) holds inputs ``x`` (N, ...) and integer labels ``label``
+(N,) in both splits; the model (``config.model.constructor``) is called with the section's other
+keys and ``num_classes`` (1 + the largest label) and maps a batch of inputs to logits (B, C).
+uint8 inputs (images) are scaled to [0, 1].
 """
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
-from jaxlab.data import loaders
+from jaxlab import data as data_lib
+from jaxlab import models
 from jaxlab.errors import UserError
-from jaxlab.models.mlp import MLPClassifier
-from jaxlab.models.transformer import ATTENTION_VARIANTS, VisionTransformer
 from jaxlab.tasks.base import Task
 
 EVAL_CHUNK = 512  # test examples per vectorised evaluation chunk (bounds evaluation memory)
-INPUT_KEYS = {"vit": "image", "mlp": "x"}  # model name -> the dataset array it classifies
-
-
-def make_model(config: ml_collections.ConfigDict, num_classes: int,
-               image_shape: tuple[int, int, int]) -> VisionTransformer:
-    """The vision transformer of ``config.model`` for images of ``image_shape``; checks the config."""
-    m = config.model
-    attention, triangular = m.get("attention", "full"), m.get("triangular", False)
-    if attention not in ATTENTION_VARIANTS:
-        raise UserError(f"config.model.attention={attention!r} is unknown; "
-                        f"expected one of {', '.join(ATTENTION_VARIANTS)}")
-    if triangular and not attention.startswith("symmetric"):
-        raise UserError(f"config.model.triangular=True needs a symmetric attention, "
-                        f"got config.model.attention={attention!r}")
-    if m.width % m.heads:
-        raise UserError(f"config.model.width={m.width} is not divisible by "
-                        f"config.model.heads={m.heads}")
-    height, width, _ = image_shape
-    if height % m.patch_size or width % m.patch_size:
-        raise UserError(f"config.model.patch_size={m.patch_size} does not divide the "
-                        f"{height}x{width} images of dataset {config.data.name!r}")
-    return VisionTransformer(num_classes=num_classes, patch_size=m.patch_size, width=m.width,
-                             depth=m.depth, heads=m.heads, mlp_dim=m.mlp_dim, use_mlp=m.mlp,
-                             attention=attention, triangular=triangular)
+INPUTS, LABELS = "x", "label"
 
 
 def as_float_images(images: jax.Array) -> jax.Array:
@@ -54,41 +32,45 @@ def parameter_total(params) -> int:
     return sum(x.size for x in jax.tree.leaves(params))
 
 
+def num_classes_of(dataset: data_lib.Dataset) -> int:
+    """1 + the largest label of either split; checks the arrays the task reads."""
+    for split, arrays in (("train", dataset.train), ("test", dataset.test)):
+        missing = [k for k in (INPUTS, LABELS) if k not in arrays]
+        if missing:
+            raise UserError(f"classification reads the arrays {INPUTS!r} and {LABELS!r}; the "
+                            f"{split} split of config.data has {', '.join(arrays) or 'none'}")
+        labels = np.asarray(arrays[LABELS])
+        if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1 or labels.min() < 0:
+            raise UserError(f"classification needs labels as non-negative integers of shape (N,);"
+                            f" the {split} split's {LABELS!r} is {labels.dtype} of shape "
+                            f"{labels.shape}")
+    return int(max(dataset.train[LABELS].max(), dataset.test[LABELS].max())) + 1
+
+
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    if config.model.name not in INPUT_KEYS:
-        raise UserError(f"config.model.name={config.model.name!r} is unknown; expected one of "
-                        f"{', '.join(INPUT_KEYS)}")
-    input_key = INPUT_KEYS[config.model.name]
-    data = loaders.load(config.data)
-    if input_key not in data.train:
-        raise UserError(f"model {config.model.name!r} reads {input_key!r} arrays, which dataset "
-                        f"{config.data.name!r} does not have (it has {', '.join(data.train)})")
-    num_classes = int(max(data.train["label"].max(), data.test["label"].max())) + 1
-    if config.model.name == "mlp":
-        model = MLPClassifier(tuple(config.model.hidden_sizes), num_classes)
-    else:
-        model = make_model(config, num_classes, data.train["image"].shape[1:])
+    data = data_lib.load(config.data)
+    model = models.build(config.model, num_classes=num_classes_of(data))
 
     def logits_of(params, inputs):
         return model.apply(params, as_float_images(inputs))
 
     def init(key, batch):
-        return model.init(key, as_float_images(batch[input_key])), {}
+        return model.init(key, as_float_images(batch[INPUTS])), {}
 
     def loss(params, task_state, batch, key):
         del key  # deterministic model
-        logits = logits_of(params, batch[input_key])
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        logits = logits_of(params, batch[INPUTS])
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch[LABELS])
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch[LABELS])
         return losses.mean(), ({"accuracy": accuracy}, task_state)
 
     @jax.jit
     def evaluate(params, task_state, test):
         del task_state
         def per_example(example):
-            logits = logits_of(params, example[input_key][None])[0]
-            return (optax.softmax_cross_entropy_with_integer_labels(logits, example["label"]),
-                    jnp.argmax(logits) == example["label"])
+            logits = logits_of(params, example[INPUTS][None])[0]
+            return (optax.softmax_cross_entropy_with_integer_labels(logits, example[LABELS]),
+                    jnp.argmax(logits) == example[LABELS])
         losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_CHUNK)
         return {"loss": losses.mean(), "accuracy": correct.mean()}
 

@@ -18,19 +18,19 @@ alpha * mean(E(x)^2 + E(x~)^2), the energy-magnitude regulariser of Du & Mordatc
 default. Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
 points, random shifts (zero padded) plus noise for images.
 """
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-from jaxlab import clustering, ebm
-from jaxlab.data import loaders
+from jaxlab import data as data_lib
+from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.models.gedi import ClusterMLP, energy
-from jaxlab.tasks.base import Task
+from jaxlab.papers.gedi import clustering, ebm
+from jaxlab.papers.gedi.model import ClusterMLP, energy
+from jaxlab.tasks import Task
 
 NUM_UNIFORM_EVAL = 2000  # points uniform in the box for eval/energy_uniform
 PLOT_GRID = 200  # the energy landscape is drawn on a PLOT_GRID x PLOT_GRID grid
@@ -73,8 +73,7 @@ def sampling_box(train_inputs: np.ndarray, margin: float) -> tuple[np.ndarray, n
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    data = loaders.load(config.data)
-    input_key = "image" if "image" in data.train else "x"
+    data = data_lib.load(config.data)
     m, lc, sc, ac = config.model, config.loss, config.sgld, config.augment
     if m.num_clusters < 2:
         raise UserError(f"config.model.num_clusters must be at least 2, got {m.num_clusters}")
@@ -83,17 +82,17 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
                         f"config.train.batch_size={config.train.batch_size}")
     model = ClusterMLP(num_clusters=m.num_clusters, hidden=tuple(m.hidden),
                        temperature=m.temperature)
-    low, high = (jnp.asarray(v) for v in sampling_box(data.train[input_key], sc.box_margin))
+    low, high = (jnp.asarray(v) for v in sampling_box(data.train["x"], sc.box_margin))
     use_generative = lc.generative != 0.0
 
     def init(key, batch):
         params_key, buffer_key = jax.random.split(key)
-        params = model.init(params_key, batch[input_key])
+        params = model.init(params_key, batch["x"])
         buffer = ebm.uniform_in_box(buffer_key, sc.buffer_size, low, high)
         return params, {"sgld_buffer": buffer}
 
     def loss(params, task_state, batch, key):
-        x = batch[input_key]
+        x = batch["x"]
         view1_key, view2_key, chain_key, sgld_key = jax.random.split(key, 4)
         logits1 = model.apply(params, augment(view1_key, x, ac.noise_std, ac.max_shift))
         logits2 = model.apply(params, augment(view2_key, x, ac.noise_std, ac.max_shift))
@@ -124,7 +123,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
     def evaluate(params, task_state, test):
         del task_state
-        clusters, test_energy = jax.device_get(predict(params, test[input_key]))
+        clusters, test_energy = jax.device_get(predict(params, test["x"]))
         _, uniform_energy = jax.device_get(predict(params, uniform_points))
         labels = np.asarray(jax.device_get(test["label"]))
         return {"nmi": clustering.nmi(labels, clusters),
@@ -134,18 +133,18 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
                 "energy_uniform": float(uniform_energy.mean())}
 
     def plot(params, task_state, test, directory):
-        inputs = np.asarray(jax.device_get(test[input_key]))
+        inputs = np.asarray(jax.device_get(test["x"]))
         samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
         if inputs.ndim == 2 and inputs.shape[1] == 2:
             _plot_plane(predict, params, inputs, samples, np.asarray(low), np.asarray(high),
-                        pathlib.Path(directory))
+                        directory)
         else:
-            _plot_image_samples(samples, pathlib.Path(directory))
+            _plot_image_samples(samples, directory)
 
     return Task(data=data, init=init, loss=loss, evaluate=evaluate, plot=plot)
 
 
-def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.Path) -> None:
+def _plot_plane(predict, params, points, samples, low, high, directory: epath.Path) -> None:
     """gedi_clusters.png, gedi_energy.png and gedi_sgld_samples.png for 2-D inputs."""
     gx, gy = np.meshgrid(np.linspace(low[0], high[0], PLOT_GRID),
                          np.linspace(low[1], high[1], PLOT_GRID))
@@ -171,10 +170,10 @@ def _plot_plane(predict, params, points, samples, low, high, directory: pathlib.
             ax.scatter(overlay[:, 0], overlay[:, 1], c="white", s=2, alpha=0.6)
         ax.set(title=title, xlim=(low[0], high[0]), ylim=(low[1], high[1]))
         fig.tight_layout()
-        fig.savefig(directory / name, dpi=100)
+        paths.save_figure(fig, directory / name)
 
 
-def _plot_image_samples(samples, directory: pathlib.Path, rows: int = 8) -> None:
+def _plot_image_samples(samples, directory: epath.Path, rows: int = 8) -> None:
     """gedi_sgld_samples.png: a grid of replay-buffer images."""
     count = min(rows * rows, len(samples))
     fig = Figure(figsize=(rows, rows))
@@ -183,4 +182,4 @@ def _plot_image_samples(samples, directory: pathlib.Path, rows: int = 8) -> None
         if i < count:
             ax.imshow(samples[i].squeeze(), cmap="gray_r", vmin=0, vmax=1)
         ax.axis("off")
-    fig.savefig(directory / "gedi_sgld_samples.png", dpi=80)
+    paths.save_figure(fig, directory / "gedi_sgld_samples.png", dpi=80)

@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlab.errors import UserError
+
 ATTENTION_VARIANTS = ("full", "wqk", "wqk_novo", "symmetric", "symmetric_novo")
 
 
@@ -140,11 +142,31 @@ class VisionTransformer(nn.Module):
         return nn.Dense(self.num_classes, name="head")(pooled_BN)
 
 
+def classifier(num_classes: int, patch_size: int, width: int, depth: int, heads: int, mlp_dim: int,
+               mlp: bool = True, attention: str = "full", triangular: bool = False
+               ) -> VisionTransformer:
+    """The minimal_transformer experiment's ``config.model.constructor``: checks the attention
+    settings (`UserError` naming the config key), then builds the `VisionTransformer`."""
+    if attention not in ATTENTION_VARIANTS:
+        raise UserError(f"config.model.attention={attention!r} is unknown; "
+                        f"expected one of {', '.join(ATTENTION_VARIANTS)}")
+    if triangular and not attention.startswith("symmetric"):
+        raise UserError(f"config.model.triangular=True needs a symmetric attention, "
+                        f"got config.model.attention={attention!r}")
+    if width % heads:
+        raise UserError(f"config.model.width={width} is not divisible by "
+                        f"config.model.heads={heads}")
+    return VisionTransformer(num_classes=num_classes, patch_size=patch_size, width=width,
+                             depth=depth, heads=heads, mlp_dim=mlp_dim, use_mlp=mlp,
+                             attention=attention, triangular=triangular)
+
+
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     """(B, height, width, channels) -> (B, tokens, patch_size² · channels), row-major patches."""
     b, h, w, c = images.shape
     if h % patch_size or w % patch_size:
-        raise ValueError(f"image size {h}x{w} is not divisible by patch size {patch_size}")
+        raise UserError(f"config.model.patch_size={patch_size} does not divide the {h}x{w} "
+                        f"images of the dataset")
     p = patch_size
     x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, (h // p) * (w // p), p * p * c)

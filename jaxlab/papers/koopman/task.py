@@ -29,19 +29,19 @@ training data's std (`jaxlab.koopman_math.rollout_nrmse`). ``effective_dim`` is 
 covariance of the test latents; ``spectrum`` the eigenvalues of K as (real, imag) rows, largest
 modulus first.
 """
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
-from jaxlab import koopman_math as km
-from jaxlab.data import loaders
+from jaxlab import data as data_lib
+from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.models.koopman import KoopmanAutoencoder
-from jaxlab.tasks.base import Task
+from jaxlab.papers.koopman import information as km
+from jaxlab.papers.koopman.model import KoopmanAutoencoder
+from jaxlab.tasks import Task
 
 KOOPMAN_MODES = ("learned", "closed_form")
 ENTROPY_SIGNS = {"maximize": -1.0, "minimize": 1.0}  # the sign of gamma·S in the loss
@@ -68,7 +68,7 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    data = loaders.load(config.data)
+    data = data_lib.load(config.data)
     _, window_len, state_dim = data.train["window"].shape
     _check(config, window_len)
     lc, m = config.loss, config.model
@@ -168,7 +168,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
     def plot(params, task_state, test, directory):
         del task_state
-        directory = pathlib.Path(directory)
         a_LL = koopman_matrix(params)
         plot_spectrum(np.linalg.eigvals(np.asarray(a_LL, np.float64)), directory / SPECTRUM_PLOT)
         steps = min(test_len - 1, 4 * max(horizons))
@@ -181,7 +180,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     return Task(data=data, init=init, loss=loss, evaluate=evaluate, plot=plot)
 
 
-def plot_spectrum(eigenvalues: np.ndarray, path: pathlib.Path) -> None:
+def plot_spectrum(eigenvalues: np.ndarray, path: epath.Path) -> None:
     """The eigenvalues of K with the unit circle: whole plane (left), zoomed on them (right)."""
     fig = Figure(figsize=(9, 4.5))
     axes = fig.subplots(1, 2)
@@ -201,11 +200,11 @@ def plot_spectrum(eigenvalues: np.ndarray, path: pathlib.Path) -> None:
     axes[1].set_title("zoom")
     fig.suptitle(f"Koopman spectrum (max |λ| = {np.abs(eigenvalues).max():.4f})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    paths.save_figure(fig, path)
 
 
 def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
-                 path: pathlib.Path) -> None:
+                 path: epath.Path) -> None:
     """A test trajectory against the model's rollout from its first state (standardised units)."""
     time = np.arange(len(true_TD)) * dt
     dims = true_TD.shape[1]
@@ -235,4 +234,4 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
         axes[0].set_ylabel("time")
         fig.colorbar(image, ax=axes, shrink=0.8)
     fig.suptitle("test trajectory: truth vs rollout from its first state")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    paths.save_figure(fig, path, bbox_inches="tight")

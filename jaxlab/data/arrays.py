@@ -1,0 +1,116 @@
+"""Your own arrays, from ``.npz`` / ``.npy`` files on a local or remote path (never unpickled).
+
+    config.data = dict(loader="jaxlab.data.arrays:load", train="data/train.npz",
+                       test="data/test.npz")
+    config.data = dict(loader="jaxlab.data.arrays:load", train="data/all.npz", test_fraction=0.2)
+
+A split (``train``, ``test``) is one of
+
+* a ``.npz`` file: its arrays under their names in the file (``np.savez(path, x=..., label=...)``);
+* a ``.npy`` file: one array, named by the file's stem (``x.npy`` -> ``"x"``);
+* a directory: every ``.npy`` file in it, each named by its stem.
+
+``keys`` selects arrays by name (default: all of them). The arrays of a split share their leading
+(example) axis, and the test split holds the same names as the train split. Without a test file,
+``test_fraction`` of the training examples, drawn at random with ``split_seed``, form the test
+split. What a task reads is the task's contract: `jaxlab.tasks.classification` reads ``x`` and
+``label``. Files are read with ``allow_pickle=False``: object arrays are refused, since unpickling
+a file can run any code it holds.
+"""
+import zipfile
+
+import numpy as np
+
+from jaxlab import paths
+from jaxlab.data.dataset import Dataset, split_by_permutation
+from jaxlab.errors import UserError
+
+
+def load(train: str = "", test: str = "", test_fraction: float = 0.0, split_seed: int = 0,
+         keys: tuple = ()) -> Dataset:
+    if not train:
+        raise UserError("config.data.train is not set: give the path of a .npz file, a .npy file "
+                        "or a directory of .npy files")
+    if test and test_fraction:
+        raise UserError(f"config.data.test={test!r} and config.data.test_fraction="
+                        f"{test_fraction} both set the test split; set one of them")
+    if not test and not 0.0 < test_fraction < 1.0:
+        raise UserError(f"without config.data.test, config.data.test_fraction must be in (0, 1), "
+                        f"got {test_fraction}")
+    train_arrays = read_split(train, "config.data.train", keys)
+    if not test:
+        return split_by_permutation(train_arrays, test_fraction, split_seed)
+    test_arrays = read_split(test, "config.data.test", keys)
+    if set(test_arrays) != set(train_arrays):
+        raise UserError(f"config.data.test={test!r} holds the arrays {_names(test_arrays)}, the "
+                        f"train split {_names(train_arrays)}: both need the same names")
+    for name, array in train_arrays.items():
+        if test_arrays[name].shape[1:] != array.shape[1:]:
+            raise UserError(f"array {name!r}: examples of shape {array.shape[1:]} in the train "
+                            f"split but {test_arrays[name].shape[1:]} in the test split")
+    return Dataset(train=train_arrays, test=test_arrays)
+
+
+def read_split(location: str, what: str, keys: tuple = ()) -> dict[str, np.ndarray]:
+    """The arrays of one split (see the module docstring), checked."""
+    source = paths.path(location, what)
+    if source.is_dir():
+        files = sorted(source.glob("*.npy"))
+        if not files:
+            raise UserError(f"{what}: the directory {source} holds no .npy files")
+        arrays = {file.stem: _read(file, what) for file in files}
+    elif not source.exists():
+        raise UserError(f"{what}: {source} does not exist")
+    elif source.suffix in (".npz", ".npy"):
+        arrays = _read(source, what)
+        if source.suffix == ".npy":
+            arrays = {source.stem: arrays}
+    else:
+        raise UserError(f"{what}: {source} is not a .npz file, a .npy file or a directory of "
+                        f".npy files")
+    if keys:
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise UserError(f"config.data.keys names {', '.join(map(repr, missing))}, which "
+                            f"{source} does not hold (it holds {_names(arrays)})")
+        arrays = {k: arrays[k] for k in keys}
+    _check_examples(arrays, source, what)
+    return arrays
+
+
+def _read(file, what: str):
+    """A .npy file's array, or a .npz file's dict of arrays."""
+    try:
+        with file.open("rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return {name: loaded[name] for name in loaded.files}
+            return loaded
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise UserError(f"{what}: {file} holds an object array (dtype=object), which could "
+                            f"only be read by unpickling it; save numeric arrays instead") from None
+        raise UserError(f"{what}: {file} is not a readable {file.suffix} file: {error}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{what}: {file} is not a readable {file.suffix} file: {error}") from None
+
+
+def _check_examples(arrays: dict[str, np.ndarray], source, what: str) -> None:
+    if not arrays:
+        raise UserError(f"{what}: {source} holds no arrays")
+    for name, array in arrays.items():
+        if array.ndim == 0:
+            raise UserError(f"{what}: array {name!r} of {source} is a scalar; arrays need a "
+                            f"leading example axis")
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise UserError(f"{what}: the arrays of {source} differ in their number of examples "
+                        f"({shown}); every array needs one row per example")
+    if not next(iter(lengths.values())):
+        raise UserError(f"{what}: the arrays of {source} hold no examples")
+
+
+def _names(arrays: dict) -> str:
+    return ", ".join(sorted(arrays)) or "(none)"
