@@ -7,6 +7,8 @@
     config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
     table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
 """
+__version__ = "0.2.0"
+
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.parallel import initialize_distributed
 from jaxlab.registry import list_experiments, load_config

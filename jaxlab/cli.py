@@ -80,9 +80,11 @@ def _experiment(args: argparse.Namespace) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
-    parser.add_argument("--experiments-dir", action="append", default=[],
-                        help="extra directory of experiment files (repeatable; also "
-                             "$JAXLAB_EXPERIMENTS, os.pathsep-separated)")
+    registry_dirs = argparse.ArgumentParser(add_help=False)
+    registry_dirs.add_argument("--experiments-dir", action="append", default=[],
+                               help="a directory of your experiment files, searched before the "
+                                    "built-ins (repeatable; also $JAXLAB_EXPERIMENTS, "
+                                    "os.pathsep-separated)")
     multihost = argparse.ArgumentParser(add_help=False)
     group = multihost.add_argument_group("multi-process runs (every process runs the same command)")
     group.add_argument("--coordinator-address", help="host:port of process 0")
@@ -91,9 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--distributed", action="store_true",
                        help="auto-detect the processes (TPU pod slices, SLURM)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="print the experiment registry")
+    commands.add_parser("list", help="print the experiment registry", parents=[registry_dirs])
     train = commands.add_parser("train", help="train an experiment (resumes its workdir)",
-                                parents=[multihost],
+                                parents=[multihost, registry_dirs],
                                 epilog="Overrides: --config.KEY=VALUE, typed like the default.")
     _experiment_arguments(train)
     train.add_argument("--workdir", required=True)
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("workdir")
     sweep = commands.add_parser(
         "sweep", help="train many runs of an experiment that differ in overrides",
+        parents=[registry_dirs],
         epilog="Without --sweep/--zip, the experiment file's get_sweep(preset) gives the runs. "
                "Fixed overrides: --config.KEY=VALUE. See docs/sweeps.md.")
     _experiment_arguments(sweep)

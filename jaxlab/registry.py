@@ -44,8 +44,16 @@ class Experiment:
 
 
 def search_dirs(extra_dirs: Sequence[str] = ()) -> list[pathlib.Path]:
+    """The directories experiments are looked up in, first first; `UserError` for a missing one."""
     env_dirs = [d for d in os.environ.get(ENV_VAR, "").split(os.pathsep) if d]
-    return [pathlib.Path(d).expanduser() for d in (*extra_dirs, *env_dirs)] + [BUILTIN_DIR]
+    named = [(d, "--experiments-dir") for d in extra_dirs] + [(d, ENV_VAR) for d in env_dirs]
+    dirs = []
+    for name, source in named:
+        directory = pathlib.Path(name).expanduser()
+        if not directory.is_dir():
+            raise UserError(f"experiments directory {directory} (from {source}) does not exist")
+        dirs.append(directory)
+    return dirs + [BUILTIN_DIR]
 
 
 def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:
@@ -53,7 +61,7 @@ def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:
     cannot be loaded is listed with its ``error``."""
     found: dict[str, Experiment] = {}
     for directory in search_dirs(extra_dirs):
-        for path in sorted(directory.glob("*.py")) if directory.is_dir() else ():
+        for path in sorted(directory.glob("*.py")):
             if path.stem.startswith("_") or path.stem in found:
                 continue
             try:

@@ -25,6 +25,8 @@ from jaxlab import paths
 from jaxlab.data.dataset import Dataset, split_by_permutation
 from jaxlab.errors import UserError
 
+NPZ_MAGIC, NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"  # a zip archive; numpy's array format
+
 
 def load(train: str = "", test: str = "", test_fraction: float = 0.0, split_seed: int = 0,
          keys: tuple = ()) -> Dataset:
@@ -80,15 +82,22 @@ def read_split(location: str, what: str, keys: tuple = ()) -> dict[str, np.ndarr
 
 def _read(file, what: str):
     """A .npy file's array, or a .npz file's dict of arrays."""
+    magic = NPZ_MAGIC if file.suffix == ".npz" else NPY_MAGIC
     try:
         with file.open("rb") as handle:
+            if handle.read(len(magic)) != magic:
+                raise UserError(f"{what}: {file} is not a {file.suffix} file (it does not start "
+                                f"with the format's signature)")
+            handle.seek(0)
             loaded = np.load(handle, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
                     return {name: loaded[name] for name in loaded.files}
             return loaded
+    except UserError:
+        raise
     except ValueError as error:
-        if "allow_pickle" in str(error):
+        if "Object arrays cannot be loaded" in str(error):
             raise UserError(f"{what}: {file} holds an object array (dtype=object), which could "
                             f"only be read by unpickling it; save numeric arrays instead") from None
         raise UserError(f"{what}: {file} is not a readable {file.suffix} file: {error}") from None
