@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 MODES = {"sequential": ["--parallel", "1"], "parallel 2": ["--parallel", "2"],
          "vmap": ["--vmap"]}
 
@@ -33,10 +32,8 @@ def run_sweep(experiment: str, seeds: int, workdir: pathlib.Path, flags: list[st
               overrides: list[str]) -> float:
     command = [sys.executable, "-m", "jaxlab.cli", "sweep", experiment, "--workdir", str(workdir),
                "--sweep", "config.seed=" + ",".join(map(str, range(seeds))), *overrides, *flags]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0 or f"{seeds} done, 0 failed" not in result.stdout:
         sys.exit(f"sweep {' '.join(flags)} did not finish cleanly:\n{result.stdout}\n{result.stderr}")

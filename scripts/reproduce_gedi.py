@@ -15,7 +15,6 @@ import os
 import pathlib
 import shutil
 import statistics
-import sys
 import time
 
 from jaxlab.doc_block import write_block
@@ -26,7 +25,6 @@ METRICS = ("nmi", "accuracy", "cluster_entropy")
 
 
 def train_one(dataset: str, variant: str, seed: int, workdir: str) -> dict:
-    sys.path.insert(0, str(REPO))
     import jaxlab
     config = jaxlab.load_config(f"gedi:dataset={dataset},variant={variant}", {"seed": seed})
     shutil.rmtree(workdir, ignore_errors=True)
@@ -35,7 +33,6 @@ def train_one(dataset: str, variant: str, seed: int, workdir: str) -> dict:
 
 
 def kmeans_scores(dataset: str, seed: int) -> dict:
-    sys.path.insert(0, str(REPO))
     import jaxlab
     from jaxlab import data as data_lib
     from jaxlab.papers.gedi import clustering

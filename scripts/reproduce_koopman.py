@@ -9,9 +9,9 @@ results markers), beside the paper's numbers:
     gamma = 0      alpha = 2, gamma = 0 (mutual information only)
     full (code)    alpha = 2, gamma = 0.1, entropy minimised (the released code's sign)
 
-    PYTHONPATH=. python scripts/reproduce_koopman.py                 # ≤15 min on 2 CPU cores
-    PYTHONPATH=. python scripts/reproduce_koopman.py --rescaled      # + alpha, gamma divided by 50
-    PYTHONPATH=. python scripts/reproduce_koopman.py --steps 200 --seeds 0 --doc /tmp/k.md
+    python scripts/reproduce_koopman.py                 # ≤15 min on 2 CPU cores
+    python scripts/reproduce_koopman.py --rescaled      # + alpha, gamma divided by 50
+    python scripts/reproduce_koopman.py --steps 200 --seeds 0 --doc /tmp/k.md
 """
 import argparse
 import json

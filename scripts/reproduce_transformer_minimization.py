@@ -6,8 +6,8 @@ the results section of docs/transformer_minimization.md (the table and the paper
 checks, between the ``results`` markers), docs/transformer_minimization_accuracy.png (test accuracy
 against parameter count) and docs/transformer_minimization_runs.json (every run's final numbers).
 
-    PYTHONPATH=. python scripts/reproduce_transformer_minimization.py [--workdir runs/minimization]
-    PYTHONPATH=. python scripts/reproduce_transformer_minimization.py --from-json   # rewrite only
+    python scripts/reproduce_transformer_minimization.py [--workdir runs/minimization]
+    python scripts/reproduce_transformer_minimization.py --from-json   # rewrite only
 """
 import argparse
 import importlib.metadata

@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import read_jsonl
 
 
 def jaxlab_cli(*args, cwd=None):
