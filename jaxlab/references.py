@@ -110,14 +110,12 @@ def call(section: Mapping[str, Any], key: str, where: str, **fixed: Any) -> Any:
 def _import_module(name: str, reference: str, where: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name and name.startswith(error.name) and error.name not in sys.modules:
-            raise UserError(f"{where}={reference!r}: no module named {error.name!r} (is it "
+    except Exception as error:  # noqa: BLE001 - any failure of the user's module is reported
+        missing = error.name if isinstance(error, ModuleNotFoundError) else None
+        if missing and f"{name}.".startswith(f"{missing}.") and missing not in sys.modules:
+            raise UserError(f"{where}={reference!r}: no module named {missing!r} (is it "
                             f"installed or on PYTHONPATH? a file is written path/to/file.py:name)"
                             ) from None
-        raise UserError(f"{where}={reference!r}: importing module {name} failed: "
-                        f"{describe_error(error)}") from None
-    except Exception as error:  # noqa: BLE001 - any failure of the user's module is reported
         raise UserError(f"{where}={reference!r}: importing module {name} failed: "
                         f"{describe_error(error)}") from None
 
