@@ -11,15 +11,20 @@
 Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset,
 unknown or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:``
 line, nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept);
-75 stopped by SIGTERM/SIGINT after committing a checkpoint (run the same command to resume).
+4 (``jaxlab sweep``) not every run of the sweep is done: some failed, or are still running in
+another process (results.md says which); 75 stopped by SIGTERM/SIGINT after committing a
+checkpoint (a sweep: after its running runs committed theirs and its table was written; run the
+same command to resume).
 """
 import argparse
+import collections
 import json
 import sys
 import warnings
 
 USAGE_ERROR = 2
 NONFINITE = 3
+SWEEP_INCOMPLETE = 4
 INTERRUPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run again to continue
 
 
@@ -42,9 +47,10 @@ def _split_overrides(extra: list[str]) -> dict[str, str]:
     return overrides
 
 
-def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> None:
-    from jaxlab.sweep import (DONE, FAILED, RESULTS_MD, command_line_points, experiment_points,
-                              sweep)
+def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    """Runs the sweep; its exit status: 0 when every run is done, else `SWEEP_INCOMPLETE`."""
+    from jaxlab.sweep import DONE, command_line_points, experiment_points, sweep
+    from jaxlab.workdir import RESULTS_MD
 
     experiment = _experiment(args)
     if args.sweep or args.zip:
@@ -54,9 +60,11 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> None:
     rows = sweep(experiment, points, args.workdir, parallel=args.parallel, vmap=args.vmap,
                  backend=args.backend, address=args.address, fixed_overrides=overrides,
                  extra_dirs=args.experiments_dir, quiet=False)
-    done, failed = (sum(r["status"] == s for r in rows) for s in (DONE, FAILED))
-    print(f"jaxlab sweep: {len(rows)} runs, {done} done, {failed} failed; "
-          f"results in {args.workdir}/{RESULTS_MD}", flush=True)
+    counts = collections.Counter(row["status"] for row in rows)
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(f"jaxlab sweep: {len(rows)} runs: {shown}; results in {args.workdir}/{RESULTS_MD}",
+          flush=True)
+    return 0 if counts[DONE] == len(rows) else SWEEP_INCOMPLETE
 
 
 def _experiment_arguments(command: argparse.ArgumentParser) -> None:
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             if jax.process_index() == 0:
                 print(json.dumps(metrics))
         elif args.command == "sweep":
-            _sweep(args, _split_overrides(extra))
+            return _sweep(args, _split_overrides(extra))
         elif args.command == "report":
             print(report(args.workdir, metric=args.metric, descending=args.descending))
     except UserError as error:

@@ -1,5 +1,6 @@
-"""Errors users see: bad input (`UserError`, exit status 2), a diverged run (`NonFiniteError`, 3),
-and a run stopped by a signal after saving a checkpoint (`Interrupted`, 75)."""
+"""Errors users see: bad input (`UserError`, exit status 2; `InUse` for a directory another process
+holds), a diverged run (`NonFiniteError`, 3), and a run stopped by a signal after saving a
+checkpoint (`Interrupted`, 75)."""
 
 
 class UserError(ValueError):
@@ -8,6 +9,10 @@ class UserError(ValueError):
     Raised before anything is written to a workdir; the message says what was wrong and what was
     expected.
     """
+
+
+class InUse(UserError):
+    """A workdir (or a sweep's directory) is held by another live jaxlab process."""
 
 
 class NonFiniteError(RuntimeError):
@@ -23,8 +28,9 @@ class NonFiniteError(RuntimeError):
 
 class Interrupted(Exception):
     """SIGTERM/SIGINT (or a preemption notice) stopped the run after a checkpoint of ``step`` was
-    committed; running the same command again resumes it."""
+    committed (a sweep: after its running runs' checkpoints were, ``step`` None); running the
+    same command again resumes it."""
 
-    def __init__(self, message: str, step: int, reason: str):
+    def __init__(self, message: str, step: int | None, reason: str):
         super().__init__(message)
         self.step, self.reason = step, reason

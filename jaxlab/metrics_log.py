@@ -20,9 +20,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import masked_crc32c
 
 from jaxlab import paths
-
-METRICS_FILE = "metrics.jsonl"
-EVENTS_PREFIX = "events.out.tfevents."
+from jaxlab.workdir import EVENTS_PREFIX, METRICS_FILE
 
 
 def _plain(value: Any) -> Any:

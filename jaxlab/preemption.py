@@ -11,6 +11,9 @@ the hosts stop at different steps. There JAX's preemption service (on by default
 on any host and agrees on a common sync point, which Orbax's
 ``CheckpointManager.reached_preemption`` reports; it is called once per chunk with the chunk
 count, identical on every host.
+
+`StopSignals` is the recording alone, which a process sweep's scheduler uses to stop launching
+and pass the stop on to its workers.
 """
 import signal
 import threading
@@ -21,16 +24,19 @@ import jax
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class StopRequests:
-    """Context manager: records SIGTERM/SIGINT while active and restores the old handlers after."""
+class StopSignals:
+    """Context manager: records SIGTERM/SIGINT (``received``: the first one's name) while active,
+    in the main thread, and restores the old handlers after."""
 
-    def __init__(self, reached_preemption: Callable[[int], bool]):
-        self._reached_preemption = reached_preemption
-        self._received: str | None = None
+    def __init__(self):
+        self.received: str | None = None
         self._previous = {}
 
-    def __enter__(self) -> "StopRequests":
-        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+    def _install(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self._install():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record)
         return self
@@ -42,10 +48,22 @@ class StopRequests:
 
     def _record(self, signum, frame) -> None:
         del frame
-        self._received = self._received or signal.Signals(signum).name
+        self.received = self.received or signal.Signals(signum).name
+
+
+class StopRequests(StopSignals):
+    """The training loop's stops: signals in a single process, JAX's preemption sync point in a
+    multi-process run (see the module docstring)."""
+
+    def __init__(self, reached_preemption: Callable[[int], bool]):
+        super().__init__()
+        self._reached_preemption = reached_preemption
+
+    def _install(self) -> bool:
+        return jax.process_count() == 1 and super()._install()
 
     def reason(self, chunk_index: int) -> str | None:
         """Why the run should stop after chunk ``chunk_index`` (a signal's name), or None."""
-        if self._received is None and self._reached_preemption(chunk_index):
-            self._received = "a preemption notice"
-        return self._received
+        if self.received is None and self._reached_preemption(chunk_index):
+            self.received = "a preemption notice"
+        return self.received

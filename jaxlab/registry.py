@@ -132,9 +132,8 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
     if not isinstance(config, ml_collections.ConfigDict):
         raise UserError(f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
                         f"expected an ml_collections.ConfigDict")
-    config = ml_collections.ConfigDict(
-        references.absolute_file_references(config.to_dict(), path.resolve().parent))
-    config = with_framework_defaults(config)
+    config = with_framework_defaults(ml_collections.ConfigDict(  # before overrides may set them
+        references.absolute_file_references(config.to_dict(), path.resolve().parent)))
     config.experiment = f"{path.stem}:{preset}" if preset else path.stem
     return validate(config_lib.apply_overrides(config, overrides or {}))
 
@@ -150,7 +149,11 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks the settings every run needs; raises `UserError` naming the bad value."""
+    """``config`` as a run needs it: relative file references made absolute against the working
+    directory, `FRAMEWORK_DEFAULTS` added, and the settings every run needs checked (`UserError`
+    naming the bad value)."""
+    config = with_framework_defaults(ml_collections.ConfigDict(
+        references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())))
     for section in ("train", "optimizer"):
         if not isinstance(config.get(section), ml_collections.ConfigDict):
             raise UserError(f"the config has no {section} section (config.{section})")

@@ -10,11 +10,11 @@ from matplotlib.figure import Figure  # no pyplot: the caller's backend (a noteb
 
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.metrics_log import METRICS_FILE, read_metrics
-from jaxlab.sweep import DONE, SWEEP_FILE, collect, markdown_table, read_sweep, table_columns
+from jaxlab.metrics_log import read_metrics
+from jaxlab.sweep.results import DONE, collect, markdown_table, read_sweep, table_columns
+from jaxlab.workdir import (METRICS_FILE, METRICS_PLOT, SWEEP_CURVES_PLOT, SWEEP_FILE,
+                            SWEEP_METRIC_PLOT)
 
-PLOT_FILE = "metrics.png"
-SWEEP_METRIC_PLOT, SWEEP_CURVES_PLOT = "sweep_metric.png", "sweep_curves.png"
 SEED_KEY = "seed"
 
 
@@ -39,11 +39,11 @@ def report(workdir: str, metric: str | None = None, descending: bool = False) ->
     if not records:
         raise UserError(f"no metrics in {workdir / METRICS_FILE}: is {workdir} a jaxlab workdir?")
     series = scalar_series(records)
-    plot_curves(series, workdir / PLOT_FILE, title=str(workdir))
+    plot_curves(series, workdir / METRICS_PLOT, title=str(workdir))
     rows = [f"| {name} | {steps[-1]} | {values[-1]:.4g} |"
             for name, (steps, values) in sorted(series.items())]
     return "\n".join(["| metric | step | value |", "|---|---|---|", *rows,
-                      "", f"curves: {workdir / PLOT_FILE}"])
+                      "", f"curves: {workdir / METRICS_PLOT}"])
 
 
 def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: epath.Path,

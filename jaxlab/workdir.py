@@ -1,17 +1,23 @@
-"""A run's workdir: its files, its config, and one run of one config at a time.
+"""A run's workdir and a sweep's directory: every file name in them, the run's config, and one
+process at a time in each.
 
-Layout: ``config.json`` (the resolved config), ``checkpoints/`` (Orbax), ``.lock``, and the logs
-of `jaxlab.metrics_log`. Paths go through `jaxlab.paths`, so a workdir may be local or remote.
+A run's workdir holds `CONFIG_FILE` (the resolved config), `CHECKPOINT_DIR` (Orbax),
+`METRICS_FILE` and the TensorBoard event files (`EVENTS_PREFIX`, `jaxlab.metrics_log`), `LOCK_FILE`,
+and, in a sweep, `RESULT_FILE` (the run's outcome) and `RUN_LOG` (a worker process's output). A
+sweep's directory holds `SWEEP_FILE`, `RESULTS_CSV`, `RESULTS_MD`, its own `LOCK_FILE` and one
+workdir per run. Paths go through `jaxlab.paths`, so a workdir may be local or remote; every
+whole-file write is `jaxlab.paths.write_atomic`.
 
 * `check_config` refuses a workdir whose ``config.json`` differs from the config being run, and
   lists the differing keys (``allow_change=True`` turns the refusal into a warning, e.g. to
   continue a run with a longer schedule).
-* `claim` holds an exclusive ``fcntl.flock`` on ``WORKDIR/.lock`` for the whole run, so a second
-  process launched into the same workdir is refused. The kernel drops the lock when its holder
-  dies, however it dies, so a lock left by a killed run never blocks the next launch. A remote
-  workdir (a bucket) cannot be locked: jaxlab warns and relies on one job per remote workdir.
+* `claim` holds an exclusive ``fcntl.flock`` on ``WORKDIR/.lock`` of every workdir of a run (one,
+  or the trials of a vmapped sweep) for the whole run, so a second process launched into one of
+  them is refused, with nothing touched. The kernel drops the lock when its holder dies, however
+  it dies, so a lock left by a killed run never blocks the next launch. A remote workdir (a
+  bucket) cannot be locked: jaxlab warns and relies on one job per remote workdir.
 
-Only process 0 of a multi-process run takes the lock and writes ``config.json``.
+Only process 0 of a multi-process run takes the locks and writes ``config.json``.
 """
 import contextlib
 import errno
@@ -20,7 +26,7 @@ import json
 import os
 import socket
 import warnings
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import jax
 import ml_collections
@@ -28,11 +34,19 @@ from etils import epath
 
 from jaxlab import config as config_lib
 from jaxlab import paths
-from jaxlab.errors import UserError
+from jaxlab.errors import InUse, UserError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = ".lock"
+METRICS_FILE = "metrics.jsonl"
+EVENTS_PREFIX = "events.out.tfevents."
+METRICS_PLOT = "metrics.png"  # `jaxlab report`
+RESULT_FILE = "sweep_result.json"  # a sweep's run: {"status", "metrics", "error"}
+RUN_LOG = "run.log"  # a sweep's run trained in a worker process: its output
+SWEEP_FILE = "sweep.json"  # a sweep: run name -> overrides
+RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
+SWEEP_METRIC_PLOT, SWEEP_CURVES_PLOT = "sweep_metric.png", "sweep_curves.png"
 
 
 def read_config_tree(workdir: epath.Path) -> dict | None:
@@ -103,36 +117,84 @@ def _check_can_hold(workdir: epath.Path) -> None:
 
 
 @contextlib.contextmanager
-def claim(workdir: epath.Path, config: ml_collections.ConfigDict,
+def claim(workdirs: Sequence[epath.Path], configs: Sequence[ml_collections.ConfigDict],
           allow_config_change: bool = False) -> Iterator[None]:
-    """Checks the config, creates ``workdir`` and locks it; unlocks on exit.
+    """Checks every config against its workdir, creates the workdirs and locks them all; unlocks
+    on exit.
 
-    Nothing is written when the config is refused or the lock is held by another process. The
-    caller writes the config (`write_config`) once the run is known to resume.
+    Refused (`UserError`) with nothing touched when a config differs from its workdir's or one
+    lock is held by another process: the locks taken so far are dropped and what this call
+    created is removed again. The caller writes the configs (`write_config`) once the run is known
+    to resume.
     """
-    _check_can_hold(workdir)
-    check_config(workdir, config, allow_config_change)
+    for workdir, config in zip(workdirs, configs):
+        _check_can_hold(workdir)
+        check_config(workdir, config, allow_config_change)
     if jax.process_index() != 0:
         yield
         return
-    workdir.mkdir(parents=True, exist_ok=True)
-    if paths.is_remote(workdir):
-        warnings.warn(f"{workdir} is a remote workdir, which cannot be locked against a second "
-                      f"run: run one job per remote workdir", stacklevel=3)
+    with contextlib.ExitStack() as held:
+        for workdir, config in zip(workdirs, configs):
+            held.enter_context(_locked(workdir, config, allow_config_change))
+        yield
+
+
+@contextlib.contextmanager
+def lock(directory: epath.Path) -> Iterator[None]:
+    """An exclusive lock on ``directory`` (created if needed), e.g. a sweep's; `UserError` if
+    another process holds it, with nothing touched."""
+    with _locked(directory, None, True):
+        yield
+
+
+def holder(directory: epath.Path) -> str | None:
+    """Who holds the lock of ``directory`` ("pid 12 on host"), or None when no live process does."""
+    path = directory / LOCK_FILE
+    if paths.is_remote(directory) or not path.exists():
+        return None
+    fd = os.open(os.fspath(path), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)
+    return None
+
+
+@contextlib.contextmanager
+def _locked(directory: epath.Path, config: ml_collections.ConfigDict | None,
+            allow_config_change: bool) -> Iterator[None]:
+    """Creates and locks ``directory``; on refusal removes what it created. With a ``config``,
+    checks it again under the lock (another run may have ended meanwhile)."""
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    if paths.is_remote(directory):
+        warnings.warn(f"{directory} is a remote workdir, which cannot be locked against a second "
+                      f"run: run one job per remote workdir", stacklevel=4)
         yield
         return
-    fd = os.open(os.fspath(workdir / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    lock_path = directory / LOCK_FILE
+    lock_existed = lock_path.exists()
+    fd = os.open(os.fspath(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            if config is not None and not allow_config_change:
+                check_config(directory, config)
+        except Exception as error:
+            if not lock_existed:
+                lock_path.unlink(missing_ok=True)
+            if created:
+                directory.rmdir()
+            if not isinstance(error, OSError) or error.errno not in (errno.EWOULDBLOCK,
+                                                                      errno.EAGAIN):
                 raise
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise UserError(f"workdir {workdir} is in use by a running jaxlab process ({holder}); "
-                            f"wait for it to finish or use another workdir") from None
-        if not allow_config_change:  # final under the lock: another run may have ended meanwhile
-            check_config(workdir, config)
+            held_by = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise InUse(f"{directory} is in use by a running jaxlab process ({held_by}); "
+                            f"wait for it to finish or use another directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield

@@ -38,7 +38,8 @@ import jaxlab
 from jaxlab import parallel
 from jaxlab.doc_block import write_block
 from jaxlab.papers.transformer_minimization.model import VisionTransformer
-from jaxlab.train import jit_train_chunk, prepare
+from jaxlab.train import prepare
+from jaxlab.trials import Program, TrialGroup
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TORCH_SCRIPTS = REPO.parent / "shared" / "bench"
@@ -162,14 +163,15 @@ def jaxlab_chunk_steps_per_sec(workload) -> float:
     config = jaxlab.load_config(workload["spec"], overrides=workload["overrides"])
     setup = prepare(config)
     tc = config.train
-    chunk = jit_train_chunk(setup, tc.batch_size, tc.log_every)
+    program = Program(TrialGroup.of([config]), setup.task, setup.mesh)
+    chunk, active = program.chunk(tc.log_every), np.ones(1, bool)
     train_arrays = jax.device_put(setup.task.data.train, parallel.replicated(setup.mesh))
-    state, metrics = chunk(setup.state, train_arrays)  # compiles
+    state, metrics = chunk(program.init(setup.state), active, train_arrays)  # compiles
     jax.block_until_ready(metrics)
     chunks = workload["jaxlab_steps"] // tc.log_every
     start = time.perf_counter()
     for _ in range(chunks):
-        state, metrics = chunk(state, train_arrays)
+        state, metrics = chunk(state, active, train_arrays)
     jax.block_until_ready(metrics)
     return chunks * tc.log_every / (time.perf_counter() - start)
 

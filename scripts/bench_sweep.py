@@ -35,7 +35,7 @@ def run_sweep(experiment: str, seeds: int, workdir: pathlib.Path, flags: list[st
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if result.returncode != 0 or f"{seeds} done, 0 failed" not in result.stdout:
+    if result.returncode != 0 or f"{seeds} runs: {seeds} done;" not in result.stdout:
         sys.exit(f"sweep {' '.join(flags)} did not finish cleanly:\n{result.stdout}\n{result.stderr}")
     return wall
 

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 import jaxlab
+from jaxlab import cli
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.config import apply_overrides
 from jaxlab.errors import UserError
 from jaxlab.registry import BUILTIN_DIR
-from jaxlab.sweep import (RESULT_FILE, axis, command_line_points, experiment_points, fixed, plan,
+from jaxlab.sweep import (axis, command_line_points, experiment_points, fixed, plan,
                           product, run_name, zipit)
 from jaxlab.train import prepare
+from jaxlab.workdir import RESULT_FILE
 from tests.conftest import read_jsonl
 from tests.test_cli import jaxlab_cli
 
@@ -96,8 +98,8 @@ def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_repo
                "--zip", "config.seed=0,1,0", *SHORT_FLAGS, "--parallel", "2",
                "--workdir", str(workdir)]
     first = jaxlab_cli(*command)
-    assert first.returncode == 0, first.stderr
-    assert "3 runs, 2 done, 1 failed" in first.stdout
+    assert first.returncode == cli.SWEEP_INCOMPLETE, first.stderr  # one run failed
+    assert "3 runs: 2 done, 1 failed;" in first.stdout
     rows = _read_csv(workdir / "results.csv")
     good, resumed = "data.test_fraction=0.2,seed=0", "data.test_fraction=0.2,seed=1"
     bad = "data.test_fraction=1.5,seed=0"
@@ -115,7 +117,7 @@ def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_repo
     shutil.rmtree(workdir / resumed / "checkpoints" / "10")
     good_log = (workdir / good / "run.log").read_text()
     second = jaxlab_cli(*command)
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == cli.SWEEP_INCOMPLETE, second.stderr  # the bad run fails again
     assert (workdir / good / "run.log").read_text() == good_log  # finished: skipped
     after = read_jsonl(workdir / resumed / "metrics.jsonl")
     assert [r["step"] for r in after] == [5, 10] and after[0] == before[0]

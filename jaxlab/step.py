@@ -1,0 +1,68 @@
+"""The compiled training chunk: ``length`` train steps inside one ``lax.scan``.
+
+A batch is a pure function of (the run's root key, step) drawn on the device (`jaxlab.data`); a
+step's randomness is ``fold_in(fold_in(root, STEP_STREAM), step)``. A step whose loss or gradient
+norm is NaN or Inf is not applied (see `make_train_chunk`).
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlab.data import batch_indices
+from jaxlab.state import DATA_STREAM, STEP_STREAM
+from jaxlab.tasks import Task
+
+
+def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: int,
+                     length: int, batch_sharding: jax.sharding.Sharding, *,
+                     skip_nonfinite: bool = False):
+    """(state, train_arrays) -> (state after ``length`` steps, mean train metrics of those steps).
+
+    A step whose loss or gradient norm is NaN or Inf (a NaN/Inf in any gradient makes the norm so)
+    is not applied. By default the state then stays frozen for the rest of the chunk, so
+    ``state["step"]`` is the last good step and the host can stop there. With ``skip_nonfinite``
+    only that step is dropped: the step counter moves on, metrics are averaged over the applied
+    steps and ``skipped_steps`` counts the dropped ones.
+    """
+
+    def train_step(state, train_arrays):
+        step, params = state["step"], state["params"]
+        num_examples = next(iter(train_arrays.values())).shape[0]
+        indices = batch_indices(jax.random.fold_in(state["rng"], DATA_STREAM), step, batch_size,
+                                num_examples)
+        batch = {name: value[indices] for name, value in train_arrays.items()}
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
+        (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            params, state["task_state"], batch, step_key)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
+                     "task_state": task_state, "opt_state": opt_state, "rng": state["rng"]}
+        metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
+        return new_state, metrics
+
+    def guarded_step(carry, train_arrays):
+        state, halted = carry
+        new_state, metrics = train_step(state, train_arrays)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        if skip_nonfinite:
+            unchanged = {**state, "step": new_state["step"]}
+            return (select(finite, new_state, unchanged), halted), (metrics, finite)
+        return (select(finite & ~halted, new_state, state), halted | ~finite), (metrics, finite)
+
+    def chunk(state, train_arrays):
+        (state, _), (metrics, finite) = jax.lax.scan(
+            lambda carry, _: guarded_step(carry, train_arrays), (state, jnp.zeros((), bool)),
+            length=length)
+        if not skip_nonfinite:
+            return state, jax.tree.map(jnp.mean, metrics)
+        applied = finite.sum()
+        means = jax.tree.map(lambda m: jnp.where(finite, m, 0).sum() / applied, metrics)
+        return state, {**means, "skipped_steps": length - applied}
+
+    return chunk
+
+
+def select(condition: jax.Array, if_true, if_false):
+    """``if_true`` where ``condition`` holds, else ``if_false``, leaf by leaf (pytrees alike)."""
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)

@@ -1,0 +1,91 @@
+"""Sweeps: many runs of one experiment that differ in config overrides, as safe as a single run.
+
+Every run's config is resolved and validated once, before anything starts (`plan`): one bad
+override fails the whole sweep with a `UserError` and nothing written. The sweep's directory is
+locked for the sweep (a second sweep into it is refused), and each run trains in
+``WORKDIR/RUN_NAME`` (named from its overrides) through the one training loop, which locks,
+resumes, checkpoints and logs it as a single run: in worker processes (`processes`, or Ray tasks,
+`ray_backend`), or together with the others as one vmapped program (`vmapped`). Re-running a sweep
+skips its finished runs and resumes the unfinished ones. ``results.csv`` and ``results.md``
+(`results`) hold one row per run: overrides, status, final metrics, wall time, error.
+
+    from jaxlab.sweep import axis, product
+    rows = jaxlab.sweep("minimal_transformer:smoke", product(axis("seed", [0, 1])), "runs/s")
+"""
+import os
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+from etils import epath
+
+from jaxlab import paths
+from jaxlab import workdir as workdir_lib
+from jaxlab.errors import Interrupted, UserError
+from jaxlab.sweep import processes, ray_backend, vmapped
+from jaxlab.sweep.plan import (Point, Run, axis, command_line_points, experiment_points, fixed,
+                               plan, product, run_name, zipit)
+from jaxlab.sweep.results import (DONE, FAILED, PENDING, RUNNING, collect, read_result,
+                                  write_sweep, write_tables)
+
+__all__ = ["DONE", "FAILED", "PENDING", "RUNNING", "Point", "Run", "axis", "command_line_points",
+           "experiment_points", "fixed", "plan", "product", "run_name", "sweep", "zipit"]
+
+
+def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
+          workdir: str | os.PathLike, *, parallel: int = 1, vmap: bool = False,
+          backend: str = "local", address: str | None = None,
+          fixed_overrides: Mapping[str, Any] | None = None, extra_dirs: Sequence[str] = (),
+          quiet: bool = True) -> list[dict[str, Any]]:
+    """Runs every point of ``sweep`` on ``config`` (a spec like ``"name:preset"``, or a
+    ConfigDict) under ``workdir``; returns the results table (one dict per run).
+
+    ``parallel`` runs at a time, each in its own process (``backend="local"``) or as a Ray task
+    (``backend="ray"``, on the cluster at ``address``); with ``vmap=True`` all runs train in one
+    compiled program instead. Finished runs are skipped, unfinished ones resumed. Raises
+    `UserError` before anything is written if any run's config is bad or the sweep's directory
+    is in use, and `Interrupted` after SIGTERM/SIGINT once the running runs' checkpoints are
+    committed and the table is written.
+    """
+    if parallel < 1:
+        raise UserError(f"--parallel must be at least 1, got {parallel}")
+    if backend not in ("local", "ray"):
+        raise UserError(f"--backend must be 'local' or 'ray', got {backend!r}")
+    if vmap and backend != "local":
+        raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
+    if address and backend != "ray":
+        raise UserError("--address is for --backend ray")
+    workdir = paths.path(workdir, "sweep directory")
+    if paths.is_remote(workdir):
+        raise UserError(f"sweep directory {workdir}: sweeps run in a local directory (a mounted "
+                        f"bucket works); single runs take remote workdirs")
+    runs = plan(config, sweep, fixed_overrides, extra_dirs)
+    if vmap:
+        vmapped.check(_unfinished(runs, workdir), workdir)
+    elif backend == "ray":
+        ray_backend.require_ray()
+    names = {run.name: run.overrides for run in runs}
+    with workdir_lib.lock(workdir):
+        write_sweep(workdir, names)
+        todo = _unfinished(runs, workdir)  # under the lock: what no other sweep finished
+        try:
+            if vmap:
+                vmapped.train(todo, workdir, quiet=quiet)
+                stopped = None
+            elif backend == "ray":
+                ray_backend.run(todo, workdir, parallel, address, quiet=quiet)
+                stopped = None
+            else:
+                stopped = processes.run(todo, workdir, parallel, quiet=quiet)
+        except Interrupted as interrupted:
+            stopped = interrupted.reason
+        rows = collect(workdir, names)
+        write_tables(workdir, rows)
+    if stopped:
+        raise Interrupted(f"sweep stopped by {stopped}: the running runs' checkpoints are "
+                          f"committed and {workdir / workdir_lib.RESULTS_MD} written; run the "
+                          f"same command again to resume", step=None, reason=stopped)
+    return rows
+
+
+def _unfinished(runs: Sequence[Run], workdir: epath.Path) -> list[Run]:
+    return [run for run in runs if read_result(workdir / run.name)["status"] != DONE]

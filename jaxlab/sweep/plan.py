@@ -1,0 +1,146 @@
+"""Writing a sweep and planning its runs.
+
+A sweep is a list of override dicts (dotted key -> value), one per run, written
+
+* on the command line: ``--sweep config.a=1,2 --sweep config.seed=0,1`` (the product of the
+  lists) and ``--zip config.b=3,4 --zip config.c=5,6`` (lists that vary together);
+* in an experiment file, as ``get_sweep(arg) -> list[dict]`` built with `axis`, `fixed`,
+  `product` and `zipit` (the idiom of big_vision's ``get_hyper``);
+* from Python, as the list itself.
+
+`plan` resolves and validates every run's config once, before anything starts, and names each
+run's workdir from its overrides.
+"""
+import dataclasses
+import hashlib
+import itertools
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+import ml_collections
+
+from jaxlab import config as config_lib
+from jaxlab import registry
+from jaxlab.errors import UserError
+
+MAX_NAME_CHARS = 120
+
+Point = dict[str, Any]  # the overrides of one run
+
+
+def axis(key: str, values: Iterable[Any]) -> list[Point]:
+    """One swept key: ``[{key: v} for v in values]``."""
+    points = [{_strip(key): value} for value in values]
+    if not points:
+        raise UserError(f"sweep axis {key!r} has no values")
+    return points
+
+
+def fixed(key: str, value: Any) -> list[Point]:
+    """A key held at one value in every run."""
+    return [{_strip(key): value}]
+
+
+def product(*axes: Sequence[Point]) -> list[Point]:
+    """Every combination of one point from each axis (the first axis varies slowest)."""
+    return [_merge(combination) for combination in itertools.product(*axes)]
+
+
+def zipit(*axes: Sequence[Point]) -> list[Point]:
+    """The i-th points of all axes together; the axes must have the same length."""
+    lengths = {len(a) for a in axes}
+    if len(lengths) > 1:
+        raise UserError(f"zipped sweep axes must have the same length, got lengths "
+                        f"{[len(a) for a in axes]}")
+    return [_merge(points) for points in zip(*axes)]
+
+
+def _merge(points: Iterable[Point]) -> Point:
+    merged: Point = {}
+    for point in points:
+        for key, value in point.items():
+            if key in merged:
+                raise UserError(f"config.{key} is swept twice in one sweep")
+            merged[key] = value
+    return merged
+
+
+def _strip(key: str) -> str:
+    return key.removeprefix("config.")
+
+
+def parse_axis(text: str) -> list[Point]:
+    """``"config.a=1,2,3"`` (a command-line ``--sweep``/``--zip``) -> its points, values as text."""
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise UserError(f"malformed sweep {text!r}; write --sweep config.KEY=VALUE1,VALUE2")
+    return axis(key.strip(), [v.strip() for v in values.split(",")])
+
+
+def command_line_points(sweeps: Sequence[str], zips: Sequence[str]) -> list[Point]:
+    """The product of the ``--sweep`` axes and of the ``--zip`` axes zipped together."""
+    axes = [parse_axis(text) for text in sweeps]
+    if zips:
+        axes.append(zipit(*(parse_axis(text) for text in zips)))
+    return product(*axes)
+
+
+def experiment_points(spec: str, extra_dirs: Sequence[str] = ()) -> list[Point]:
+    """The experiment file's ``get_sweep(preset)``; a `UserError` if it defines none."""
+    path, preset = registry.resolve(spec, extra_dirs)
+    get_sweep = getattr(registry.import_experiment(path), "get_sweep", None)
+    if not callable(get_sweep):
+        raise UserError(f"experiment {path.stem} defines no get_sweep(arg); pass --sweep "
+                        f"config.KEY=V1,V2 on the command line")
+    points = [{_strip(k): v for k, v in dict(p).items()} for p in get_sweep(preset)]
+    if not points:
+        raise UserError(f"get_sweep({preset!r}) of {path.stem} returned no runs")
+    return points
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    overrides: Point  # swept key -> value, typed as in the resolved config
+    config: ml_collections.ConfigDict  # resolved and validated
+
+
+def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
+         fixed_overrides: Mapping[str, Any] | None = None,
+         extra_dirs: Sequence[str] = ()) -> list[Run]:
+    """Resolves and validates every run's config; raises `UserError` naming the bad run."""
+    if not points:
+        raise UserError("the sweep has no runs")
+    fixed_overrides = {_strip(k): v for k, v in (fixed_overrides or {}).items()}
+    runs, names = [], {}
+    for point in points:
+        point = {_strip(k): v for k, v in point.items()}
+        overrides = {**fixed_overrides, **point}
+        try:
+            if isinstance(base, str):
+                config = registry.load_config(base, overrides, extra_dirs)
+            else:
+                config = registry.validate(config_lib.apply_overrides(base, overrides))
+        except UserError as error:
+            shown = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise UserError(f"sweep run ({shown}): {error}") from None
+        typed = {key: config_lib.get_leaf(config, key) for key in point}
+        name = run_name(typed)
+        if name in names:
+            raise UserError(f"two runs of the sweep have the same overrides: {names[name]} and "
+                            f"{point}")
+        names[name] = point
+        runs.append(Run(name, typed, config))
+    return runs
+
+
+def run_name(overrides: Mapping[str, Any]) -> str:
+    """``"optimizer.learning_rate=0.001,seed=1"``: a directory name made of the overrides."""
+    if not overrides:
+        return "base"
+    text = ",".join(f"{k}={v}" for k, v in overrides.items())
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+    if len(name) > MAX_NAME_CHARS:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+        name = f"{name[:MAX_NAME_CHARS - 11]}-{digest}"
+    return name

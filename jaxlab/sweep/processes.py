@@ -1,0 +1,95 @@
+"""A sweep's runs as local worker processes (`jaxlab.sweep.worker`), ``parallel`` at a time.
+
+The scheduler runs in the calling (main) thread and launches a worker per run, its output in the
+run's ``RUN_LOG``. A run whose workdir a live process holds (another sweep's worker, a
+``jaxlab train``) is not launched: it is reported running.
+
+Stopping: SIGTERM or SIGINT to the sweep launches nothing more and passes SIGTERM to the running
+workers, each of which finishes its chunk, commits a checkpoint and exits 75 (its run stays
+pending and resumes when the sweep is run again); `run` then returns the signal's name. Workers
+never outlive the sweep: on Linux each asks the kernel for SIGTERM when its parent dies
+(`jaxlab.sweep.worker`), so even a sweep killed with ``kill -9`` leaves no orphan training.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from etils import epath
+
+from jaxlab import workdir as workdir_lib
+from jaxlab.config import to_json
+from jaxlab.preemption import StopSignals
+from jaxlab.sweep import worker
+from jaxlab.sweep.plan import Run
+from jaxlab.sweep.results import FAILED, PENDING, RUNNING, announce, read_result, write_result
+from jaxlab.workdir import RESULT_FILE, RUN_LOG
+
+POLL_SECONDS = 0.1
+
+
+def run_one(run_: Run, workdir: epath.Path, python_path: str | None = None) -> str:
+    """Trains one run in a worker process and waits for it (a Ray task's body); returns its
+    status. ``python_path`` goes first on the worker's ``PYTHONPATH`` (a jaxlab that is not
+    installed, e.g. shipped to a Ray worker)."""
+    run_dir = workdir / run_.name
+    if workdir_lib.holder(run_dir):
+        return RUNNING
+    return _record(_launch(run_, run_dir, False, python_path).wait(), run_dir)
+
+
+def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool = True
+        ) -> str | None:
+    """Trains ``runs`` in worker processes; returns the name of the signal that stopped the
+    sweep (the runs not launched stay pending), or None when every run ended."""
+    queue, running, signalled = list(runs), {}, set()
+    with StopSignals() as stop:
+        while queue or running:
+            while queue and len(running) < parallel and not stop.received:
+                run_ = queue.pop(0)
+                run_dir = workdir / run_.name
+                if workdir_lib.holder(run_dir):
+                    announce(run_.name, RUNNING, quiet)
+                    continue
+                running[_launch(run_, run_dir, parallel > 1)] = run_
+            if stop.received:  # launch nothing more; pass the stop on to the workers, once each
+                queue.clear()
+                for process in running.keys() - signalled:
+                    process.send_signal(signal.SIGTERM)
+                    signalled.add(process)
+            time.sleep(POLL_SECONDS)
+            for process in [p for p in running if p.poll() is not None]:
+                run_ = running.pop(process)
+                announce(run_.name, _record(process.returncode, workdir / run_.name), quiet)
+    return stop.received
+
+
+def _launch(run_: Run, run_dir: epath.Path, shares_accelerator: bool,
+            python_path: str | None = None) -> subprocess.Popen:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    env = dict(os.environ)
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [python_path, env.get("PYTHONPATH")]))
+    if shares_accelerator:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    with open(os.fspath(run_dir / RUN_LOG), "a") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jaxlab.sweep.worker", os.fspath(run_dir), str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    process.stdin.write(to_json(run_.config))
+    process.stdin.close()
+    return process
+
+
+def _record(code: int, run_dir: epath.Path) -> str:
+    """The run's status after its worker exited with ``code``; a worker that died without
+    recording an outcome (killed, crashed) is recorded as failed."""
+    status = read_result(run_dir)["status"]
+    if status != PENDING or code in (worker.INTERRUPTED, worker.IN_USE):
+        return status
+    log = (run_dir / RUN_LOG).read_text().strip().splitlines()
+    write_result(run_dir, FAILED, error=f"exit status {code}: {log[-1] if log else ''}")
+    return FAILED

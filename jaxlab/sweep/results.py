@@ -1,0 +1,103 @@
+"""A sweep's record: its runs, each run's outcome, and the results table.
+
+``SWEEP_FILE`` lists the runs (name -> overrides); each run's ``RESULT_FILE`` holds its status,
+final metrics and error; ``RESULTS_CSV`` / ``RESULTS_MD`` hold one row per run. A run without a
+recorded outcome is `RUNNING` while a live process holds its workdir's lock, else `PENDING`.
+"""
+import csv
+import io
+import json
+from typing import Any, Mapping, Sequence
+
+from etils import epath
+
+from jaxlab import paths, trials
+from jaxlab import workdir as workdir_lib
+from jaxlab.errors import UserError
+from jaxlab.sweep.plan import Point
+from jaxlab.workdir import RESULT_FILE, RESULTS_CSV, RESULTS_MD, SWEEP_FILE
+
+DONE, FAILED = trials.DONE, trials.FAILED  # a run's recorded outcome
+PENDING, RUNNING = "pending", "running"  # a run without one
+
+
+def announce(name: str, status: str, quiet: bool) -> None:
+    """One line on a run's new status (unless ``quiet``)."""
+    if not quiet:
+        print(f"jaxlab sweep: {name}: {status}", flush=True)
+
+
+def read_sweep(workdir: epath.Path) -> dict[str, Point]:
+    """The runs (name -> overrides) of the sweep in ``workdir``; `UserError` if it is none."""
+    path = workdir / SWEEP_FILE
+    if not path.is_file():
+        raise UserError(f"{workdir} is not a sweep directory: {path} does not exist")
+    return json.loads(path.read_text())
+
+
+def write_sweep(workdir: epath.Path, runs: Mapping[str, Point]) -> None:
+    paths.write_atomic(workdir / SWEEP_FILE, json.dumps(dict(runs), indent=2, default=str))
+
+
+def read_result(run_dir: epath.Path) -> dict[str, Any]:
+    """A run's recorded outcome; without one, ``{"status": RUNNING}`` while a live process holds
+    the run's workdir, else ``{"status": PENDING}``."""
+    path = run_dir / RESULT_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"status": RUNNING if workdir_lib.holder(run_dir) else PENDING}
+
+
+def write_result(run_dir: epath.Path, status: str, metrics: Mapping[str, Any] | None = None,
+                 error: str = "") -> None:
+    result = {"status": status, "metrics": dict(metrics or {}), "error": error}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths.write_atomic(run_dir / RESULT_FILE, json.dumps(result, default=float))
+
+
+def collect(workdir: epath.Path, runs: Mapping[str, Point]) -> list[dict[str, Any]]:
+    """One row per run (``runs``: name -> overrides): name, overrides, status, final metrics,
+    wall time, error."""
+    rows = []
+    for name, overrides in runs.items():
+        result = read_result(workdir / name)
+        metrics = dict(result.get("metrics", {}))
+        wall = metrics.pop("wall_time_s", None)
+        rows.append({"run": name, **overrides, "status": result["status"],
+                     **{k: v for k, v in sorted(metrics.items())}, "wall_time_s": wall,
+                     "error": result.get("error", "")})
+    return rows
+
+
+def write_tables(workdir: epath.Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``results.csv`` (full precision) and ``results.md`` (4-6 significant digits): same rows."""
+    columns = table_columns(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows({c: "" if row.get(c) is None else row[c] for c in columns} for row in rows)
+    paths.write_atomic(workdir / RESULTS_CSV, text.getvalue())
+    paths.write_atomic(workdir / RESULTS_MD, markdown_table(rows, columns) + "\n")
+
+
+def table_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns and c not in ("wall_time_s", "error"))
+    return columns + ["wall_time_s", "error"]
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = (_cell(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

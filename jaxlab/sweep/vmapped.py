@@ -1,0 +1,53 @@
+"""A sweep's runs as the trials of one vmapped program (``--vmap``), trained by the one
+training loop (`jaxlab.train.run_trials`): each trial's workdir is locked, resumed, checkpointed
+and logged as a single run's, and a trial whose loss becomes NaN/Inf is recorded failed while
+the others go on."""
+from typing import Sequence
+
+from etils import epath
+
+from jaxlab import parallel, tasks
+from jaxlab import workdir as workdir_lib
+from jaxlab.errors import Interrupted, UserError
+from jaxlab.sweep.plan import Run
+from jaxlab.sweep.results import FAILED, RUNNING, announce, write_result
+from jaxlab.train import run_trials
+from jaxlab.trials import Program, TrialGroup
+
+
+def check(runs: Sequence[Run], workdir: epath.Path) -> None:
+    """`UserError`, before anything is written, unless ``runs`` can train as one program in
+    their workdirs: their configs differ only in traceable leaves, and no workdir holds a run of
+    another config."""
+    if not runs:
+        return
+    group = TrialGroup.of([run.config for run in runs])
+    for run in runs:
+        workdir_lib.check_config(workdir / run.name, run.config)
+    task = tasks.build(group.base)
+    Program(group, task, parallel.make_mesh()).check_traceable(task.data.train)
+
+
+def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> None:
+    """Trains ``runs`` (checked by `check`) together and records each one's outcome; a run whose
+    workdir a live process holds is left to it (reported running)."""
+    free = [run for run in runs if not workdir_lib.holder(workdir / run.name)]
+    for run in runs:
+        if run not in free:
+            announce(run.name, RUNNING, quiet)
+    if not free:
+        return
+    group = TrialGroup.of([run.config for run in free])
+    try:
+        outcomes = run_trials(group, [workdir / run.name for run in free], quiet=quiet,
+                              record_nonfinite=True)
+    except (Interrupted, UserError):
+        raise
+    except Exception as error:  # noqa: BLE001 - a crash of the group is each run's failure
+        for run in free:
+            write_result(workdir / run.name, FAILED, error=f"{type(error).__name__}: {error}")
+            announce(run.name, FAILED, quiet)
+        return
+    for run, outcome in zip(free, outcomes):
+        write_result(workdir / run.name, outcome.status, outcome.metrics, outcome.error)
+        announce(run.name, outcome.status, quiet)

@@ -1,0 +1,67 @@
+"""A worker process of a process sweep: ``python -m jaxlab.sweep.worker RUN_DIR PARENT_PID``,
+the run's validated config as JSON on standard input.
+
+It first asks the kernel for SIGTERM when the sweep (``PARENT_PID``) dies (Linux's
+``PR_SET_PDEATHSIG``; elsewhere a worker can outlive a killed sweep), so it never trains on as an
+orphan: SIGTERM makes it commit a checkpoint and stop.
+
+It trains the run through the one training loop and records the outcome in the run's
+``RESULT_FILE``: `DONE` with the final metrics, `FAILED` with the error (NaN/Inf at a step, bad
+data, a crash). Stopped by SIGTERM/SIGINT it commits a checkpoint and exits 75 with nothing
+recorded (the run stays pending and resumes on the next sweep); a workdir held by another live
+process is left alone (exit 2, reported running).
+"""
+import ctypes
+import json
+import os
+import signal
+import sys
+import traceback
+
+import ml_collections
+
+from jaxlab import paths
+from jaxlab.errors import InUse, Interrupted, UserError
+from jaxlab.sweep.results import write_result
+from jaxlab.train import run_trials, summary_line
+from jaxlab.trials import DONE, FAILED, TrialGroup
+
+INTERRUPTED = 75  # as `jaxlab train`: EX_TEMPFAIL, run again to continue
+IN_USE = 2  # the run's workdir is held by another live process: nothing recorded
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGTERM to this process when ``parent`` dies (Linux); at once if it already has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(run_dir: str, parent: int) -> int:
+    die_with_parent(parent)
+    workdir = paths.path(run_dir, "workdir")
+    config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
+    try:
+        (outcome,) = run_trials(TrialGroup.of([config]), [workdir], quiet=True,
+                                record_nonfinite=True)
+    except Interrupted as stopped:
+        print(f"jaxlab: {stopped}", file=sys.stderr)
+        return INTERRUPTED
+    except InUse as error:
+        print(f"jaxlab: error: {error}", file=sys.stderr)
+        return IN_USE
+    except Exception as error:  # recorded, so that the sweep goes on with the other runs
+        if not isinstance(error, UserError):
+            traceback.print_exc()
+        write_result(workdir, FAILED, error=f"{type(error).__name__}: {error}")
+        return 1
+    write_result(workdir, outcome.status, outcome.metrics, outcome.error)
+    if outcome.status == DONE:
+        print(summary_line(config.experiment, outcome.metrics), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,218 @@
+"""Trials: T runs of one config that differ only in traced numeric leaves, as one program.
+
+A single run is a group of one trial; a vmapped sweep is a group of T. Either way the train state
+carries a leading trial axis, and one host loop (`jaxlab.train.run_trials`) trains it, with each
+trial's workdir, lock, checkpoints and logs those of a single run.
+
+Runs whose configs differ only in the seed or in numeric leaves that can be traced (learning rate,
+weight decay, loss weights) share every shape and code path, so T of them train as one program,
+as purejaxrl vmaps ``make_train(config)`` over seeds: the differing leaves become a (T,) array
+passed to the compiled chunk. Inside the trace each trial's optimizer (and, when a leaf outside
+``seed`` and ``optimizer`` differs, its task) is built from a copy of the config whose differing
+leaves are tracers, so a learning rate reaches ``make_optimizer`` exactly as a float would. A key
+that changes shapes or code paths (``model.width``, ``train.steps``, a string, a value used in
+Python control flow) is refused with a `UserError` naming it.
+
+A chunk takes an ``active`` mask (T,): an inactive trial's state is left as it was, so trials can
+wait for the others (one that resumed from an older checkpoint catches up, one that diverged
+stops) without changing the program. For T = 1 the chunk is the plain one of
+`jaxlab.step.make_train_chunk` with the trial axis removed and added around it, so a single run
+compiles the program it always did.
+"""
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxlab import config as config_lib
+from jaxlab import parallel, tasks
+from jaxlab.errors import UserError
+from jaxlab.optim import make_optimizer
+from jaxlab.state import init_state
+from jaxlab.step import make_train_chunk, select
+
+# Sections whose leaves set shapes, data or the loop itself: never traced.
+UNTRACEABLE_SECTIONS = ("train", "data", "model", "task", "experiment")
+DONE, FAILED = "done", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended: `DONE` with its final metrics, or `FAILED` (NaN/Inf) with the metrics
+    of the step that failed (and ``step``) and the error."""
+    status: str
+    metrics: dict[str, Any]
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialGroup:
+    """Validated configs, one per trial, equal except at the ``traced`` keys."""
+    configs: tuple[ml_collections.ConfigDict, ...]
+    traced: tuple[str, ...]
+
+    @classmethod
+    def of(cls, configs: Sequence[ml_collections.ConfigDict]) -> "TrialGroup":
+        """The group of ``configs``; `UserError` naming a key that differs but cannot be traced."""
+        return cls(tuple(configs), tuple(differing_keys(configs)))
+
+    @property
+    def base(self) -> ml_collections.ConfigDict:
+        return self.configs[0]
+
+    @property
+    def size(self) -> int:
+        return len(self.configs)
+
+    @property
+    def task_varies(self) -> bool:
+        """Whether a traced key may be read by the task (anything but the seed and optimizer)."""
+        return any(k != "seed" and not k.startswith("optimizer.") for k in self.traced)
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Traced key -> (T,) array of the trials' values (float32 or int32)."""
+        out = {}
+        for key in self.traced:
+            column = [config_lib.get_leaf(config, key) for config in self.configs]
+            dtype = np.int32 if all(isinstance(v, int) for v in column) else np.float32
+            out[key] = np.asarray(column, dtype)
+        return out
+
+
+def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+    """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
+    flats = [{key: config_lib.get_leaf(c, key) for key in config_lib.flat_keys(c)}
+             for c in configs]
+    keys = sorted(set().union(*flats))
+    differing = [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+    for key in differing:
+        values = [f.get(key) for f in flats]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if not numeric or key.split(".")[0] in UNTRACEABLE_SECTIONS:
+            raise UserError(
+                f"--vmap cannot sweep config.{key} (values {_shown(values)}): it changes shapes "
+                f"or code paths. Runs trained as one program may differ only in the seed and in "
+                f"numeric leaves outside {', '.join(UNTRACEABLE_SECTIONS)} (learning rate, "
+                f"weight decay, loss weights); sweep config.{key} without --vmap")
+    return differing
+
+
+def _shown(values: Sequence[Any]) -> str:
+    unique = list(dict.fromkeys(map(repr, values)))
+    return ", ".join(unique[:4]) + (", ..." if len(unique) > 4 else "")
+
+
+def traced_config(config: ml_collections.ConfigDict,
+                  values: dict[str, jax.Array]) -> ml_collections.ConfigDict:
+    """A copy of ``config`` whose ``values`` leaves (dotted key -> array) are replaced."""
+    copy = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+    for key, value in values.items():
+        parent, _, leaf = key.rpartition(".")
+        node = copy
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        node[leaf] = value
+    return copy
+
+
+def trial(state: Any, index: int) -> Any:
+    """Trial ``index`` of a stacked state (or of stacked metrics)."""
+    return jax.tree.map(lambda x: x[index], state)
+
+
+def stack(trials: Sequence[Any]) -> Any:
+    """The stacked state of per-trial states."""
+    return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trials)
+
+
+class Program:
+    """The compiled init and chunks of a group on ``mesh`` (``task``: the base config's)."""
+
+    def __init__(self, group: TrialGroup, task: tasks.Task, mesh: jax.sharding.Mesh):
+        self.group, self.task = group, task
+        self.replicated = parallel.replicated(mesh)
+        self.batch_sharding = parallel.batch_sharded(mesh)
+        self.values = jax.device_put(group.values(), self.replicated)
+        self._chunks = {}
+
+    def _build(self, values: dict[str, jax.Array]):
+        """(config, task, optimizer) of one trial whose traced leaves are ``values``."""
+        config = traced_config(self.group.base, values)
+        task = tasks.build(config) if self.group.task_varies else self.task
+        return config, task, make_optimizer(config.optimizer, config.train.steps)
+
+    def _init_one(self, values):
+        config, task, tx = self._build(values)
+        return init_state(task, tx, config.seed, config.train.batch_size)
+
+    def init(self, single_state: Any) -> Any:
+        """The stacked initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s)
+        with the trial axis added."""
+        if self.group.size == 1:
+            return jax.tree.map(lambda x: x[None], single_state)
+        init = jax.vmap(self._init_one, axis_size=self.group.size)
+        return jax.jit(init, out_shardings=self.replicated)(self.values)
+
+    def _chunk_fn(self, length: int):
+        base = self.group.base
+        skip = base.train.get("skip_nonfinite_steps", False)
+        if self.group.size == 1:
+            tx = make_optimizer(base.optimizer, base.train.steps)
+            plain = make_train_chunk(self.task, tx, base.train.batch_size, length,
+                                     self.batch_sharding, skip_nonfinite=skip)
+
+            def one_trial(state, active, values, train_arrays):
+                del active, values  # a single run is always active
+                new_state, metrics = plain(trial(state, 0), train_arrays)
+                return jax.tree.map(lambda x: x[None], (new_state, metrics))
+            return one_trial
+
+        def chunk_one(state, values, train_arrays):
+            _, task, tx = self._build(values)
+            return make_train_chunk(task, tx, base.train.batch_size, length,
+                                    self.batch_sharding, skip_nonfinite=skip)(state, train_arrays)
+
+        def trials(state, active, values, train_arrays):
+            new_state, metrics = jax.vmap(chunk_one, in_axes=(0, 0, None))(
+                state, values, train_arrays)
+            return jax.vmap(select)(active, new_state, state), metrics
+        return trials
+
+    def chunk(self, length: int):
+        """``(state, active, train_arrays) -> (state, metrics)`` for ``length`` steps, compiled
+        once per length with the state donated."""
+        if length not in self._chunks:
+            compiled = jax.jit(self._chunk_fn(length), donate_argnums=0,
+                               out_shardings=(self.replicated, self.replicated))
+            self._chunks[length] = (
+                lambda state, active, arrays, fn=compiled: fn(state, active, self.values, arrays))
+        return self._chunks[length]
+
+    def check_traceable(self, train_arrays: dict) -> None:
+        """Traces init and one chunk without running them; a traced key used where a traced
+        value cannot be (shapes, Python control flow) is a `UserError` naming it."""
+        try:
+            self._trace(self.group, train_arrays)
+        except UserError:
+            raise
+        except Exception:  # find the key that cannot be traced, one at a time
+            for key in self.group.traced:
+                single = TrialGroup(self.group.configs, (key,))
+                try:
+                    self._trace(single, train_arrays)
+                except Exception as error:  # noqa: BLE001 - any tracing failure names the key
+                    raise UserError(
+                        f"--vmap cannot sweep config.{key}: it is used where a traced value "
+                        f"cannot be (shapes or Python control flow): {type(error).__name__}: "
+                        f"{str(error).splitlines()[0]}; sweep it without --vmap") from None
+            raise
+
+    def _trace(self, group: TrialGroup, train_arrays: dict) -> None:
+        program = Program(group, self.task, self.replicated.mesh)
+        values = program.values
+        state = jax.eval_shape(jax.vmap(program._init_one, axis_size=group.size), values)
+        active = jax.ShapeDtypeStruct((group.size,), bool)
+        jax.eval_shape(program._chunk_fn(group.base.train.log_every), state, active, values,
+                       train_arrays)
