@@ -138,7 +138,7 @@ def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool
                                          str(error)))
             continue
         if task.plot is not None and jax.process_index() == 0:
-            trial_state = trials.trial(state, i)
+            trial_state = program.trial(state, i)
             task.plot(trial_state["params"], trial_state["task_state"], loop.test_arrays, workdir)
         outcomes.append(TrialOutcome(trials.DONE, {**loop.logs[i].latest, "step": loop.steps[i],
                                                    "wall_time_s": wall}))
@@ -170,7 +170,7 @@ class _Loop:
             self.checkpoints = [
                 stack.enter_context(Checkpoints(w / CHECKPOINT_DIR, keep=tc.keep_checkpoints,
                                                 owner=True)) for w in self.workdirs]
-            restored = [c.restore_latest(trials.trial(initial, i))
+            restored = [c.restore_latest(self.program.trial(initial, i))
                         for i, c in enumerate(self.checkpoints)]
             for workdir, config in zip(self.workdirs, self.group.configs):
                 workdir_lib.write_config(workdir, config)
@@ -178,9 +178,8 @@ class _Loop:
             self.saved = [r[0] if r else None for r in restored]
             state = initial
             if any(restored):
-                state = jax.device_put(trials.stack([r[1] if r else trials.trial(initial, i)
-                                                     for i, r in enumerate(restored)]),
-                                       self.program.replicated)
+                state = self.program.stack([r[1] if r else self.program.trial(initial, i)
+                                            for i, r in enumerate(restored)])
             self.logs = [stack.enter_context(contextlib.closing(MetricsLog(w, resume_step=s)))
                          for w, s in zip(self.workdirs, self.steps)]
             self.progress = stack.enter_context(tqdm.tqdm(
@@ -201,7 +200,7 @@ class _Loop:
                 step = min(self.steps[i] for i in live)
                 moving = [i for i in live if self.steps[i] == step]
                 length = min(tc.log_every, tc.steps - step)
-                active = np.isin(np.arange(size), moving)
+                active = np.isin(np.arange(size), moving)  # ignored by a single run
                 state, metrics = self.program.chunk(length)(state, active, self.train_arrays)
                 if pending:
                     self._log_chunk(state, *pending, evaluate=False)
@@ -219,7 +218,7 @@ class _Loop:
                 if save:
                     for i in moving:
                         if i not in self.failures:
-                            self.checkpoints[i].save(step, trials.trial(state, i))
+                            self.checkpoints[i].save(step, self.program.trial(state, i))
                             self.saved[i] = step
                 if stop_reason and step < tc.steps:
                     for checkpoints in self.checkpoints:
@@ -244,7 +243,7 @@ class _Loop:
         for i in moving:
             if i in self.failures:
                 continue
-            trial_metrics = trials.trial(metrics, i)
+            trial_metrics = self.program.trial(metrics, i)
             error = self._nonfinite(i, state, start, length, trial_metrics)
             if error is not None:
                 if not self.record_nonfinite:
@@ -253,7 +252,7 @@ class _Loop:
                 continue
             record = {f"train/{k}": v for k, v in trial_metrics.items()}
             if evaluate:
-                trial_state = trials.trial(state, i)
+                trial_state = self.program.trial(state, i)
                 evaluated = jax.device_get(self.tasks[i].evaluate(
                     trial_state["params"], trial_state["task_state"], self.test_arrays))
                 record.update({f"eval/{k}": v for k, v in evaluated.items()})
@@ -261,7 +260,8 @@ class _Loop:
         going = [i for i in moving if i not in self.failures]
         if going:
             self.progress.update(min(self.steps[i] for i in going) - self.progress.n)
-            self.progress.set_postfix(loss=f"{float(metrics['loss'][going[0]]):.4g}")
+            loss = self.program.trial(metrics, going[0])["loss"]
+            self.progress.set_postfix(loss=f"{float(loss):.4g}")
 
     def _nonfinite(self, index: int, state: dict, start: int, length: int,
                    metrics: dict) -> NonFiniteError | None:
@@ -282,7 +282,7 @@ class _Loop:
             return None  # a chunk's mean is finite only if every step's value was
         # The trial is frozen just before the bad step (a chunk dispatched after this one froze
         # at the same step): run that step alone to show its metrics.
-        single = trials.trial(state, index)
+        single = self.program.trial(state, index)
         reached = int(single["step"])
         tx = make_optimizer(config.optimizer, config.train.steps)
         probe = jax.jit(make_train_chunk(self.tasks[index], tx, config.train.batch_size, 1,

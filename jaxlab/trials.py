@@ -15,9 +15,9 @@ Python control flow) is refused with a `UserError` naming it.
 
 A chunk takes an ``active`` mask (T,): an inactive trial's state is left as it was, so trials can
 wait for the others (one that resumed from an older checkpoint catches up, one that diverged
-stops) without changing the program. For T = 1 the chunk is the plain one of
-`jaxlab.step.make_train_chunk` with the trial axis removed and added around it, so a single run
-compiles the program it always did.
+stops) without changing the program. For T = 1 the state, the metrics and the chunk are a single
+run's own, without the trial axis (`Program.trial` and `Program.stack` are then the identity), so
+a single run compiles and runs the program it always did, with nothing added.
 """
 import dataclasses
 from typing import Any, Sequence
@@ -117,16 +117,6 @@ def traced_config(config: ml_collections.ConfigDict,
     return copy
 
 
-def trial(state: Any, index: int) -> Any:
-    """Trial ``index`` of a stacked state (or of stacked metrics)."""
-    return jax.tree.map(lambda x: x[index], state)
-
-
-def stack(trials: Sequence[Any]) -> Any:
-    """The stacked state of per-trial states."""
-    return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trials)
-
-
 class Program:
     """The compiled init and chunks of a group on ``mesh`` (``task``: the base config's)."""
 
@@ -147,11 +137,23 @@ class Program:
         config, task, tx = self._build(values)
         return init_state(task, tx, config.seed, config.train.batch_size)
 
-    def init(self, single_state: Any) -> Any:
-        """The stacked initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s)
-        with the trial axis added."""
+    def trial(self, tree: Any, index: int) -> Any:
+        """Trial ``index`` of a state (or of metrics) of the group."""
         if self.group.size == 1:
-            return jax.tree.map(lambda x: x[None], single_state)
+            return tree
+        return jax.tree.map(lambda x: x[index], tree)
+
+    def stack(self, per_trial: Sequence[Any]) -> Any:
+        """The group's state made of per-trial states (the inverse of `trial`)."""
+        if self.group.size == 1:
+            return per_trial[0]
+        return jax.device_put(jax.tree.map(lambda *xs: jax.numpy.stack(xs), *per_trial),
+                              self.replicated)
+
+    def init(self, single_state: Any) -> Any:
+        """The group's initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s)."""
+        if self.group.size == 1:
+            return single_state
         init = jax.vmap(self._init_one, axis_size=self.group.size)
         return jax.jit(init, out_shardings=self.replicated)(self.values)
 
@@ -165,8 +167,7 @@ class Program:
 
             def one_trial(state, active, values, train_arrays):
                 del active, values  # a single run is always active
-                new_state, metrics = plain(trial(state, 0), train_arrays)
-                return jax.tree.map(lambda x: x[None], (new_state, metrics))
+                return plain(state, train_arrays)
             return one_trial
 
         def chunk_one(state, values, train_arrays):
@@ -174,11 +175,11 @@ class Program:
             return make_train_chunk(task, tx, base.train.batch_size, length,
                                     self.batch_sharding, skip_nonfinite=skip)(state, train_arrays)
 
-        def trials(state, active, values, train_arrays):
+        def all_trials(state, active, values, train_arrays):
             new_state, metrics = jax.vmap(chunk_one, in_axes=(0, 0, None))(
                 state, values, train_arrays)
             return jax.vmap(select)(active, new_state, state), metrics
-        return trials
+        return all_trials
 
     def chunk(self, length: int):
         """``(state, active, train_arrays) -> (state, metrics)`` for ``length`` steps, compiled
@@ -213,6 +214,8 @@ class Program:
         program = Program(group, self.task, self.replicated.mesh)
         values = program.values
         state = jax.eval_shape(jax.vmap(program._init_one, axis_size=group.size), values)
+        if group.size == 1:
+            state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
         active = jax.ShapeDtypeStruct((group.size,), bool)
         jax.eval_shape(program._chunk_fn(group.base.train.log_every), state, active, values,
                        train_arrays)

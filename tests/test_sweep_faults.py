@@ -20,7 +20,7 @@ from jaxlab.checkpoint import CheckpointWarning, Checkpoints
 from jaxlab.sweep import axis, zipit
 from jaxlab.train import prepare
 from tests.conftest import read_jsonl
-from tests.test_faults import read_jsonl_prefix, snapshot
+from tests.test_faults import finish, read_jsonl_prefix, snapshot, wait_for
 
 SMOKE = "minimal_transformer:smoke"
 SEEDS = ["--sweep", "config.seed=0,1"]
@@ -40,19 +40,6 @@ def launch_sweep(args, workdir, compile_cache):
         return subprocess.Popen([sys.executable, "-m", "jaxlab.cli", "sweep", *args,
                                  "--workdir", str(workdir)], env=env, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
-
-
-def finish(process, workdir, timeout=600):
-    process.wait(timeout=timeout)
-    return process.returncode, workdir.with_suffix(".stderr").read_text()
-
-
-def wait_for(condition, process, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, f"the sweep ended early with status {process.returncode}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def trial_step(workdir, trial):
