@@ -1,12 +1,17 @@
 """Sweeps: expansion, up-front validation, local processes (failures, skip, resume), the vmapped
 program (equal to sequential runs), Ray, and the sweep report."""
 import csv
+import importlib.util
 import json
 import shutil
+import subprocess
+import sys
+import time
 
 import chex
 import ml_collections
 import numpy as np
+import psutil
 import pytest
 
 import jaxlab
@@ -206,11 +211,30 @@ def test_vmap_refuses_a_key_that_changes_shapes_or_code_paths(tmp_path, points, 
     assert not (tmp_path / "sweep").exists()
 
 
-def test_ray_backend_runs_the_sweep_as_ray_tasks(tmp_path):
-    pytest.importorskip("ray")
-    rows = jaxlab.sweep("minimal_transformer:smoke", axis("seed", [0, 1]), tmp_path / "ray",
-                        backend="ray", parallel=2, fixed_overrides=ONE_SAVE)
-    assert [(row["run"], row["status"], row["step"]) for row in rows] == [
-        ("seed=0", "done", 10), ("seed=1", "done", 10)]
-    assert rows[0]["eval/loss"] != rows[1]["eval/loss"]
+@pytest.mark.slow
+def test_ray_backend_runs_the_sweep_on_a_loopback_only_cluster_showing_progress(tmp_path):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'jaxlab[ray]')")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxlab.cli", "sweep", "minimal_transformer:smoke", "--sweep",
+         "config.seed=0,1,2", "--backend", "ray", "--parallel", "2", *SHORT_FLAGS,
+         "--config.train.checkpoint_every=10", "--workdir", str(tmp_path / "ray")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    listening = set()  # the addresses the sweep's Ray processes listen on
+    while process.poll() is None:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            try:
+                listening |= {c.laddr.ip for c in child.net_connections("inet")
+                              if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+    output = process.stdout.read()
+    assert process.returncode == 0, output
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+    assert "jaxlab sweep (ray): 0 finished, 2 running, 1 queued" in output
+    assert "3 runs: 3 done;" in output
+    with open(tmp_path / "ray" / "results.csv") as file:
+        rows = [(row["run"], row["status"], row["step"]) for row in csv.DictReader(file)]
+    assert rows == [("seed=0", "done", "10"), ("seed=1", "done", "10"), ("seed=2", "done", "10")]
     assert (tmp_path / "ray" / "seed=1" / "checkpoints" / "10").is_dir()

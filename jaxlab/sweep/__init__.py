@@ -62,7 +62,7 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
     if vmap:
         vmapped.check(_unfinished(runs, workdir), workdir)
     elif backend == "ray":
-        ray_backend.require_ray()
+        ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
     with workdir_lib.lock(workdir):
         write_sweep(workdir, names)

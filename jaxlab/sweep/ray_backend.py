@@ -1,9 +1,13 @@
 """A sweep's runs as Ray tasks: each task trains one run in a worker process on its node
 (`jaxlab.sweep.processes.run_one`), at most ``parallel`` in flight.
 
-Without ``--address`` a local Ray cluster is started for the sweep, bound to 127.0.0.1 (nothing
-listens on the network); to use a cluster across machines, start it yourself (``ray start``) and
-pass its address. The sweep's directory must be on a filesystem every node sees; this jaxlab
+Without ``--address`` a local Ray cluster is started for the sweep, bound to 127.0.0.1: every
+server of it listens on the loopback interface only. Ray offers no ``ray.init`` argument for that
+(it turns a loopback ``_node_ip_address`` into the machine's external address); its setting
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when ``ray`` is imported, makes it run as a
+single-node instance on 127.0.0.1, and jaxlab sets it unless the environment already does (or
+``ray`` was imported before). To use a cluster across machines, start it yourself (``ray start``)
+and pass its address. The sweep's directory must be on a filesystem every node sees; this jaxlab
 package is shipped to the workers with the job (``py_modules``). While runs train, a line per
 change says how many are done, running and queued.
 """
@@ -17,11 +21,14 @@ from jaxlab.errors import UserError
 from jaxlab.sweep import processes
 from jaxlab.sweep.plan import Run
 
-LOCAL_ADDRESS = "127.0.0.1"
+SINGLE_NODE_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a loopback-only instance
 
 
-def require_ray():
-    """The ``ray`` module (an optional dependency), or a `UserError` saying how to install it."""
+def require_ray(local: bool = False):
+    """The ``ray`` module (an optional dependency), or a `UserError` saying how to install it;
+    ``local``: set up for a loopback-only instance (before ``ray`` is first imported)."""
+    if local:
+        os.environ.setdefault(SINGLE_NODE_SETTING, "0")
     try:
         import ray
     except ImportError:
@@ -33,13 +40,11 @@ def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, address: str | 
         quiet: bool = True) -> None:
     """Trains ``runs`` as Ray tasks (one CPU each) on the cluster at ``address`` (a new local
     one, bound to 127.0.0.1, when None)."""
-    ray = require_ray()
+    ray = require_ray(local=address is None)
     started_here = not ray.is_initialized()
     if started_here:
-        local = {} if address else {"_node_ip_address": LOCAL_ADDRESS}
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]},
-                 **local)
+                 runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]})
     task = ray.remote(num_cpus=1)(_train_one)
     try:
         queue, pending, names, done = list(runs), [], {}, 0
