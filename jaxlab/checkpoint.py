@@ -16,18 +16,23 @@ leaves behind:
 * checkpoints that exist but none of which reads raise `UserError` naming the directory (a run
   never silently starts again from scratch);
 * a readable checkpoint of a differently shaped state (changed model, changed code) raises
-  `UserError` listing the differences; it is not mistaken for damage.
+  `UserError` listing the differences; it is not mistaken for damage;
+* a checkpoint newer than the last record of ``metrics.jsonl`` (whose end a power loss or a disk
+  error damaged) gives way to an older one the log covers, when one reads, so that the lost
+  records are recomputed rather than missing; it is renamed ``STEP.ahead-of-log``.
 """
+import contextlib
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from jaxlab.errors import UserError
+from jaxlab.errors import StorageError, UserError
 
 UNREADABLE_SUFFIX = ".unreadable"
+AHEAD_SUFFIX = ".ahead-of-log"
 DEFAULT_ITEM = "default"  # Orbax's name for the one item of a checkpoint
 
 
@@ -65,8 +70,11 @@ class Checkpoints:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        """Starts an asynchronous save of ``state`` as ``step``; returns before it is written."""
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        """Starts an asynchronous save of ``state`` as ``step``; returns before it is written.
+        A failed write (of this save or of an earlier one, which Orbax reports here) raises
+        `StorageError`."""
+        with self._writing():
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
     def restore(self, step: int, target: Any) -> Any:
         """Restores ``step`` with the shapes, dtypes and shardings of ``target`` (arrays or
@@ -75,13 +83,30 @@ class Checkpoints:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-    def restore_latest(self, target: Any) -> tuple[int, Any] | None:
+    def restore_latest(self, target: Any, newest: int | None = None) -> tuple[int, Any] | None:
         """(step, state) of the newest complete, readable checkpoint; None when there is none.
 
-        Damaged steps are skipped with a `CheckpointWarning`; see the module docstring.
+        Damaged steps are skipped with a `CheckpointWarning`; see the module docstring. With
+        ``newest`` (the last step ``metrics.jsonl`` records), a checkpoint at or before it is
+        preferred when one reads: steps beyond it, whose records were lost, are moved aside
+        (``STEP.ahead-of-log``, by the owner) and the run recomputes them exactly.
         """
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        ahead = [step for step in steps if newest is not None and step > newest]
+        if ahead and len(ahead) < len(steps):
+            found = self._newest_readable(steps[len(ahead):], target, required=False)
+            if found is not None:
+                self._move_aside([self.directory / str(step) for step in ahead], AHEAD_SUFFIX,
+                                 f"newer than the last step metrics.jsonl records ({newest})")
+                return found
+        return self._newest_readable(steps, target, required=True)
+
+    def _newest_readable(self, steps: list[int], target: Any,
+                         required: bool) -> tuple[int, Any] | None:
+        """The first of ``steps`` that restores; the unreadable ones before it are moved aside.
+        When none reads: `UserError` if ``required`` (and any was tried), else None."""
         skipped = []
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        for step in steps:
             path = self.directory / str(step)
             problem = self._incompleteness(step, target)
             if problem is None:
@@ -90,12 +115,12 @@ class Checkpoints:
                 except Exception as error:  # noqa: BLE001 - any failure to read is damage here
                     problem = f"its arrays do not read: {_first_line(error)}"
             if problem is None:
-                self._move_aside(skipped)
+                self._move_aside(skipped, UNREADABLE_SUFFIX, "unreadable")
                 return step, state
             warnings.warn(f"ignoring checkpoint {path}: {problem}", CheckpointWarning,
-                          stacklevel=2)
+                          stacklevel=3)
             skipped.append(path)
-        if skipped:
+        if skipped and required:
             raise UserError(f"no readable checkpoint in {self.directory}: "
                             + "; ".join(f"{p.name} skipped" for p in skipped)
                             + ". Move the directory away to start again from scratch")
@@ -121,19 +146,18 @@ class Checkpoints:
                             + "\nuse a new workdir for a changed model")
         return None
 
-    def _move_aside(self, paths: list[epath.Path]) -> None:
-        """Renames the unreadable steps newer than the restored one, so they can be saved again."""
+    def _move_aside(self, paths: list[epath.Path], suffix: str, why: str) -> None:
+        """Renames steps newer than the restored one (``STEP`` + ``suffix``), so that they can be
+        saved again; ``why`` they are not used goes into the warning."""
         if not self._owner or not paths:
             return
         for path in paths:
-            destination = path.with_name(path.name + UNREADABLE_SUFFIX)
-            suffix = 1
+            destination, number = path.with_name(path.name + suffix), 1
             while destination.exists():
-                destination, suffix = path.with_name(
-                    f"{path.name}{UNREADABLE_SUFFIX}.{suffix}"), suffix + 1
+                destination, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
             path.rename(destination)
-            warnings.warn(f"moved the unreadable checkpoint {path} to {destination}",
-                          CheckpointWarning, stacklevel=3)
+            warnings.warn(f"moved the checkpoint {path} ({why}) to {destination}",
+                          CheckpointWarning, stacklevel=4)
         self._manager.reload()
 
     def reached_preemption(self, step: int) -> bool:
@@ -141,13 +165,34 @@ class Checkpoints:
         return self._manager.reached_preemption(step)
 
     def wait_until_committed(self) -> None:
-        """Blocks until every started save is committed."""
-        self._manager.wait_until_finished()
+        """Blocks until every started save is committed (`StorageError` if one failed)."""
+        with self._writing():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for pending saves to be committed, then releases the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait_until_committed()
+        finally:
+            self._manager.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turns a failed checkpoint write (a full disk, a lost permission, a network file
+        system's error) into one `StorageError` naming the newest checkpoint still intact."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 - whatever Orbax/TensorStore raise here
+            text = str(error)
+            cause = ("no space left on device" if "No space left on device" in text
+                     else _first_line(error))
+            self._manager.reload()
+            intact = self._manager.latest_step()
+            kept = f"the newest intact checkpoint is step {intact}" if intact is not None \
+                else "no checkpoint was completed"
+            raise StorageError(f"writing a checkpoint in {self.directory} failed: {cause}; "
+                               f"{kept}: fix the storage and run the same command again to "
+                               f"resume") from None
 
     def __enter__(self) -> "Checkpoints":
         return self

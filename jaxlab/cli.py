@@ -11,7 +11,8 @@
 Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset,
 unknown or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:``
 line, nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept);
-4 (``jaxlab sweep``) not every run of the sweep is done: some failed, or are still running in
+74 the storage refused a write (a full disk, a lost permission: the checkpoints written before are
+intact; fix it and run the same command to resume); 4 (``jaxlab sweep``) not every run of the sweep is done: some failed, or are still running in
 another process (results.md says which); 75 stopped by SIGTERM/SIGINT after committing a
 checkpoint (a sweep: after its running runs committed theirs and its table was written; run the
 same command to resume).
@@ -19,12 +20,15 @@ same command to resume).
 import argparse
 import collections
 import json
+import logging
 import sys
+import threading
 import warnings
 
 USAGE_ERROR = 2
 NONFINITE = 3
 SWEEP_INCOMPLETE = 4
+STORAGE_ERROR = 74  # EX_IOERR (sysexits.h)
 INTERRUPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run again to continue
 
 
@@ -100,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--process-id", type=int)
     group.add_argument("--distributed", action="store_true",
                        help="auto-detect the processes (TPU pod slices, SLURM)")
+    group.add_argument("--heartbeat-timeout", type=int, metavar="SECONDS",
+                       help="end the run this long after a process stops answering (JAX's "
+                            "default: 100; also $JAXLAB_HEARTBEAT_TIMEOUT)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the experiment registry", parents=[registry_dirs])
     train = commands.add_parser("train", help="train an experiment (resumes its workdir)",
@@ -141,13 +148,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
+    _quiet_background_errors()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Imported here so that `jaxlab --help` answers without loading JAX.
     import jax
 
     from jaxlab import compilation_cache, parallel, registry
-    from jaxlab.errors import Interrupted, NonFiniteError, UserError
+    from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
     from jaxlab.report import report
     from jaxlab.train import evaluate_workdir, train
 
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "eval"):
             compilation_cache.enable()
             parallel.initialize_distributed(args.coordinator_address, args.num_processes,
-                                            args.process_id, auto=args.distributed)
+                                            args.process_id, auto=args.distributed,
+                                            heartbeat_timeout=args.heartbeat_timeout)
         if args.command == "list":
             for exp in registry.list_experiments(args.experiments_dir):
                 if exp.error:
@@ -184,10 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as error:
         print(f"jaxlab: error: {error}", file=sys.stderr)
         return NONFINITE
+    except (StorageError, OSError) as error:
+        print(f"jaxlab: error: {error}", file=sys.stderr)
+        return STORAGE_ERROR
     except Interrupted as stopped:
         print(f"jaxlab: {stopped}", file=sys.stderr)
         return INTERRUPTED
     return 0
+
+
+def _quiet_background_errors() -> None:
+    """Keeps the libraries' own reports of a failure that jaxlab reports itself off the terminal:
+    Orbax's background-thread errors (absl logging), asyncio's unretrieved futures, and the
+    exceptions TensorStore's callbacks raise into a closed event loop. A failed checkpoint write
+    then reads as one ``jaxlab: error:`` line instead of hundreds of lines."""
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

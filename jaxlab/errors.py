@@ -1,6 +1,6 @@
 """Errors users see: bad input (`UserError`, exit status 2; `InUse` for a directory another process
-holds), a diverged run (`NonFiniteError`, 3), and a run stopped by a signal after saving a
-checkpoint (`Interrupted`, 75)."""
+holds), a diverged run (`NonFiniteError`, 3), a storage that refused a write (`StorageError`, 74),
+and a run stopped by a signal after saving a checkpoint (`Interrupted`, 75)."""
 
 
 class UserError(ValueError):
@@ -13,6 +13,12 @@ class UserError(ValueError):
 
 class InUse(UserError):
     """A workdir (or a sweep's directory) is held by another live jaxlab process."""
+
+
+class StorageError(RuntimeError):
+    """The storage refused a write of the run (a full disk, a lost permission, a network file
+    system's error); the checkpoints written before are intact, and the same command resumes
+    once the storage is fixed."""
 
 
 class NonFiniteError(RuntimeError):

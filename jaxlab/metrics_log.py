@@ -1,8 +1,8 @@
 """Where metrics go: ``metrics.jsonl`` (one JSON object per logged step) and TensorBoard events.
 
 ``metrics.jsonl`` is the record; the TensorBoard event file is derived from it. On resume the
-lines of steps after the restored step are dropped, and the event files are replaced by one new
-file that replays the kept lines: TensorBoard then shows each step once, in order, however often
+lines of steps after the restored step (and unreadable lines) are dropped, and the event files are
+replaced by one new file that replays the kept lines: TensorBoard then shows each step once, in order, however often
 the run was killed. Only process 0 writes.
 """
 import json
@@ -10,6 +10,7 @@ import math
 import socket
 import struct
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -28,17 +29,41 @@ def _plain(value: Any) -> Any:
     return value.item() if value.ndim == 0 else value.tolist()
 
 
-def read_metrics(workdir: epath.Path) -> list[dict]:
-    """Every line of ``workdir/metrics.jsonl`` (empty when there is none).
+class LogWarning(UserWarning):
+    """Lines of ``metrics.jsonl`` were unreadable and are left out."""
 
-    A last line without its newline (the process was killed while writing it) is left out.
+
+def read_metrics(workdir: epath.Path, *, warn: bool = True) -> list[dict]:
+    """The records of ``workdir/metrics.jsonl`` (empty when there is none), in order.
+
+    A line that is not a JSON object with an integer ``step`` past the previous record's (what a
+    power loss or a disk error leaves: NUL bytes, a line cut short) is left out, with a
+    `LogWarning` naming it unless ``warn`` is false (for a file that another process is still
+    appending to, whose last line may be half written).
     """
     path = workdir / METRICS_FILE
     if not path.exists():
         return []
-    text = path.read_text()
-    complete = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    records, dropped = [], []
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        last_step = records[-1]["step"] if records else 0
+        if (isinstance(record, dict) and isinstance(record.get("step"), int)
+                and record["step"] > last_step and number < len(lines)):
+            records.append(record)
+        else:
+            dropped.append(number)
+    if dropped and warn:
+        warnings.warn(f"{path}: left out {len(dropped)} unreadable line(s) (line "
+                      f"{', '.join(map(str, dropped[:5]))}{', ...' if len(dropped) > 5 else ''}):"
+                      f" a torn write or a damaged file", LogWarning, stacklevel=2)
+    return records
 
 
 def _event_record(event: Event) -> bytes:
@@ -60,10 +85,13 @@ def scalar_events(record: dict[str, Any], wall_time: float) -> bytes:
 
 
 class MetricsLog:
-    """Appends records; ``latest`` holds the newest value of every metric logged so far."""
+    """Appends records; ``latest`` holds the newest value of every metric logged so far.
 
-    def __init__(self, workdir: epath.Path, resume_step: int):
-        kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    Started from ``kept``, the records of the run up to the step it resumes from (`read_metrics`,
+    cut back): the files are rewritten to hold exactly those.
+    """
+
+    def __init__(self, workdir: epath.Path, kept: list[dict]):
         self.latest = {k: v for r in kept for k, v in r.items()}
         self._enabled = jax.process_index() == 0
         if not self._enabled:

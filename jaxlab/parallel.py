@@ -42,13 +42,18 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None, process_id: int | None = None,
-                           auto: bool = False) -> bool:
+                           auto: bool = False, heartbeat_timeout: int | None = None) -> bool:
     """Joins a multi-process run; returns whether one was joined. Call before any other JAX use.
 
     Explicit: ``coordinator_address`` (host:port of process 0), ``num_processes``, ``process_id``,
     or the environment variables ``JAXLAB_COORDINATOR_ADDRESS``, ``JAXLAB_NUM_PROCESSES``,
     ``JAXLAB_PROCESS_ID``. Auto-detected (TPU pod slices, SLURM, ...): ``auto=True`` or
     ``JAXLAB_DISTRIBUTED=1``. CPU processes exchange collectives through gloo.
+
+    ``heartbeat_timeout`` (or ``JAXLAB_HEARTBEAT_TIMEOUT``), in seconds: how long JAX's
+    coordination service waits for a silent process before it ends the others (by default JAX's
+    own, 100 s). A process whose peer died is ended by the service with an abort, which no
+    Python code can turn into an error line (see docs/faults.md).
     """
     env = os.environ
     coordinator_address = coordinator_address or env.get("JAXLAB_COORDINATOR_ADDRESS")
@@ -66,8 +71,14 @@ def initialize_distributed(coordinator_address: str | None = None,
                         f"id={process_id}")
     if not auto and not 0 <= process_id < num_processes:
         raise UserError(f"process id {process_id} is outside 0..{num_processes - 1}")
+    heartbeat_timeout = (heartbeat_timeout if heartbeat_timeout is not None
+                         else _env_int("JAXLAB_HEARTBEAT_TIMEOUT"))
+    if heartbeat_timeout is not None and heartbeat_timeout < 1:
+        raise UserError(f"the heartbeat timeout must be at least 1 s, got {heartbeat_timeout}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               **({"heartbeat_timeout_seconds": heartbeat_timeout}
+                                  if heartbeat_timeout is not None else {}))
     return True
 
 

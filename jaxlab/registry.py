@@ -24,14 +24,11 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import references
+from jaxlab import references, run_config
 from jaxlab.errors import UserError
 
 BUILTIN_DIR = pathlib.Path(__file__).resolve().parent / "experiments"
 ENV_VAR = "JAXLAB_EXPERIMENTS"
-# Optional settings every config has (added where an experiment leaves them out), so that they can
-# be overridden like any other key.
-FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,45 +129,7 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
     if not isinstance(config, ml_collections.ConfigDict):
         raise UserError(f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
                         f"expected an ml_collections.ConfigDict")
-    config = with_framework_defaults(ml_collections.ConfigDict(  # before overrides may set them
+    config = run_config.with_framework_defaults(ml_collections.ConfigDict(  # overrides may set them
         references.absolute_file_references(config.to_dict(), path.resolve().parent)))
     config.experiment = f"{path.stem}:{preset}" if preset else path.stem
-    return validate(config_lib.apply_overrides(config, overrides or {}))
-
-
-def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with each of `FRAMEWORK_DEFAULTS` it lacks added."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    for key, value in FRAMEWORK_DEFAULTS.items():
-        section, leaf = key.split(".")
-        if section in config and leaf not in config[section]:
-            config[section][leaf] = value
-    return config
-
-
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config`` as a run needs it: relative file references made absolute against the working
-    directory, `FRAMEWORK_DEFAULTS` added, and the settings every run needs checked (`UserError`
-    naming the bad value)."""
-    config = with_framework_defaults(ml_collections.ConfigDict(
-        references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())))
-    for section in ("train", "optimizer"):
-        if not isinstance(config.get(section), ml_collections.ConfigDict):
-            raise UserError(f"the config has no {section} section (config.{section})")
-    if not isinstance(config.get("task"), str):
-        raise UserError("config.task must reference the task's make_task function, e.g. "
-                        "'jaxlab.tasks.classification:make_task' or 'my_task.py:make_task'")
-    references.resolve(config.task, "config.task")
-    train = config.train
-    for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
-        if train[key] <= 0:
-            raise UserError(f"config.train.{key} must be positive, got {train[key]}")
-    for key in ("eval_every", "checkpoint_every"):
-        if train[key] % train.log_every:
-            raise UserError(f"config.train.{key}={train[key]} must be a multiple of "
-                            f"config.train.log_every={train.log_every} (steps run in chunks of "
-                            f"log_every inside one compiled program)")
-    if train.keep_checkpoints < 1:
-        raise UserError(f"config.train.keep_checkpoints must be at least 1, "
-                        f"got {train.keep_checkpoints}")
-    return config
+    return run_config.validate(config_lib.apply_overrides(config, overrides or {}))

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -22,18 +23,18 @@ import optax
 import tqdm
 from etils import epath
 
-from jaxlab import parallel, paths, registry, tasks, trials
+from jaxlab import parallel, paths, run_config, tasks, trials
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.metrics_log import MetricsLog
+from jaxlab.metrics_log import LogWarning, MetricsLog, read_metrics
 from jaxlab.optim import make_optimizer
 from jaxlab.preemption import StopRequests
 from jaxlab.state import init_state
 from jaxlab.step import make_train_chunk
 from jaxlab.tasks import Task
 from jaxlab.trials import Program, TrialGroup, TrialOutcome
-from jaxlab.workdir import CHECKPOINT_DIR
+from jaxlab.workdir import CHECKPOINT_DIR, METRICS_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = N
             ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
     """(config, setup, train state) of the newest checkpoint of ``workdir``, placed on ``devices``."""
     workdir = paths.path(workdir, "workdir")
-    config = registry.validate(workdir_lib.read_config(workdir))
+    config = run_config.validate(workdir_lib.read_config(workdir))
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")
@@ -101,7 +102,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
     ``config.train.skip_nonfinite_steps``), and `Interrupted` after SIGTERM/SIGINT, once a
     checkpoint of the step reached is committed.
     """
-    config = registry.validate(config)
+    config = run_config.validate(config)
     (outcome,) = run_trials(TrialGroup.of([config]), [paths.path(workdir, "workdir")],
                             quiet=quiet, devices=devices, allow_config_change=allow_config_change)
     if not quiet and jax.process_index() == 0:
@@ -170,8 +171,10 @@ class _Loop:
             self.checkpoints = [
                 stack.enter_context(Checkpoints(w / CHECKPOINT_DIR, keep=tc.keep_checkpoints,
                                                 owner=True)) for w in self.workdirs]
-            restored = [c.restore_latest(self.program.trial(initial, i))
-                        for i, c in enumerate(self.checkpoints)]
+            records = [read_metrics(w) for w in self.workdirs]
+            restored = [c.restore_latest(self.program.trial(initial, i),
+                                         newest=logged[-1]["step"] if logged else None)
+                        for i, (c, logged) in enumerate(zip(self.checkpoints, records))]
             for workdir, config in zip(self.workdirs, self.group.configs):
                 workdir_lib.write_config(workdir, config)
             self.steps = [r[0] if r else 0 for r in restored]
@@ -180,8 +183,15 @@ class _Loop:
             if any(restored):
                 state = self.program.stack([r[1] if r else self.program.trial(initial, i)
                                             for i, r in enumerate(restored)])
-            self.logs = [stack.enter_context(contextlib.closing(MetricsLog(w, resume_step=s)))
-                         for w, s in zip(self.workdirs, self.steps)]
+            for workdir, logged, step in zip(self.workdirs, records, self.steps):
+                if step and (not logged or logged[-1]["step"] < step):
+                    warnings.warn(f"{workdir / METRICS_FILE} records no step after "
+                                  f"{logged[-1]['step'] if logged else 0}, and no checkpoint it "
+                                  f"covers reads: the records up to step {step} are lost (the "
+                                  f"training is not: it resumes from step {step})", LogWarning)
+            self.logs = [stack.enter_context(contextlib.closing(
+                MetricsLog(w, [r for r in logged if r["step"] <= s])))
+                for w, logged, s in zip(self.workdirs, records, self.steps)]
             self.progress = stack.enter_context(tqdm.tqdm(
                 total=tc.steps, initial=min(self.steps), unit="step", file=sys.stderr,
                 disable=self.quiet or not sys.stderr.isatty() or jax.process_index() > 0,
@@ -227,7 +237,17 @@ class _Loop:
                                       reason=stop_reason)
             if pending:
                 self._log_chunk(state, *pending, evaluate=False)
+            for i, log in enumerate(self.logs):  # resumed at the end, its last record lost
+                if i not in self.failures and log.latest.get("step") != self.steps[i]:
+                    log.write(self.steps[i], self._evaluation(state, i))
         return state
+
+    def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
+        """``{"eval/NAME": value}`` of trial ``index`` on the test split."""
+        trial_state = self.program.trial(state, index)
+        evaluated = jax.device_get(self.tasks[index].evaluate(
+            trial_state["params"], trial_state["task_state"], self.test_arrays))
+        return {f"eval/{k}": v for k, v in evaluated.items()}
 
     def _stopped(self, reason: str, step: int) -> str:
         if self.group.size == 1:
@@ -252,10 +272,7 @@ class _Loop:
                 continue
             record = {f"train/{k}": v for k, v in trial_metrics.items()}
             if evaluate:
-                trial_state = self.program.trial(state, i)
-                evaluated = jax.device_get(self.tasks[i].evaluate(
-                    trial_state["params"], trial_state["task_state"], self.test_arrays))
-                record.update({f"eval/{k}": v for k, v in evaluated.items()})
+                record.update(self._evaluation(state, i))
             self.logs[i].write(start + length, record)
         going = [i for i in moving if i not in self.failures]
         if going:

@@ -43,7 +43,7 @@ def launch(workdir: pathlib.Path, cache: pathlib.Path) -> subprocess.Popen:
 
 def logged_step(workdir: pathlib.Path) -> int:
     from jaxlab.metrics_log import read_metrics
-    records = read_metrics(workdir)
+    records = read_metrics(workdir, warn=False)
     return records[-1]["step"] if records else 0
 
 

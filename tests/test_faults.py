@@ -20,6 +20,7 @@ from jaxlab import cli, state, tasks
 from jaxlab.checkpoint import CheckpointWarning, Checkpoints
 from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
+from jaxlab.metrics_log import LogWarning
 from jaxlab.train import prepare
 from tests.conftest import REPO, read_jsonl
 
@@ -175,6 +176,20 @@ BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=-32"], "batch_size must be positive"),
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=12"], "not divisible by the number of devices"),
     ([SMOKE, *RUN_ARGS, "--steps=5"], "unrecognised argument '--steps=5'"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=nan"],
+     "config.optimizer.learning_rate must be a finite number, got nan"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=inf"],
+     "config.optimizer.learning_rate must be a finite number, got inf"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=-0.001"],
+     "config.optimizer.learning_rate must be positive, got -0.001"),
+    ([SMOKE, *RUN_ARGS, "--config.optimizer.weight_decay=-1"],
+     "config.optimizer.weight_decay must be zero or positive"),
+    ([SMOKE, *RUN_ARGS, f"--config.train.steps={2 ** 70}"],
+     f"config.train.steps={2 ** 70} is past the step counter's range (int32, at most "
+     f"2147483647)"),
+    ([SMOKE, *RUN_ARGS, "--config.seed=4294967296"], "config.seed must be in 0..4294967295"),
+    (["/etc/hostname", *RUN_ARGS], "/etc/hostname is not an experiment file"),
+    ([os.path.relpath("/etc/passwd"), *RUN_ARGS], "etc/passwd is not an experiment file"),
 ]
 REFUSED_WORKDIR = [  # only an existing workdir can refuse these
     ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=0.5"],
@@ -200,6 +215,69 @@ def test_bad_input_exits_2_and_creates_no_workdir(tmp_path, args, message, capsy
     assert cli.main(["train", *args, "--workdir", str(workdir)]) == cli.USAGE_ERROR
     assert message in capsys.readouterr().err
     assert not workdir.exists()
+
+
+BROKEN_EXPERIMENTS = {  # file -> (its text, what the one error line says)
+    "syntax_error": ("def get_config(arg)\n    pass\n",
+                     "syntax_error.py fails to load: SyntaxError: "),
+    "raises": ("raise RuntimeError('boom')\n", "raises.py fails to load: RuntimeError: boom"),
+    "returns_dict": ("def get_config(arg):\n    return {}\n",
+                     "returned a dict, expected an ml_collections.ConfigDict"),
+    "returns_none": ("def get_config(arg):\n    pass\n",
+                     "returned a NoneType, expected an ml_collections.ConfigDict"),
+    "get_config_raises": ("def get_config(arg):\n    return {}['x']\n",
+                          "get_config('') of "),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_EXPERIMENTS))
+def test_a_broken_experiment_file_is_one_line_and_writes_nothing(tmp_path, name, capsys):
+    text, message = BROKEN_EXPERIMENTS[name]
+    (tmp_path / f"{name}.py").write_text(text)
+    workdir = tmp_path / "run"
+    assert cli.main(["train", str(tmp_path / f"{name}.py"), "--workdir",
+                     str(workdir)]) == cli.USAGE_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxlab: error: ") and message in lines[0]
+    assert not workdir.exists()
+
+
+def test_jaxlab_list_names_the_broken_experiment_files_and_lists_the_others(tmp_path, capsys):
+    for name, (text, _) in BROKEN_EXPERIMENTS.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    shutil.copy(REPO / "experiments" / "mlp_moons.py", tmp_path / "my_moons.py")
+    assert cli.main(["list", "--experiments-dir", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^my_moons +A 2->64->64->2 MLP", listed, re.M)
+    assert re.search(r"^minimal_transformer +ViT-style", listed, re.M)
+    for name in ("syntax_error", "raises"):  # the ones whose import fails
+        assert re.search(rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py fails to "
+                         rf"load", listed, re.M), listed
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda w: (w / "config.json").write_text(""), "config.json is not readable JSON"),
+    (lambda w: (w / "config.json").write_text("{not json"), "config.json is not readable JSON"),
+    (lambda w: (w / "config.json").write_text("[1, 2]"), "holds a JSON list, not a jaxlab config"),
+    (lambda w: (shutil.rmtree(w / "checkpoints"), (w / "checkpoints").write_text("x")),
+     "checkpoints is a file, where the run keeps its checkpoint directory"),
+])
+def test_a_damaged_workdir_is_one_line_and_left_as_it_is(finished, tmp_path, damage, message,
+                                                           capsys):
+    workdir = copy_of(finished, tmp_path)
+    damage(workdir)
+    before = snapshot(workdir)
+    assert cli.main(["train", SMOKE, *RUN_ARGS, "--workdir", str(workdir)]) == cli.USAGE_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert snapshot(workdir) == before
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "run").write_text("notes")
+    assert cli.main(["train", SMOKE, *RUN_ARGS, "--workdir", str(tmp_path / "run")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "run").read_text() == "notes"
 
 
 def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
@@ -324,7 +402,7 @@ def logged_step(workdir):
 def read_jsonl_prefix(path):
     """The complete lines of a file another process is appending to."""
     from jaxlab.metrics_log import read_metrics
-    return read_metrics(path.parent) if path.exists() else []
+    return read_metrics(path.parent, warn=False) if path.exists() else []
 
 
 def wait_for(condition, process, timeout=240):
@@ -390,3 +468,86 @@ def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refu
     assert f"jaxlab: stopped by SIGTERM at step {stopped_at}: its checkpoint is committed" in err
     with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
         assert checkpoints.restore_latest(state_template(EIGHT_DEVICES))[0] == stopped_at
+
+
+# --- a damaged metrics.jsonl, a full disk -------------------------------------------------------
+
+def test_unreadable_metric_lines_are_dropped_with_a_warning_by_report_and_resume(finished,
+                                                                                 tmp_path, capsys):
+    workdir = copy_of(finished, tmp_path)
+    lines = (workdir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = "\0" * (len(lines[1]) - 1) + "\n"  # what a power loss can leave
+    (workdir / "metrics.jsonl").write_text("".join(lines))
+    with pytest.warns(LogWarning, match=r"left out 1 unreadable line\(s\) \(line 2\)"):
+        assert cli.main(["report", str(workdir)]) == 0
+    assert "| eval/accuracy | 20 |" in capsys.readouterr().out
+    with pytest.warns(LogWarning, match=r"left out 1 unreadable line\(s\) \(line 2\)"):
+        final = train(config(), workdir)
+    assert final == {**train(config(), finished), "wall_time_s": final["wall_time_s"]}
+    assert [r["step"] for r in read_jsonl(workdir / "metrics.jsonl")] == [5, 15, 20]
+
+
+def test_a_torn_last_line_is_recomputed_from_the_checkpoint_the_log_covers(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path)
+    text = (workdir / "metrics.jsonl").read_text()
+    (workdir / "metrics.jsonl").write_text(text[:-40])  # the record of step 20 cut short
+    with pytest.warns(CheckpointWarning, match=r"moved the checkpoint .*/20 \(newer than the "
+                                               r"last step metrics.jsonl records \(15\)\)"):
+        final = train(config(), workdir)
+    assert_same_run(workdir, finished)  # steps 16..20 recomputed, each step logged once
+    assert final["step"] == 20
+    assert final["eval/loss"] == read_jsonl(finished / "metrics.jsonl")[-1]["eval/loss"]
+    assert (workdir / "checkpoints" / "20.ahead-of-log").is_dir()
+
+
+def test_records_no_checkpoint_can_recompute_are_reported_lost_and_the_end_evaluated(tmp_path):
+    one_kept = config(**{"train.keep_checkpoints": 1})
+    train(one_kept, tmp_path)  # only checkpoint 20 is left
+    want = read_jsonl(tmp_path / "metrics.jsonl")[-1]
+    text = (tmp_path / "metrics.jsonl").read_text()
+    (tmp_path / "metrics.jsonl").write_text(text[:-40])
+    with pytest.warns(LogWarning, match="records no step after 15, .* the records up to step 20 "
+                                        "are lost"):
+        final = train(one_kept, tmp_path)
+    last = read_jsonl(tmp_path / "metrics.jsonl")[-1]
+    assert last == {"step": 20, "eval/accuracy": want["eval/accuracy"],
+                    "eval/loss": want["eval/loss"]}  # the end evaluated again
+    assert final["step"] == 20 and final["eval/loss"] == want["eval/loss"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs: room for the smoke run's first checkpoints, not for all four."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_keeps_the_older_checkpoints_and_resumes_exactly(small_disk,
+                                                                                  tmp_path):
+    args = [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, *RUN_ARGS]
+    reference = subprocess.run([*args, "--workdir", str(tmp_path / "reference")],
+                               capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    workdir = small_disk / "run"
+    full = subprocess.run([*args, "--workdir", str(workdir)], capture_output=True, text=True,
+                          timeout=300)
+    assert full.returncode == cli.STORAGE_ERROR, full.stderr
+    line, = full.stderr.strip().splitlines()
+    intact = re.fullmatch(
+        rf"jaxlab: error: writing a checkpoint in {workdir / 'checkpoints'} failed: no space "
+        rf"left on device; the newest intact checkpoint is step (5|10|15): fix the storage and "
+        rf"run the same command again to resume", line)
+    assert intact, line
+    with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
+        assert checkpoints.restore_latest(state_template(EIGHT_DEVICES))[0] == int(intact[1])
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    resumed = subprocess.run([*args, "--workdir", str(workdir)], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(workdir, tmp_path / "reference", EIGHT_DEVICES)

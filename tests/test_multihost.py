@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
+import pytest
 
 import jaxlab
 from jaxlab.train import evaluate_workdir
@@ -20,15 +22,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
-    """``python -m jaxlab.cli ARGS`` as processes 0 and 1 of one run, 4 CPU devices each."""
+def launch_two_processes(*args: str) -> list[subprocess.Popen]:
+    """Starts ``python -m jaxlab.cli ARGS`` as processes 0 and 1 of one run, 4 CPU devices each."""
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
     address = f"localhost:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args, "--coordinator-address",
-                               address, "--num-processes", "2", "--process-id", str(i)],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+    return [subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args, "--coordinator-address",
+                              address, "--num-processes", "2", "--process-id", str(i)],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for i in range(2)]
+
+
+def run_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
+    """`launch_two_processes`, waited for; both must succeed."""
+    procs = launch_two_processes(*args)
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -66,3 +73,28 @@ def test_two_processes_equal_one_process_and_checkpoints_cross_topologies(tmp_pa
     printed = json.loads(json_lines[0][0])
     assert printed["step"] == 20
     np.testing.assert_allclose(printed["eval/loss"], single["eval/loss"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_dead_peer_ends_the_run_within_the_heartbeat_timeout_and_it_resumes(tmp_path):
+    """What docs/faults.md says of a multi-process run whose peer dies, measured: the survivor
+    is ended by JAX (an abort: no Python code runs) about ``--heartbeat-timeout`` seconds later,
+    or at once when a collective breaks; the same command, on every process, resumes."""
+    workdir = tmp_path / "run"
+    args = ["train", "minimal_transformer:smoke", "--workdir", str(workdir), "--quiet",
+            "--heartbeat-timeout", "5", "--config.train.log_every=5",
+            "--config.train.checkpoint_every=10", "--config.train.eval_every=10"]
+    procs = launch_two_processes(*args, "--config.train.steps=100000")
+    deadline = time.monotonic() + 240
+    while not (workdir / "checkpoints" / "20").is_dir():
+        assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint 20"
+        time.sleep(0.2)
+    procs[1].kill()
+    killed = time.monotonic()
+    procs[0].wait(timeout=120)
+    assert procs[0].returncode != 0 and time.monotonic() - killed < 60
+    for proc in procs:
+        proc.communicate()
+    resumed = run_two_processes(*args, "--config.train.steps=40", "--allow-config-change")
+    assert all(r.returncode == 0 for r in resumed)
+    assert read_jsonl(workdir / "metrics.jsonl")[-1]["step"] == 40

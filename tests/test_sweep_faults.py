@@ -164,7 +164,7 @@ def test_vmap_trial_with_a_damaged_checkpoint_falls_back_alone_and_catches_up(tm
     messages = [str(w.message) for w in warned]
     assert any(m.startswith(f"ignoring checkpoint {step_20}: it has no commit record")
                for m in messages), messages
-    assert any(m.startswith(f"moved the unreadable checkpoint {step_20}") for m in messages)
+    assert any(m.startswith(f"moved the checkpoint {step_20} (unreadable)") for m in messages)
     assert [row["status"] for row in again] == ["done", "done"]
     config = jaxlab.load_config(SMOKE, FIVE)
     assert_same_trials(tmp_path / "sweep", tmp_path / "reference", config)

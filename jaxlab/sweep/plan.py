@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import registry
+from jaxlab import registry, run_config
 from jaxlab.errors import UserError
 
 MAX_NAME_CHARS = 120
@@ -120,7 +120,7 @@ def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
             if isinstance(base, str):
                 config = registry.load_config(base, overrides, extra_dirs)
             else:
-                config = registry.validate(config_lib.apply_overrides(base, overrides))
+                config = run_config.validate(config_lib.apply_overrides(base, overrides))
         except UserError as error:
             shown = ", ".join(f"{k}={v}" for k, v in point.items())
             raise UserError(f"sweep run ({shown}): {error}") from None

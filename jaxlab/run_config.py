@@ -1,0 +1,103 @@
+"""What every run's config holds, and the checks that make a bad value one clear `UserError`
+before anything is written (rather than a crash, a NaN or a silently wrong run later).
+
+A run's config has ``seed``, ``task`` (a reference, `jaxlab.references`), ``optimizer`` and
+``train`` with the keys of `REQUIRED`; the task's own sections are the task's to check.
+"""
+import math
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from jaxlab import config as config_lib
+from jaxlab import references
+from jaxlab.errors import UserError
+
+# Optional settings every config has (added where an experiment leaves them out), so that they can
+# be overridden like any other key.
+FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False}
+REQUIRED = {  # section -> key -> type
+    "train": {"steps": int, "batch_size": int, "log_every": int, "eval_every": int,
+              "checkpoint_every": int, "keep_checkpoints": int},
+    "optimizer": {"name": str, "learning_rate": float, "weight_decay": float,
+                  "warmup_steps": int, "schedule": str, "grad_clip_norm": float},
+}
+MAX_STEP = 2 ** 31 - 1  # the train state's step counter is an int32
+SEEDS = 2 ** 32  # PRNGKey(seed) keeps 32 bits without x64: larger seeds would collide
+
+
+def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with each of `FRAMEWORK_DEFAULTS` it lacks added."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for key, value in FRAMEWORK_DEFAULTS.items():
+        section, leaf = key.split(".")
+        if section in config and isinstance(config[section], ml_collections.ConfigDict) \
+                and leaf not in config[section]:
+            config[section][leaf] = value
+    return config
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` as a run needs it: relative file references made absolute against the working
+    directory, `FRAMEWORK_DEFAULTS` added, and every setting checked (`UserError` naming the bad
+    key and what was expected)."""
+    config = with_framework_defaults(ml_collections.ConfigDict(
+        references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())))
+    _check_present(config)
+    _check_finite(config)
+    if not 0 <= config.seed < SEEDS:
+        raise UserError(f"config.seed must be in 0..{SEEDS - 1} (PRNGKey keeps 32 bits), got "
+                        f"{config.seed}")
+    references.resolve(config.task, "config.task")
+    train, opt = config.train, config.optimizer
+    for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+        if not 0 < train[key] <= MAX_STEP:
+            raise UserError(f"config.train.{key} must be positive, got {train[key]}"
+                            if train[key] <= 0 else
+                            f"config.train.{key}={train[key]} is past the step counter's range "
+                            f"(int32, at most {MAX_STEP})")
+    for key in ("eval_every", "checkpoint_every"):
+        if train[key] % train.log_every:
+            raise UserError(f"config.train.{key}={train[key]} must be a multiple of "
+                            f"config.train.log_every={train.log_every} (steps run in chunks of "
+                            f"log_every inside one compiled program)")
+    if train.keep_checkpoints < 1:
+        raise UserError(f"config.train.keep_checkpoints must be at least 1, "
+                        f"got {train.keep_checkpoints}")
+    if opt.learning_rate <= 0:
+        raise UserError(f"config.optimizer.learning_rate must be positive, got "
+                        f"{opt.learning_rate}")
+    for key in ("weight_decay", "grad_clip_norm", "warmup_steps"):
+        if opt[key] < 0:
+            raise UserError(f"config.optimizer.{key} must be zero or positive, got {opt[key]}")
+    return config
+
+
+def _check_present(config: ml_collections.ConfigDict) -> None:
+    if not isinstance(config.get("seed"), int) or isinstance(config.get("seed"), bool):
+        raise UserError(f"config.seed must be an int, got {config.get('seed')!r}")
+    if not isinstance(config.get("task"), str):
+        raise UserError("config.task must reference the task's make_task function, e.g. "
+                        "'jaxlab.tasks.classification:make_task' or 'my_task.py:make_task'")
+    for section, keys in REQUIRED.items():
+        if not isinstance(config.get(section), ml_collections.ConfigDict):
+            raise UserError(f"the config has no {section} section (config.{section} with "
+                            f"{', '.join(keys)})")
+        for key, kind in keys.items():
+            if key not in config[section]:
+                raise UserError(f"config.{section} has no {key} (a {kind.__name__}); every run "
+                                f"needs {', '.join(f'{section}.{k}' for k in keys)}")
+            value = config[section][key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number if kind is float else type(value) is kind):
+                raise UserError(f"config.{section}.{key} must be a {kind.__name__}, got "
+                                f"{value!r}")
+
+
+def _check_finite(config: ml_collections.ConfigDict) -> None:
+    """Every float leaf is finite: a NaN or Inf setting would only show up later as a NaN loss."""
+    for key in config_lib.flat_keys(config):
+        value: Any = config_lib.get_leaf(config, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"config.{key} must be a finite number, got {value}")
