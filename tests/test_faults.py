@@ -492,7 +492,8 @@ def test_a_torn_last_line_is_recomputed_from_the_checkpoint_the_log_covers(finis
     text = (workdir / "metrics.jsonl").read_text()
     (workdir / "metrics.jsonl").write_text(text[:-40])  # the record of step 20 cut short
     with pytest.warns(CheckpointWarning, match=r"moved the checkpoint .*/20 \(newer than the "
-                                               r"last step metrics.jsonl records \(15\)\)"):
+                                               r"last step metrics.jsonl records \(15\)\)"), \
+            pytest.warns(LogWarning, match=r"left out 1 unreadable line\(s\) \(line 4\)"):
         final = train(config(), workdir)
     assert_same_run(workdir, finished)  # steps 16..20 recomputed, each step logged once
     assert final["step"] == 20
@@ -506,9 +507,12 @@ def test_records_no_checkpoint_can_recompute_are_reported_lost_and_the_end_evalu
     want = read_jsonl(tmp_path / "metrics.jsonl")[-1]
     text = (tmp_path / "metrics.jsonl").read_text()
     (tmp_path / "metrics.jsonl").write_text(text[:-40])
-    with pytest.warns(LogWarning, match="records no step after 15, .* the records up to step 20 "
-                                        "are lost"):
+    with pytest.warns(LogWarning) as warned:
         final = train(one_kept, tmp_path)
+    messages = [str(w.message) for w in warned]
+    assert any("left out 1 unreadable line(s) (line 4)" in m for m in messages), messages
+    assert any(re.search("records no step after 15, .* the records up to step 20 are lost", m)
+               for m in messages), messages
     last = read_jsonl(tmp_path / "metrics.jsonl")[-1]
     assert last == {"step": 20, "eval/accuracy": want["eval/accuracy"],
                     "eval/loss": want["eval/loss"]}  # the end evaluated again

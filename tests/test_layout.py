@@ -1,7 +1,6 @@
 """The structure DESIGN.md asks for, checked on the source: no import cycle inside jaxlab/, the
 framework core imports no paper, and models, tasks and data never import the loop's layers."""
 import ast
-import pathlib
 
 from tests.conftest import REPO
 
