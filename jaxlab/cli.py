@@ -7,6 +7,8 @@
     jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...] [--zip config.b=3,4 ...]
                  [--config.a.b=value ...] [--parallel N] [--vmap] [--backend local|ray --address A]
     jaxlab report WORKDIR|SWEEP_DIR [--metric NAME] [--descending]
+    jaxlab data convert SOURCE DESTINATION [--from arrays|mnist|cifar10] [--format npy|array_record]
+                 [--test PATH | --test-fraction F [--split-seed S]]
 
 Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset,
 unknown or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:``
@@ -69,6 +71,18 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     print(f"jaxlab sweep: {len(rows)} runs: {shown}; results in {args.workdir}/{RESULTS_MD}",
           flush=True)
     return 0 if counts[DONE] == len(rows) else SWEEP_INCOMPLETE
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from jaxlab.data.convert import convert
+
+    lines = convert(args.source, args.destination, kind=args.kind, fmt=args.format,
+                    test=args.test, test_fraction=args.test_fraction, split_seed=args.split_seed)
+    suffix = ".array_record" if args.format == "array_record" else ""
+    print("\n".join([f"jaxlab data: wrote {args.destination}", *lines,
+                      f'use: config.data = dict(loader="jaxlab.data.arrays:load", '
+                      f'train="{args.destination}/train{suffix}", '
+                      f'test="{args.destination}/test{suffix}")']))
 
 
 def _experiment_arguments(command: argparse.ArgumentParser) -> None:
@@ -137,6 +151,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="train all runs as one vmapped program (seed/numeric leaves only)")
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
+    data = commands.add_parser("data", help="data files for the Grain input path")
+    convert = data.add_subparsers(dest="data_command", required=True).add_parser(
+        "convert", help="write a dataset as the files the Grain input path streams",
+        description="Writes SOURCE (a .npz / .npy file, a directory of .npy files, an "
+                    ".array_record file, or the MNIST / CIFAR-10 distribution's directory) as "
+                    "DESTINATION/train and DESTINATION/test.")
+    convert.add_argument("source")
+    convert.add_argument("destination", help="a new directory")
+    convert.add_argument("--from", dest="kind", default="arrays",
+                         help="arrays (default), mnist or cifar10")
+    convert.add_argument("--format", default="npy", help="npy (default) or array_record")
+    convert.add_argument("--test", default="", help="the test split's source (arrays)")
+    convert.add_argument("--test-fraction", type=float, default=0.0,
+                         help="or: this fraction of the source, drawn at random, as test split")
+    convert.add_argument("--split-seed", type=int, default=0)
     report = commands.add_parser("report", help="table of final metrics and PNGs of a run or a "
                                                 "sweep")
     report.add_argument("workdir")
@@ -187,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args, _split_overrides(extra))
         elif args.command == "report":
             print(report(args.workdir, metric=args.metric, descending=args.descending))
+        elif args.command == "data":
+            _convert(args)
     except UserError as error:
         print(f"jaxlab: error: {error}", file=sys.stderr)
         return USAGE_ERROR

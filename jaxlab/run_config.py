@@ -16,7 +16,9 @@ from jaxlab.errors import UserError
 
 # Optional settings every config has (added where an experiment leaves them out), so that they can
 # be overridden like any other key.
-FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False}
+FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False, "train.data_pipeline": "device",
+                      "train.prefetch": 2}
+PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
 REQUIRED = {  # section -> key -> type
     "train": {"steps": int, "batch_size": int, "log_every": int, "eval_every": int,
               "checkpoint_every": int, "keep_checkpoints": int},
@@ -62,6 +64,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             raise UserError(f"config.train.{key}={train[key]} must be a multiple of "
                             f"config.train.log_every={train.log_every} (steps run in chunks of "
                             f"log_every inside one compiled program)")
+    if train.data_pipeline not in PIPELINES:
+        raise UserError(f"config.train.data_pipeline must be one of {', '.join(PIPELINES)}, got "
+                        f"{train.data_pipeline!r}")
+    if train.prefetch < 1:
+        raise UserError(f"config.train.prefetch must be at least 1, got {train.prefetch}")
     if train.keep_checkpoints < 1:
         raise UserError(f"config.train.keep_checkpoints must be at least 1, "
                         f"got {train.keep_checkpoints}")

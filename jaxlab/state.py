@@ -10,11 +10,25 @@ from jaxlab.tasks import Task
 DATA_STREAM, STEP_STREAM = 0, 1
 
 
-def init_state(task: Task, tx: optax.GradientTransformation, seed: int, batch_size: int) -> dict:
-    """The train state at step 0; ``rng`` is the run's root key."""
-    rng = jax.random.PRNGKey(seed)
-    init_key, root = jax.random.split(rng)
-    example = sample_batch(task.data.train, jax.random.fold_in(root, DATA_STREAM), 0, batch_size)
+def keys_of(seed) -> tuple[jax.Array, jax.Array]:
+    """(init key, the run's root key) of ``seed``: ``PRNGKey(seed)`` split in two."""
+    init_key, root = jax.random.split(jax.random.PRNGKey(seed))
+    return init_key, root
+
+
+def data_key(seed) -> jax.Array:
+    """The key of the run's data order (`jaxlab.data.batch_indices`)."""
+    return jax.random.fold_in(keys_of(seed)[1], DATA_STREAM)
+
+
+def init_state(task: Task, tx: optax.GradientTransformation, seed: int, batch_size: int,
+               example: dict | None = None) -> dict:
+    """The train state at step 0; ``rng`` is the run's root key. The model is initialised on
+    ``example``, or, when it is None, on the batch of step 0 drawn from the training arrays."""
+    init_key, root = keys_of(seed)
+    if example is None:
+        example = sample_batch(task.data.train, jax.random.fold_in(root, DATA_STREAM), 0,
+                               batch_size)
     params, task_state = task.init(init_key, example)
     return {"step": jnp.zeros((), jnp.int32), "params": params, "task_state": task_state,
             "opt_state": tx.init(params), "rng": root}

@@ -1,8 +1,10 @@
 """The compiled training chunk: ``length`` train steps inside one ``lax.scan``.
 
-A batch is a pure function of (the run's root key, step) drawn on the device (`jaxlab.data`); a
-step's randomness is ``fold_in(fold_in(root, STEP_STREAM), step)``. A step whose loss or gradient
-norm is NaN or Inf is not applied (see `make_train_chunk`).
+A batch is a pure function of (the run's root key, step): drawn on the device from the training
+arrays it holds, or, on the Grain input path, read on the host with the same indices
+(`jaxlab.data.stream`) and passed in, one batch per step of the chunk. A step's randomness is
+``fold_in(fold_in(root, STEP_STREAM), step)``. A step whose loss or gradient norm is NaN or Inf is
+not applied (see `make_train_chunk`).
 """
 import jax
 import jax.numpy as jnp
@@ -15,8 +17,11 @@ from jaxlab.tasks import Task
 
 def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: int,
                      length: int, batch_sharding: jax.sharding.Sharding, *,
-                     skip_nonfinite: bool = False):
-    """(state, train_arrays) -> (state after ``length`` steps, mean train metrics of those steps).
+                     skip_nonfinite: bool = False, batches_given: bool = False):
+    """(state, data) -> (state after ``length`` steps, mean train metrics of those steps).
+
+    ``data`` is the training arrays, from which each step samples its batch on the device, or
+    with ``batches_given`` the chunk's batches themselves (each array (length, batch, ...)).
 
     A step whose loss or gradient norm is NaN or Inf (a NaN/Inf in any gradient makes the norm so)
     is not applied. By default the state then stays frozen for the rest of the chunk, so
@@ -25,12 +30,14 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
     steps and ``skipped_steps`` counts the dropped ones.
     """
 
-    def train_step(state, train_arrays):
-        step, params = state["step"], state["params"]
+    def sampled(state, train_arrays):
         num_examples = next(iter(train_arrays.values())).shape[0]
-        indices = batch_indices(jax.random.fold_in(state["rng"], DATA_STREAM), step, batch_size,
-                                num_examples)
-        batch = {name: value[indices] for name, value in train_arrays.items()}
+        indices = batch_indices(jax.random.fold_in(state["rng"], DATA_STREAM), state["step"],
+                                batch_size, num_examples)
+        return {name: value[indices] for name, value in train_arrays.items()}
+
+    def train_step(state, batch):
+        step, params = state["step"], state["params"]
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
         (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
@@ -41,19 +48,23 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
-    def guarded_step(carry, train_arrays):
+    def guarded_step(carry, batch):
         state, halted = carry
-        new_state, metrics = train_step(state, train_arrays)
+        new_state, metrics = train_step(state, batch)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         if skip_nonfinite:
             unchanged = {**state, "step": new_state["step"]}
             return (select(finite, new_state, unchanged), halted), (metrics, finite)
         return (select(finite & ~halted, new_state, state), halted | ~finite), (metrics, finite)
 
-    def chunk(state, train_arrays):
-        (state, _), (metrics, finite) = jax.lax.scan(
-            lambda carry, _: guarded_step(carry, train_arrays), (state, jnp.zeros((), bool)),
-            length=length)
+    def chunk(state, data):
+        if batches_given:
+            step_fn, xs = guarded_step, data
+        else:
+            step_fn = lambda carry, _: guarded_step(carry, sampled(carry[0], data))  # noqa: E731
+            xs = None
+        (state, _), (metrics, finite) = jax.lax.scan(step_fn, (state, jnp.zeros((), bool)), xs,
+                                                     length=length)
         if not skip_nonfinite:
             return state, jax.tree.map(jnp.mean, metrics)
         applied = finite.sum()

@@ -23,7 +23,7 @@ import optax
 import tqdm
 from etils import epath
 
-from jaxlab import parallel, paths, run_config, tasks, trials
+from jaxlab import feed, parallel, paths, run_config, tasks, trials
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
@@ -55,9 +55,11 @@ def prepare(config: ml_collections.ConfigDict,
     if tc.batch_size > task.data.num_train:
         raise UserError(f"config.train.batch_size={tc.batch_size} is larger than the training set "
                         f"({task.data.num_train} examples)")
+    feed.check(config, task)
     tx = make_optimizer(config.optimizer, tc.steps)
-    state = jax.jit(lambda: init_state(task, tx, config.seed, tc.batch_size),
-                    out_shardings=parallel.replicated(mesh))()
+    state = jax.jit(lambda example: init_state(task, tx, config.seed, tc.batch_size, example),
+                    out_shardings=parallel.replicated(mesh))(
+        feed.example_batch(config, task, config.seed))
     return Setup(mesh, task, tx, state)
 
 
@@ -82,10 +84,9 @@ def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = N
 def evaluate_workdir(workdir: str | os.PathLike,
                      devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
     """Restores the newest readable checkpoint of ``workdir`` and evaluates it on the test split."""
-    _, setup, state = restore(workdir, devices)
-    test_arrays = jax.device_put(setup.task.data.test, parallel.replicated(setup.mesh))
-    metrics = setup.task.evaluate(state["params"], state["task_state"], test_arrays)
-    metrics = jax.device_get(metrics)
+    config, setup, state = restore(workdir, devices)
+    metrics = jax.device_get(feed.make([config], setup.task.data, setup.mesh).evaluate(
+        setup.task, state["params"], state["task_state"]))
     return {"step": int(state["step"]),
             **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()}}
 
@@ -126,7 +127,9 @@ def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool
     program = Program(group, setup.task, setup.mesh)
     trial_tasks = ([tasks.build(config) for config in group.configs] if group.task_varies
                    else [setup.task] * group.size)
-    initial = program.init(setup.state)
+    examples = ([feed.example_batch(c, setup.task, c.seed) for c in group.configs]
+                if program.batches_given else None)
+    initial = program.init(setup.state, examples)
     with workdir_lib.claim(workdirs, group.configs, allow_config_change):
         loop = _Loop(group, setup, program, trial_tasks, workdirs, quiet, record_nonfinite)
         state = loop.run(initial)
@@ -140,7 +143,8 @@ def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool
             continue
         if task.plot is not None and jax.process_index() == 0:
             trial_state = program.trial(state, i)
-            task.plot(trial_state["params"], trial_state["task_state"], loop.test_arrays, workdir)
+            task.plot(trial_state["params"], trial_state["task_state"], loop.feed.test_arrays,
+                      workdir)
         outcomes.append(TrialOutcome(trials.DONE, {**loop.logs[i].latest, "step": loop.steps[i],
                                                    "wall_time_s": wall}))
     return outcomes
@@ -154,9 +158,7 @@ class _Loop:
                  record_nonfinite: bool):
         self.group, self.setup, self.program, self.tasks = group, setup, program, trial_tasks
         self.workdirs, self.quiet, self.record_nonfinite = workdirs, quiet, record_nonfinite
-        replicated = parallel.replicated(setup.mesh)
-        self.train_arrays = jax.device_put(setup.task.data.train, replicated)
-        self.test_arrays = jax.device_put(setup.task.data.test, replicated)
+        self.feed = feed.make(group.configs, setup.task.data, setup.mesh)
         self.failures: dict[int, NonFiniteError] = {}  # trial -> why it stopped
         self.steps: list[int] = []  # per trial: the step its state has reached
         self.saved: list[int | None] = []  # per trial: its newest saved step
@@ -211,7 +213,8 @@ class _Loop:
                 moving = [i for i in live if self.steps[i] == step]
                 length = min(tc.log_every, tc.steps - step)
                 active = np.isin(np.arange(size), moving)  # ignored by a single run
-                state, metrics = self.program.chunk(length)(state, active, self.train_arrays)
+                state, metrics = self.program.chunk(length)(state, active,
+                                                            self.feed.chunk(step, length))
                 if pending:
                     self._log_chunk(state, *pending, evaluate=False)
                 pending = (moving, step, length, metrics)
@@ -245,8 +248,8 @@ class _Loop:
     def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
         """``{"eval/NAME": value}`` of trial ``index`` on the test split."""
         trial_state = self.program.trial(state, index)
-        evaluated = jax.device_get(self.tasks[index].evaluate(
-            trial_state["params"], trial_state["task_state"], self.test_arrays))
+        evaluated = jax.device_get(self.feed.evaluate(
+            self.tasks[index], trial_state["params"], trial_state["task_state"]))
         return {f"eval/{k}": v for k, v in evaluated.items()}
 
     def _stopped(self, reason: str, step: int) -> str:
@@ -303,8 +306,9 @@ class _Loop:
         reached = int(single["step"])
         tx = make_optimizer(config.optimizer, config.train.steps)
         probe = jax.jit(make_train_chunk(self.tasks[index], tx, config.train.batch_size, 1,
-                                         parallel.batch_sharded(self.setup.mesh)))
-        probed = jax.device_get(probe(single, self.train_arrays)[1])
+                                         parallel.batch_sharded(self.setup.mesh),
+                                         batches_given=self.program.batches_given))
+        probed = jax.device_get(probe(single, self.feed.probe(index, reached))[1])
         values = {f"train/{k}": float(probed[k])
                   for k in ["loss", *sorted(probed.keys() - {"loss"})]}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)} or values

@@ -133,9 +133,14 @@ class Program:
         task = tasks.build(config) if self.group.task_varies else self.task
         return config, task, make_optimizer(config.optimizer, config.train.steps)
 
-    def _init_one(self, values):
+    @property
+    def batches_given(self) -> bool:
+        """Whether the chunks take the batches read on the host (the Grain input path)."""
+        return self.group.base.train.data_pipeline == "grain"
+
+    def _init_one(self, values, example=None):
         config, task, tx = self._build(values)
-        return init_state(task, tx, config.seed, config.train.batch_size)
+        return init_state(task, tx, config.seed, config.train.batch_size, example)
 
     def trial(self, tree: Any, index: int) -> Any:
         """Trial ``index`` of a state (or of metrics) of the group."""
@@ -150,12 +155,17 @@ class Program:
         return jax.device_put(jax.tree.map(lambda *xs: jax.numpy.stack(xs), *per_trial),
                               self.replicated)
 
-    def init(self, single_state: Any) -> Any:
-        """The group's initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s)."""
+    def init(self, single_state: Any, examples: Sequence[dict] | None = None) -> Any:
+        """The group's initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s).
+        ``examples``: each trial's batch of step 0, read on the host (the Grain input path)."""
         if self.group.size == 1:
             return single_state
-        init = jax.vmap(self._init_one, axis_size=self.group.size)
-        return jax.jit(init, out_shardings=self.replicated)(self.values)
+        if examples is None:
+            init = jax.vmap(self._init_one, axis_size=self.group.size)
+            return jax.jit(init, out_shardings=self.replicated)(self.values)
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *examples)
+        return jax.jit(jax.vmap(self._init_one), out_shardings=self.replicated)(
+            self.values, stacked)
 
     def _chunk_fn(self, length: int):
         base = self.group.base
@@ -163,27 +173,30 @@ class Program:
         if self.group.size == 1:
             tx = make_optimizer(base.optimizer, base.train.steps)
             plain = make_train_chunk(self.task, tx, base.train.batch_size, length,
-                                     self.batch_sharding, skip_nonfinite=skip)
+                                     self.batch_sharding, skip_nonfinite=skip,
+                                     batches_given=self.batches_given)
 
-            def one_trial(state, active, values, train_arrays):
+            def one_trial(state, active, values, data):
                 del active, values  # a single run is always active
-                return plain(state, train_arrays)
+                return plain(state, data)
             return one_trial
 
-        def chunk_one(state, values, train_arrays):
+        def chunk_one(state, values, data):
             _, task, tx = self._build(values)
             return make_train_chunk(task, tx, base.train.batch_size, length,
-                                    self.batch_sharding, skip_nonfinite=skip)(state, train_arrays)
+                                    self.batch_sharding, skip_nonfinite=skip,
+                                    batches_given=self.batches_given)(state, data)
 
-        def all_trials(state, active, values, train_arrays):
-            new_state, metrics = jax.vmap(chunk_one, in_axes=(0, 0, None))(
-                state, values, train_arrays)
+        def all_trials(state, active, values, data):
+            new_state, metrics = jax.vmap(
+                chunk_one, in_axes=(0, 0, 0 if self.batches_given else None))(state, values, data)
             return jax.vmap(select)(active, new_state, state), metrics
         return all_trials
 
     def chunk(self, length: int):
-        """``(state, active, train_arrays) -> (state, metrics)`` for ``length`` steps, compiled
-        once per length with the state donated."""
+        """``(state, active, data) -> (state, metrics)`` for ``length`` steps, compiled once per
+        length with the state donated; ``data``: the training arrays on the device, or the
+        chunk's batches (`batches_given`)."""
         if length not in self._chunks:
             compiled = jax.jit(self._chunk_fn(length), donate_argnums=0,
                                out_shardings=(self.replicated, self.replicated))
@@ -191,18 +204,18 @@ class Program:
                 lambda state, active, arrays, fn=compiled: fn(state, active, self.values, arrays))
         return self._chunks[length]
 
-    def check_traceable(self, train_arrays: dict) -> None:
+    def check_traceable(self, train_split: dict) -> None:
         """Traces init and one chunk without running them; a traced key used where a traced
         value cannot be (shapes, Python control flow) is a `UserError` naming it."""
         try:
-            self._trace(self.group, train_arrays)
+            self._trace(self.group, train_split)
         except UserError:
             raise
         except Exception:  # find the key that cannot be traced, one at a time
             for key in self.group.traced:
                 single = TrialGroup(self.group.configs, (key,))
                 try:
-                    self._trace(single, train_arrays)
+                    self._trace(single, train_split)
                 except Exception as error:  # noqa: BLE001 - any tracing failure names the key
                     raise UserError(
                         f"--vmap cannot sweep config.{key}: it is used where a traced value "
@@ -210,12 +223,23 @@ class Program:
                         f"{str(error).splitlines()[0]}; sweep it without --vmap") from None
             raise
 
-    def _trace(self, group: TrialGroup, train_arrays: dict) -> None:
+    def _trace(self, group: TrialGroup, train_split: dict) -> None:
         program = Program(group, self.task, self.replicated.mesh)
-        values = program.values
-        state = jax.eval_shape(jax.vmap(program._init_one, axis_size=group.size), values)
-        if group.size == 1:
+        values, size, train = program.values, group.size, group.base.train
+
+        def rows(*lead):  # shapes only: nothing is read
+            return {name: jax.ShapeDtypeStruct((*lead, *array.shape[1:]), array.dtype)
+                    for name, array in train_split.items()}
+        if self.batches_given:
+            state = jax.eval_shape(jax.vmap(program._init_one), values,
+                                   rows(size, train.batch_size))
+            data = rows(size, train.log_every, train.batch_size)
+        else:
+            state = jax.eval_shape(jax.vmap(program._init_one, axis_size=size), values)
+            data = rows(len(next(iter(train_split.values()))))
+        if size == 1:
             state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-        active = jax.ShapeDtypeStruct((group.size,), bool)
-        jax.eval_shape(program._chunk_fn(group.base.train.log_every), state, active, values,
-                       train_arrays)
+            data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), data) \
+                if self.batches_given else data
+        active = jax.ShapeDtypeStruct((size,), bool)
+        jax.eval_shape(program._chunk_fn(train.log_every), state, active, values, data)

@@ -9,6 +9,12 @@ Workloads (matching the PyTorch references in ../shared/bench/):
 
     python scripts/bench.py [--torch-python /tmp/torchenv/bin/python] [--repeats 3]
     python scripts/bench.py --breakdown tiny     # what each part of the loop costs; prints a table
+    python scripts/bench.py --data               # the two input paths: memory and speed
+
+``--data`` compares the input paths (``train.data_pipeline``): the peak resident memory of a run
+on a synthetic dataset of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
+the default `minimal_transformer` job reading digits from ``.npy`` files; it writes its own part
+of docs/BENCHMARKS.md.
 
 Steady-state steps/s is the median over repeats; each repeat is timed after a warm-up (for
 `jaxlab train`: the chunks after the first, from the run's own `perf/steps_per_sec` records,
@@ -36,6 +42,7 @@ from sklearn.datasets import load_digits, make_moons
 
 import jaxlab
 from jaxlab import parallel
+from jaxlab.data import digits as digits_dataset
 from jaxlab.doc_block import write_block
 from jaxlab.papers.transformer_minimization.model import VisionTransformer
 from jaxlab.train import prepare
@@ -210,6 +217,122 @@ def render_breakdown(name: str, speeds: dict[str, float], repeats: int) -> str:
     return "\n".join(lines)
 
 
+DIGITS_FILES = """import jaxlab
+
+
+def get_config(arg):
+    config = jaxlab.load_config("minimal_transformer" + (":" + arg if arg else ""))
+    config.data = dict(loader="jaxlab.data.arrays:load", train="{root}/train",
+                       test="{root}/test")
+    return config
+"""
+
+
+def write_noisy_digits(root: pathlib.Path, num_train: int, num_test: int) -> None:
+    """``root/{train,test}/{x,label}.npy``: scikit-learn's digits drawn at random, plus Gaussian
+    noise (std 0.1), with their labels; written in slices, never whole in memory. A dataset of any
+    size for the memory benchmark (the test split repeats training digits: not a learning task)."""
+    images, labels = digits()
+    for split, count in (("train", num_train), ("test", num_test)):
+        (root / split).mkdir(parents=True)
+        x = np.lib.format.open_memmap(root / split / "x.npy", "w+", np.float32,
+                                      (count, *images.shape[1:]))
+        label = np.lib.format.open_memmap(root / split / "label.npy", "w+", np.int32, (count,))
+        rng = np.random.default_rng(split == "test")
+        for first in range(0, count, 1 << 18):
+            pick = rng.integers(0, len(images), min(1 << 18, count - first))
+            noise = rng.normal(0.0, 0.1, (len(pick), *images.shape[1:])).astype(np.float32)
+            x[first:first + len(pick)] = images[pick] + noise
+            label[first:first + len(pick)] = labels[pick]
+        x.flush()
+        label.flush()
+        del x, label
+
+
+def peak_resident_mib(args: list[str], limit_mib: float) -> tuple[float, bool]:
+    """Peak resident memory (MiB) of ``python -m jaxlab.cli ARGS`` on 8 simulated CPU devices,
+    and whether it was stopped for passing ``limit_mib`` (then the peak is at least the limit)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    process = subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stopped = False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        with open(f"/proc/{process.pid}/status") as status_file:
+            resident_kib = next(int(line.split()[1]) for line in status_file
+                                if line.startswith("VmRSS:"))
+        if resident_kib / 1024 > limit_mib and not stopped:
+            process.kill()
+            stopped = True
+        time.sleep(0.02)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 and not stopped:
+        raise RuntimeError(f"jaxlab {' '.join(args)} failed: {process.stderr.read()[-2000:]}")
+    return usage.ru_maxrss / 1024, stopped
+
+
+def data_memory(workroot: pathlib.Path, gigabytes: float, limit_mib: float
+                ) -> dict[str, tuple[float, bool]]:
+    """Peak resident MiB of the same 300-step run on each input path, on ``gigabytes`` GB of
+    noisy digits on disk."""
+    root = workroot / f"noisy_digits_{gigabytes}gb"
+    example_bytes = 8 * 8 * 4 + 4
+    write_noisy_digits(root, int(gigabytes * 1e9 / example_bytes), 10_000)
+    experiment = root / "experiment.py"
+    experiment.write_text(DIGITS_FILES.format(root=root))
+    return {pipeline: peak_resident_mib(
+        ["train", f"{experiment}:smoke", "--workdir", str(root / f"run_{pipeline}"), "--quiet",
+         f"--config.train.data_pipeline={pipeline}", "--config.train.steps=300",
+         "--config.train.log_every=50", "--config.train.eval_every=300",
+         "--config.train.checkpoint_every=300"], limit_mib)
+        for pipeline in ("grain", "device")}
+
+
+def data_speed(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
+    """Steady-state steps/s of the default `minimal_transformer` job on each input path, reading
+    digits from ``.npy`` files (interleaved repeats)."""
+    root = workroot / "digits_files"
+    data = digits_dataset.load(test_fraction=0.2, split_seed=0)
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        for name, array in getattr(data, split).items():
+            np.save(root / split / f"{name}.npy", array)
+    experiment = root / "experiment.py"
+    experiment.write_text(DIGITS_FILES.format(root=root))
+    speeds = {"device": [], "grain": []}
+    for r in range(repeats):
+        for pipeline, runs in speeds.items():
+            workload = dict(spec=str(experiment), jaxlab_steps=600,
+                            overrides={"train.data_pipeline": pipeline})
+            runs.append(jaxlab_steps_per_sec(workload, workroot, f"data_{pipeline}{r}"))
+    return speeds
+
+
+def render_data(memory: dict, gigabytes: float, limit_mib: float, speeds: dict) -> str:
+    spread = lambda v: f"{statistics.median(v):,.1f} ({min(v):,.1f}-{max(v):,.1f})"
+    peak = lambda p: (f"stopped at {limit_mib:,.0f} MiB (the limit) before it finished"
+                      if memory[p][1] else f"{memory[p][0]:,.0f} MiB")
+    ratios = [g / d for g, d in zip(speeds["grain"], speeds["device"])]
+    return "\n".join([
+        f"Measured by `python scripts/bench.py --data` on {machine()}.", "",
+        f"**Memory.** A 300-step `minimal_transformer:smoke` run (8 simulated CPU devices, "
+        f"evaluation on 10,000 test examples) on {gigabytes:g} GB of noisy digits in `.npy` "
+        f"files, peak resident memory of the process:", "",
+        "| input path | peak resident memory |", "|---|---|",
+        f"| `train.data_pipeline=grain` (memory-mapped, sharded batches) | {peak('grain')} |",
+        f"| `train.data_pipeline=device` (the arrays replicated on every device) | "
+        f"{peak('device')} |", "",
+        f"**Speed.** The default `minimal_transformer` job reading digits from `.npy` files, "
+        f"steady-state steps/s, median (range) of {len(ratios)} interleaved repeats:", "",
+        "| input path | steps/s |", "|---|---|",
+        f"| device | {spread(speeds['device'])} |", f"| grain | {spread(speeds['grain'])} |", "",
+        f"Grain / device: {statistics.median(ratios):.2f}x (per repeat "
+        f"{', '.join(f'{r:.2f}x' for r in ratios)})."])
+
+
 def torch_eager(workload, torch_python: str | None) -> float | None:
     if not torch_python:
         return None
@@ -280,11 +403,25 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--breakdown", choices=list(WORKLOADS), default=None,
                         help="only print what the training loop's parts cost for this workload")
+    parser.add_argument("--data", action="store_true",
+                        help="only compare the input paths' memory and speed (its own table)")
+    parser.add_argument("--data-gb", type=float, default=2.2,
+                        help="size of the memory benchmark's dataset on disk")
+    parser.add_argument("--memory-limit-mib", type=float, default=8192,
+                        help="a run of the memory benchmark passing this is stopped")
     args = parser.parse_args()
     workroot = pathlib.Path(tempfile.mkdtemp(prefix="jaxlab_bench_"))
     os.environ["JAXLAB_COMPILATION_CACHE"] = str(workroot / "cache")
     from jaxlab import compilation_cache
     compilation_cache.enable()
+    if args.data:
+        memory = data_memory(workroot, args.data_gb, args.memory_limit_mib)
+        print(memory, flush=True)
+        report = render_data(memory, args.data_gb, args.memory_limit_mib,
+                             data_speed(workroot, args.repeats))
+        write_block(pathlib.Path(args.out), DATA_BEGIN, DATA_END, report)
+        print(report)
+        return
     if args.breakdown:
         print(render_breakdown(args.breakdown, loop_breakdown(WORKLOADS[args.breakdown], workroot,
                                                               args.repeats), args.repeats))
@@ -376,6 +513,8 @@ def _targets(rows, mfu, cold, warm, ckpt) -> list[tuple[str, str, bool]]:
 
 BEGIN = "<!-- generated by scripts/bench.py: begin -->"
 END = "<!-- generated by scripts/bench.py: end -->"
+DATA_BEGIN = "<!-- generated by scripts/bench.py --data: begin -->"
+DATA_END = "<!-- generated by scripts/bench.py --data: end -->"
 
 
 if __name__ == "__main__":

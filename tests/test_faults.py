@@ -377,15 +377,16 @@ def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
 
 # --- kill -9 and SIGTERM, on a real `jaxlab train` process ------------------------------------
 
-def launch(workdir, compile_cache):
-    """Starts `jaxlab train` (sharing a persistent compilation cache); stderr to WORKDIR.stderr."""
+def launch(workdir, compile_cache, extra=()):
+    """Starts `jaxlab train` (sharing a persistent compilation cache) with the arguments ``extra``
+    added; stderr to WORKDIR.stderr."""
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     with open(workdir.with_suffix(".stderr"), "w") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
-             *SUBPROCESS_RUN], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+             *SUBPROCESS_RUN, *extra], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def finish(process, workdir, timeout=600):

@@ -7,11 +7,12 @@ loaders are ``jaxlab.data.digits:load``, ``jaxlab.data.toy2d:load``, ``jaxlab.da
 from typing import Mapping
 
 from jaxlab import references
-from jaxlab.data.dataset import Dataset, split_by_permutation
+from jaxlab.data.dataset import Dataset, in_memory, split_by_permutation, take
 from jaxlab.data.sampling import batch_indices, sample_batch
 from jaxlab.errors import UserError
 
-__all__ = ["Dataset", "batch_indices", "load", "sample_batch", "split_by_permutation"]
+__all__ = ["Dataset", "batch_indices", "in_memory", "load", "sample_batch",
+           "split_by_permutation", "take"]
 
 
 def load(data_config: Mapping) -> Dataset:

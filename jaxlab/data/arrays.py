@@ -8,20 +8,28 @@ A split (``train``, ``test``) is one of
 
 * a ``.npz`` file: its arrays under their names in the file (``np.savez(path, x=..., label=...)``);
 * a ``.npy`` file: one array, named by the file's stem (``x.npy`` -> ``"x"``);
-* a directory: every ``.npy`` file in it, each named by its stem.
+* a directory: every ``.npy`` file in it, each named by its stem;
+* an ``.array_record`` file: one record per example (`jaxlab.data.records`).
+
+``.npy`` files on a local disk are memory-mapped and ArrayRecord files read record by record, so
+a split larger than memory can be streamed by the Grain input path (``train.data_pipeline=grain``,
+`jaxlab.data.stream`); ``jaxlab data convert`` writes these formats from what you have.
 
 ``keys`` selects arrays by name (default: all of them). The arrays of a split share their leading
 (example) axis, and the test split holds the same names as the train split. Without a test file,
 ``test_fraction`` of the training examples, drawn at random with ``split_seed``, form the test
-split. What a task reads is the task's contract: `jaxlab.tasks.classification` reads ``x`` and
+split (read into memory: for data that does not fit, split it once with ``jaxlab data convert
+--test-fraction`` and name both files). What a task reads is the task's contract: `jaxlab.tasks.classification` reads ``x`` and
 ``label``. Files are read with ``allow_pickle=False``: object arrays are refused, since unpickling
 a file can run any code it holds.
 """
+import os
 import zipfile
 
 import numpy as np
 
 from jaxlab import paths
+from jaxlab.data import records
 from jaxlab.data.dataset import Dataset, split_by_permutation
 from jaxlab.errors import UserError
 
@@ -42,14 +50,21 @@ def load(train: str = "", test: str = "", test_fraction: float = 0.0, split_seed
     train_arrays = read_split(train, "config.data.train", keys)
     if not test:
         return split_by_permutation(train_arrays, test_fraction, split_seed)
-    test_arrays = read_split(test, "config.data.test", keys)
+    return paired(train_arrays, read_split(test, "config.data.test", keys), f"{test!r}")
+
+
+def paired(train_arrays, test_arrays, test_name: str) -> Dataset:
+    """The dataset of two splits, checked to hold the same arrays, of the same example shapes
+    and dtypes."""
     if set(test_arrays) != set(train_arrays):
-        raise UserError(f"config.data.test={test!r} holds the arrays {_names(test_arrays)}, the "
+        raise UserError(f"the test split {test_name} holds the arrays {_names(test_arrays)}, the "
                         f"train split {_names(train_arrays)}: both need the same names")
     for name, array in train_arrays.items():
-        if test_arrays[name].shape[1:] != array.shape[1:]:
-            raise UserError(f"array {name!r}: examples of shape {array.shape[1:]} in the train "
-                            f"split but {test_arrays[name].shape[1:]} in the test split")
+        other = test_arrays[name]
+        if (other.shape[1:], other.dtype) != (array.shape[1:], array.dtype):
+            raise UserError(f"array {name!r}: examples of shape {array.shape[1:]} and dtype "
+                            f"{array.dtype} in the train split but {other.shape[1:]} and "
+                            f"{other.dtype} in the test split")
     return Dataset(train=train_arrays, test=test_arrays)
 
 
@@ -63,14 +78,16 @@ def read_split(location: str, what: str, keys: tuple = ()) -> dict[str, np.ndarr
         arrays = {file.stem: _read(file, what) for file in files}
     elif not source.exists():
         raise UserError(f"{what}: {source} does not exist")
+    elif source.suffix == records.SUFFIX:
+        arrays = records.RecordSplit(source, what, keys)
     elif source.suffix in (".npz", ".npy"):
         arrays = _read(source, what)
         if source.suffix == ".npy":
             arrays = {source.stem: arrays}
     else:
-        raise UserError(f"{what}: {source} is not a .npz file, a .npy file or a directory of "
-                        f".npy files")
-    if keys:
+        raise UserError(f"{what}: {source} is not a .npz file, a .npy file, a directory of "
+                        f".npy files or an {records.SUFFIX} file")
+    if keys and not isinstance(arrays, records.RecordSplit):
         missing = [k for k in keys if k not in arrays]
         if missing:
             raise UserError(f"config.data.keys names {', '.join(map(repr, missing))}, which "
@@ -89,6 +106,8 @@ def _read(file, what: str):
                 raise UserError(f"{what}: {file} is not a {file.suffix} file (it does not start "
                                 f"with the format's signature)")
             handle.seek(0)
+            if file.suffix == ".npy" and not paths.is_remote(file):  # read lazily, page by page
+                return np.load(os.fspath(file), mmap_mode="r", allow_pickle=False)
             loaded = np.load(handle, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
@@ -97,7 +116,7 @@ def _read(file, what: str):
     except UserError:
         raise
     except ValueError as error:
-        if "Object arrays cannot be loaded" in str(error):
+        if "Object arrays cannot be loaded" in str(error) or "Python objects" in str(error):
             raise UserError(f"{what}: {file} holds an object array (dtype=object), which could "
                             f"only be read by unpickling it; save numeric arrays instead") from None
         raise UserError(f"{what}: {file} is not a readable {file.suffix} file: {error}") from None

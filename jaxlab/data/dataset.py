@@ -1,31 +1,61 @@
-"""The in-memory dataset every task works with."""
+"""The dataset every task works with: train and test splits of arrays that share their leading
+(example) axis. An array may be in memory, a memory-mapped ``.npy`` file, or a column of an
+ArrayRecord file (`jaxlab.data.records`); `take` reads rows of any of them."""
 import dataclasses
+import mmap
+from collections.abc import Mapping
 
 import numpy as np
 
+from jaxlab.data import records
 from jaxlab.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Train and test splits, each a dict of arrays that share their leading (example) axis."""
-    train: dict[str, np.ndarray]
-    test: dict[str, np.ndarray]
+    """Train and test splits, each a mapping from name to an array-like (see the module
+    docstring) of one row per example."""
+    train: Mapping[str, np.ndarray]
+    test: Mapping[str, np.ndarray]
 
     @property
     def num_train(self) -> int:
         return len(next(iter(self.train.values())))
 
 
+def take(split: Mapping[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``indices`` (any shape) of every array of ``split``, as arrays in memory. A
+    memory-mapped file's pages are released again after the read, so that streaming a dataset
+    larger than memory keeps the process small (the kernel's page cache keeps what it can)."""
+    if isinstance(split, records.RecordSplit):
+        return split.read(indices)
+    rows = {name: np.asarray(array[indices]) for name, array in split.items()}
+    for array in split.values():
+        mapped = getattr(array, "_mmap", None)  # a numpy.memmap's mapping
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)
+    return rows
+
+
+def in_memory(split: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every array of ``split`` read whole into memory."""
+    return {name: np.asarray(array) for name, array in split.items()}
+
+
 def split_by_permutation(arrays: dict[str, np.ndarray], test_fraction: float,
                          seed: int) -> Dataset:
-    """A reproducible random train/test split of ``arrays`` (the test split is never trained on)."""
-    n = len(next(iter(arrays.values())))
+    """A reproducible random train/test split of ``arrays`` (the test split is never trained on),
+    read into memory."""
+    train_idx, test_idx = permutation_split(len(next(iter(arrays.values()))), test_fraction, seed)
+    return Dataset(train={k: v[train_idx] for k, v in arrays.items()},
+                   test={k: v[test_idx] for k, v in arrays.items()})
+
+
+def permutation_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) example indices of `split_by_permutation`'s split of ``n`` examples."""
     order = np.random.default_rng(seed).permutation(n)
     num_test = int(round(n * test_fraction))
     if not 0 < num_test < n:
         raise UserError(f"a test fraction of {test_fraction} of {n} examples leaves an empty "
                         f"train or test split")
-    test_idx, train_idx = order[:num_test], order[num_test:]
-    return Dataset(train={k: v[train_idx] for k, v in arrays.items()},
-                   test={k: v[test_idx] for k, v in arrays.items()})
+    return order[num_test:], order[:num_test]

@@ -21,6 +21,10 @@ class Task:
         differentiated with respect to ``params`` only; ``task_state`` is carried from step to
         step and checkpointed with the parameters (``{}`` for tasks that need none).
     evaluate(params, task_state, test_arrays) -> dict of metrics (may run host code)
+    evaluate_sums(params, task_state, test_batch) -> dict of metrics summed over the batch's
+        examples, optional: lets the Grain input path evaluate a test split read in chunks (the
+        loop adds the chunks' sums and divides by the number of examples), so it suits metrics
+        that are means over examples.
     plot(params, task_state, test_arrays, directory) -> None, optional: writes PNGs at the end of
         training into ``directory``, an ``etils.epath.Path`` (local or remote: write with
         `jaxlab.paths.save_figure`).
@@ -29,4 +33,5 @@ class Task:
     init: Callable[[jax.Array, dict], tuple[Params, TaskState]]
     loss: Callable[[Params, TaskState, dict, jax.Array], tuple[jax.Array, tuple[Metrics, TaskState]]]
     evaluate: Callable[[Params, TaskState, dict], Metrics]
+    evaluate_sums: Callable[[Params, TaskState, dict], Metrics] | None = None
     plot: Callable[[Params, TaskState, dict, epath.Path], None] | None = None

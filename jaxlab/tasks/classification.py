@@ -34,6 +34,7 @@ def parameter_total(params) -> int:
 
 def num_classes_of(dataset: data_lib.Dataset) -> int:
     """1 + the largest label of either split; checks the arrays the task reads."""
+    largest = 0
     for split, arrays in (("train", dataset.train), ("test", dataset.test)):
         missing = [k for k in (INPUTS, LABELS) if k not in arrays]
         if missing:
@@ -44,7 +45,8 @@ def num_classes_of(dataset: data_lib.Dataset) -> int:
             raise UserError(f"classification needs labels as non-negative integers of shape (N,);"
                             f" the {split} split's {LABELS!r} is {labels.dtype} of shape "
                             f"{labels.shape}")
-    return int(max(dataset.train[LABELS].max(), dataset.test[LABELS].max())) + 1
+        largest = max(largest, int(labels.max()))
+    return largest + 1
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -65,13 +67,18 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         return losses.mean(), ({"accuracy": accuracy}, task_state)
 
     @jax.jit
-    def evaluate(params, task_state, test):
+    def evaluate_sums(params, task_state, test):
         del task_state
         def per_example(example):
             logits = logits_of(params, example[INPUTS][None])[0]
             return (optax.softmax_cross_entropy_with_integer_labels(logits, example[LABELS]),
                     jnp.argmax(logits) == example[LABELS])
         losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_CHUNK)
-        return {"loss": losses.mean(), "accuracy": correct.mean()}
+        return {"loss": losses.sum(), "accuracy": correct.sum(dtype=jnp.float32)}
 
-    return Task(data=data, init=init, loss=loss, evaluate=evaluate)
+    def evaluate(params, task_state, test):
+        count = len(test[LABELS])
+        return {name: total / count
+                for name, total in evaluate_sums(params, task_state, test).items()}
+
+    return Task(data=data, init=init, loss=loss, evaluate=evaluate, evaluate_sums=evaluate_sums)

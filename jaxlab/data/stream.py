@@ -1,0 +1,128 @@
+"""The Grain input path (``config.train.data_pipeline = "grain"``): batches read on the host from
+files, for data that does not fit, replicated, in every device's memory.
+
+The on-device sampler keeps the training arrays on every device and draws each step's batch
+there. Here the arrays stay on disk (memory-mapped ``.npy`` files or an ArrayRecord file,
+`jaxlab.data.arrays`), and for each chunk of the training loop the host reads the chunk's batches:
+
+* **the same examples**: step ``s`` of a trial takes the rows ``batch_indices(data key, s)`` of
+  `jaxlab.data.sampling` (computed on the CPU), the ones the on-device sampler draws, so both
+  paths train on the same batches in the same order, and a resumed run reads from its restored
+  step on (the position is the step: nothing is replayed or saved beside the checkpoint);
+* **sharded, not replicated**: each process reads only the rows of the global batch that land on
+  its own devices, and ``jax.make_array_from_process_local_data`` assembles one global array
+  sharded over the mesh's data axis (``(length, batch, ...)`` per chunk, with a leading trial axis
+  for a vmapped group). No device holds more than its part of one chunk;
+* **ahead of the device**: a Grain ``MapDataset`` over the chunks is read by ``prefetch`` worker
+  threads (``grain.ReadOptions``), so reading and the transfer overlap the device's compute.
+
+A memory map's pages are released after each read (`jaxlab.data.take`), so the process stays
+small however large the files. Evaluation reads the test split in chunks too (`test_chunks`).
+"""
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxlab.data.dataset import take
+from jaxlab.data.sampling import batch_indices
+
+DATA_AXIS = "data"
+
+
+def index_device() -> jax.Device:
+    """Where the batches' example indices are computed: this process's first CPU device (the
+    same integer arithmetic as on the accelerator), or its first device where JAX_PLATFORMS
+    leaves out the CPU."""
+    try:
+        return jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+        return jax.local_devices()[0]
+
+
+class ChunkReader:
+    """The batches of the training loop's chunks for trials with data keys ``data_keys``."""
+
+    def __init__(self, split: Mapping[str, Any], data_keys: Sequence[jax.Array], batch_size: int,
+                 mesh: Mesh, *, trial_axis: bool, prefetch: int):
+        self.split, self.batch_size, self.prefetch = split, batch_size, prefetch
+        self.num_examples = len(next(iter(split.values())))
+        self._keys = [jax.device_put(key, index_device()) for key in data_keys]
+        self._trial_axis = trial_axis
+        self._sharding = NamedSharding(
+            mesh, PartitionSpec(*([None] * (2 if trial_axis else 1)), DATA_AXIS))
+        self._indices = jax.jit(jax.vmap(lambda key, step: batch_indices(
+            key, step, batch_size, self.num_examples), in_axes=(None, 0)))
+        self._stream = None  # (next start, iterator) of the chunks being read ahead
+
+    def _global_shape(self, length: int, name: str) -> tuple[int, ...]:
+        example = self.split[name].shape[1:]
+        trials = (len(self._keys),) if self._trial_axis else ()
+        return (*trials, length, self.batch_size, *example)
+
+    def _rows_of_this_process(self, length: int) -> slice:
+        """The rows of the global batch that land on this process's devices."""
+        name = next(iter(self.split))
+        shape = self._global_shape(length, name)
+        axis = len(shape) - len(self.split[name].shape)  # the batch axis
+        parts = {index[axis].indices(self.batch_size)[:2] for index in
+                 self._sharding.addressable_devices_indices_map(shape).values()}
+        start, stop = min(p[0] for p in parts), max(p[1] for p in parts)
+        return slice(start, stop)
+
+    def read(self, start: int, length: int) -> dict[str, jax.Array]:
+        """The batches of steps ``start .. start+length-1``, as global arrays."""
+        steps = jnp.arange(start, start + length, dtype=jnp.int32)
+        rows = self._rows_of_this_process(length)
+        per_trial = [take(self.split, np.asarray(self._indices(key, steps))[:, rows])
+                     for key in self._keys]
+        local = ({name: np.stack([t[name] for t in per_trial]) for name in per_trial[0]}
+                 if self._trial_axis else per_trial[0])
+        return {name: jax.make_array_from_process_local_data(
+            self._sharding, value, self._global_shape(length, name))
+            for name, value in local.items()}
+
+    def chunks(self, start: int, stop: int, length: int) -> Iterator[tuple[int, int, dict]]:
+        """(first step, length, batches) of the chunks from ``start`` to ``stop``, read ahead by
+        Grain's worker threads."""
+        starts = list(range(start, stop, length))
+        spans = grain.MapDataset.source(starts).map(
+            lambda first: (first, min(length, stop - first),
+                           self.read(first, min(length, stop - first))))
+        return iter(spans.to_iter_dataset(grain.ReadOptions(
+            num_threads=self.prefetch, prefetch_buffer_size=self.prefetch)))
+
+    def batches(self, start: int, length: int, stop: int, chunk_length: int
+                ) -> dict[str, jax.Array]:
+        """The batches of the chunk at ``start``: the next of the chunks read ahead, or a new
+        read-ahead from ``start`` when the loop asks for another chunk than expected."""
+        if self._stream is None or self._stream[0] != start:
+            self._stream = (start, self.chunks(start, stop, chunk_length))
+        first, got, batches = next(self._stream[1])
+        assert (first, got) == (start, length), (first, got, start, length)
+        self._stream = (start + length, self._stream[1])
+        return batches
+
+
+def first_batch(split: Mapping[str, Any], data_key: jax.Array, batch_size: int
+                ) -> dict[str, np.ndarray]:
+    """The batch of step 0 (what a model is initialised on), read on the host."""
+    indices = batch_indices(jax.device_put(data_key, index_device()), 0, batch_size,
+                            len(next(iter(split.values()))))
+    return take(split, np.asarray(indices))
+
+
+def test_chunks(split: Mapping[str, Any], chunk: int, sharding: NamedSharding
+                ) -> Iterator[tuple[int, dict[str, jax.Array]]]:
+    """(examples, arrays) of consecutive chunks of at most ``chunk`` examples of ``split``, each
+    placed with ``sharding`` (every process reads the whole chunk)."""
+    total = len(next(iter(split.values())))
+    for first in range(0, total, chunk):
+        rows = take(split, np.arange(first, min(first + chunk, total)))
+        yield len(next(iter(rows.values()))), {
+            name: jax.make_array_from_process_local_data(sharding, value, value.shape)
+            for name, value in rows.items()}

@@ -1,0 +1,103 @@
+"""What the training loop gives its compiled chunks and its evaluations, on either input path
+(``config.train.data_pipeline``):
+
+* `DeviceFeed` (``"device"``, the default): the training and test arrays are placed, replicated,
+  on every device once; each chunk samples its batches there (`jaxlab.step`).
+* `HostFeed` (``"grain"``): the arrays stay in files; each chunk gets its batches read on the
+  host and sharded over the devices (`jaxlab.data.stream`), and evaluation streams the test split
+  in chunks through the task's ``evaluate_sums``.
+
+Both draw the same examples for the same step, so a run trains the same on either path.
+"""
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxlab import parallel
+from jaxlab.data import Dataset, in_memory, stream
+from jaxlab.errors import UserError
+from jaxlab.state import data_key
+from jaxlab.tasks import Task
+
+EVAL_CHUNK = 4096  # test examples per evaluation chunk on the Grain path
+
+
+class DeviceFeed:
+    """The arrays in device memory, replicated (see the module docstring)."""
+
+    def __init__(self, data: Dataset, mesh: jax.sharding.Mesh):
+        replicated = parallel.replicated(mesh)
+        self.train_arrays = jax.device_put(in_memory(data.train), replicated)
+        self.test_arrays = jax.device_put(in_memory(data.test), replicated)
+
+    def chunk(self, start: int, length: int) -> dict:
+        """What the chunk of steps ``start .. start+length-1`` takes: the training arrays."""
+        del start, length
+        return self.train_arrays
+
+    def probe(self, trial: int, step: int) -> dict:
+        """What a one-step chunk of trial ``trial`` at ``step`` takes."""
+        del trial, step
+        return self.train_arrays
+
+    def evaluate(self, task: Task, params: Any, task_state: Any) -> dict[str, Any]:
+        return task.evaluate(params, task_state, self.test_arrays)
+
+
+class HostFeed:
+    """Batches and test chunks read on the host with Grain (see the module docstring)."""
+
+    def __init__(self, data: Dataset, mesh: jax.sharding.Mesh, data_keys: Sequence[jax.Array],
+                 batch_size: int, chunk_length: int, total_steps: int, prefetch: int):
+        self._data, self._mesh = data, mesh
+        self._chunk_length, self._total = chunk_length, total_steps
+        self._keys, self._batch_size = list(data_keys), batch_size
+        self._reader = stream.ChunkReader(data.train, data_keys, batch_size, mesh,
+                                          trial_axis=len(data_keys) > 1, prefetch=prefetch)
+        self._replicated = parallel.replicated(mesh)
+        self.test_arrays = next(stream.test_chunks(data.test, EVAL_CHUNK, self._replicated))[1]
+
+    def chunk(self, start: int, length: int) -> dict:
+        return self._reader.batches(start, length, self._total, self._chunk_length)
+
+    def probe(self, trial: int, step: int) -> dict:
+        reader = stream.ChunkReader(self._data.train, [self._keys[trial]], self._batch_size,
+                                    self._mesh, trial_axis=False, prefetch=1)
+        return reader.read(step, 1)
+
+    def evaluate(self, task: Task, params: Any, task_state: Any) -> dict[str, Any]:
+        totals, count = {}, 0
+        for examples, arrays in stream.test_chunks(self._data.test, EVAL_CHUNK,
+                                                   self._replicated):
+            sums = task.evaluate_sums(params, task_state, arrays)
+            totals = {k: totals.get(k, 0) + v for k, v in sums.items()}
+            count += examples
+        return {name: np.asarray(jax.device_get(total)) / count for name, total in totals.items()}
+
+
+def make(group_configs: Sequence[Any], data: Dataset, mesh: jax.sharding.Mesh
+         ) -> "DeviceFeed | HostFeed":
+    """The feed of a loop over trials of ``group_configs`` (one config per trial)."""
+    train = group_configs[0].train
+    if train.data_pipeline != "grain":
+        return DeviceFeed(data, mesh)
+    return HostFeed(data, mesh, [data_key(c.seed) for c in group_configs], train.batch_size,
+                    train.log_every, train.steps, train.prefetch)
+
+
+def check(config, task: Task) -> None:
+    """`UserError` if ``task`` cannot run on the input path ``config`` asks for."""
+    if config.train.data_pipeline == "grain" and task.evaluate_sums is None:
+        raise UserError(f"config.train.data_pipeline='grain' streams the test split in chunks, "
+                        f"which needs the task's evaluate_sums; config.task={config.task!r} "
+                        f"defines none: use config.train.data_pipeline='device'")
+
+
+def example_batch(config, task: Task, seed: int) -> dict | None:
+    """The batch of step 0 read on the host for the Grain path (None on the device path, whose
+    init samples it on the device)."""
+    if config.train.data_pipeline != "grain":
+        return None
+    return stream.first_batch(task.data.train, data_key(seed), config.train.batch_size)
