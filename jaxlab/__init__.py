@@ -6,9 +6,11 @@
     metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
     config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
     table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
+    workdir = jaxlab.notebook.workdir("minimal_transformer", {"train.steps": 500})  # stable name
 """
 __version__ = "0.2.0"
 
+from jaxlab import notebook
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.parallel import initialize_distributed
 from jaxlab.registry import list_experiments, load_config
@@ -17,4 +19,4 @@ from jaxlab.train import evaluate_workdir as evaluate
 from jaxlab.train import restore, train
 
 __all__ = ["Interrupted", "NonFiniteError", "UserError", "evaluate", "initialize_distributed",
-           "list_experiments", "load_config", "restore", "sweep", "train"]
+           "list_experiments", "load_config", "notebook", "restore", "sweep", "train"]

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import sys
 import time
 import warnings
 from typing import Any, Sequence
@@ -20,10 +19,9 @@ import jax
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from etils import epath
 
-from jaxlab import feed, parallel, paths, run_config, tasks, trials
+from jaxlab import feed, parallel, paths, progress, run_config, tasks, trials
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
@@ -194,10 +192,8 @@ class _Loop:
             self.logs = [stack.enter_context(contextlib.closing(
                 MetricsLog(w, [r for r in logged if r["step"] <= s])))
                 for w, logged, s in zip(self.workdirs, records, self.steps)]
-            self.progress = stack.enter_context(tqdm.tqdm(
-                total=tc.steps, initial=min(self.steps), unit="step", file=sys.stderr,
-                disable=self.quiet or not sys.stderr.isatty() or jax.process_index() > 0,
-                dynamic_ncols=True))
+            self.progress = stack.enter_context(progress.bar(
+                tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0))
             stop_requests = stack.enter_context(
                 StopRequests(self.checkpoints[0].reached_preemption))
             # The host logs chunk k while the device runs chunk k+1; evaluation and checkpoints

@@ -12,7 +12,7 @@ Workloads (matching the PyTorch references in ../shared/bench/):
     python scripts/bench.py --data               # the two input paths: memory and speed
 
 ``--data`` compares the input paths (``train.data_pipeline``): the peak resident memory of a run
-on a synthetic dataset of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
+on synthetic datasets of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
 the default `minimal_transformer` job reading digits from ``.npy`` files; it writes its own part
 of docs/BENCHMARKS.md.
 
@@ -27,6 +27,7 @@ import os
 import pathlib
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -251,44 +252,50 @@ def write_noisy_digits(root: pathlib.Path, num_train: int, num_test: int) -> Non
 
 def peak_resident_mib(args: list[str], limit_mib: float) -> tuple[float, bool]:
     """Peak resident memory (MiB) of ``python -m jaxlab.cli ARGS`` on 8 simulated CPU devices,
-    and whether it was stopped for passing ``limit_mib`` (then the peak is at least the limit)."""
+    and whether it was stopped for passing ``limit_mib`` (then the peak is at least the limit).
+    The peak is the process's own high-water mark (``VmHWM``), polled: a forked child's
+    ``ru_maxrss`` would also count the parent's peak from before the fork."""
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    errors = tempfile.TemporaryFile("w+")
     process = subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stopped = False
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        with open(f"/proc/{process.pid}/status") as status_file:
-            resident_kib = next(int(line.split()[1]) for line in status_file
-                                if line.startswith("VmRSS:"))
-        if resident_kib / 1024 > limit_mib and not stopped:
+                               stdout=subprocess.DEVNULL, stderr=errors, text=True)
+    peak_kib, stopped = 0, False
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                fields = dict(line.split(":", 1) for line in status)
+        except OSError:  # it has just exited
+            continue
+        if "VmHWM" in fields:  # absent once it is a zombie
+            peak_kib = max(peak_kib, int(fields["VmHWM"].split()[0]))
+        if peak_kib / 1024 > limit_mib and not stopped:
             process.kill()
             stopped = True
         time.sleep(0.02)
-    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 and not stopped:
-        raise RuntimeError(f"jaxlab {' '.join(args)} failed: {process.stderr.read()[-2000:]}")
-    return usage.ru_maxrss / 1024, stopped
+        errors.seek(0)
+        raise RuntimeError(f"jaxlab {' '.join(args)} failed: {errors.read()[-2000:]}")
+    return peak_kib / 1024, stopped
 
 
 def data_memory(workroot: pathlib.Path, gigabytes: float, limit_mib: float
                 ) -> dict[str, tuple[float, bool]]:
-    """Peak resident MiB of the same 300-step run on each input path, on ``gigabytes`` GB of
-    noisy digits on disk."""
+    """Peak resident MiB (and whether stopped at ``limit_mib``) of the same 300-step run on each
+    input path, on ``gigabytes`` GB of noisy digits on disk."""
     root = workroot / f"noisy_digits_{gigabytes}gb"
     example_bytes = 8 * 8 * 4 + 4
     write_noisy_digits(root, int(gigabytes * 1e9 / example_bytes), 10_000)
     experiment = root / "experiment.py"
     experiment.write_text(DIGITS_FILES.format(root=root))
-    return {pipeline: peak_resident_mib(
+    peaks = {pipeline: peak_resident_mib(
         ["train", f"{experiment}:smoke", "--workdir", str(root / f"run_{pipeline}"), "--quiet",
          f"--config.train.data_pipeline={pipeline}", "--config.train.steps=300",
          "--config.train.log_every=50", "--config.train.eval_every=300",
          "--config.train.checkpoint_every=300"], limit_mib)
         for pipeline in ("grain", "device")}
+    shutil.rmtree(root)
+    return peaks
 
 
 def data_speed(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
@@ -311,21 +318,19 @@ def data_speed(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
     return speeds
 
 
-def render_data(memory: dict, gigabytes: float, limit_mib: float, speeds: dict) -> str:
+def render_data(memory: dict, limit_mib: float, speeds: dict) -> str:
     spread = lambda v: f"{statistics.median(v):,.1f} ({min(v):,.1f}-{max(v):,.1f})"
-    peak = lambda p: (f"stopped at {limit_mib:,.0f} MiB (the limit) before it finished"
-                      if memory[p][1] else f"{memory[p][0]:,.0f} MiB")
+    peak = lambda size, p: (f"over {limit_mib:,.0f} MiB: stopped there"
+                            if memory[size][p][1] else f"{memory[size][p][0]:,.0f} MiB")
     ratios = [g / d for g, d in zip(speeds["grain"], speeds["device"])]
     return "\n".join([
         f"Measured by `python scripts/bench.py --data` on {machine()}.", "",
-        f"**Memory.** A 300-step `minimal_transformer:smoke` run (8 simulated CPU devices, "
-        f"evaluation on 10,000 test examples) on {gigabytes:g} GB of noisy digits in `.npy` "
-        f"files, peak resident memory of the process:", "",
-        "| input path | peak resident memory |", "|---|---|",
-        f"| `train.data_pipeline=grain` (memory-mapped, sharded batches) | {peak('grain')} |",
-        f"| `train.data_pipeline=device` (the arrays replicated on every device) | "
-        f"{peak('device')} |", "",
-        f"**Speed.** The default `minimal_transformer` job reading digits from `.npy` files, "
+        "**Memory.** A 300-step `minimal_transformer:smoke` run on 8 simulated CPU devices "
+        "(evaluation on 10,000 test examples) on noisy digits in `.npy` files; the peak resident "
+        "memory of the process (`VmHWM`):", "",
+        "| data on disk | `data_pipeline=grain` | `data_pipeline=device` |", "|---|---|---|",
+        *[f"| {size:g} GB | {peak(size, 'grain')} | {peak(size, 'device')} |" for size in memory],
+        "", f"**Speed.** The default `minimal_transformer` job reading digits from `.npy` files, "
         f"steady-state steps/s, median (range) of {len(ratios)} interleaved repeats:", "",
         "| input path | steps/s |", "|---|---|",
         f"| device | {spread(speeds['device'])} |", f"| grain | {spread(speeds['grain'])} |", "",
@@ -405,8 +410,8 @@ def main() -> None:
                         help="only print what the training loop's parts cost for this workload")
     parser.add_argument("--data", action="store_true",
                         help="only compare the input paths' memory and speed (its own table)")
-    parser.add_argument("--data-gb", type=float, default=2.2,
-                        help="size of the memory benchmark's dataset on disk")
+    parser.add_argument("--data-gb", default="0.25,2.2",
+                        help="sizes (GB, comma-separated) of the memory benchmark's datasets")
     parser.add_argument("--memory-limit-mib", type=float, default=8192,
                         help="a run of the memory benchmark passing this is stopped")
     args = parser.parse_args()
@@ -415,10 +420,10 @@ def main() -> None:
     from jaxlab import compilation_cache
     compilation_cache.enable()
     if args.data:
-        memory = data_memory(workroot, args.data_gb, args.memory_limit_mib)
+        sizes = [float(size) for size in args.data_gb.split(",")]
+        memory = {size: data_memory(workroot, size, args.memory_limit_mib) for size in sizes}
         print(memory, flush=True)
-        report = render_data(memory, args.data_gb, args.memory_limit_mib,
-                             data_speed(workroot, args.repeats))
+        report = render_data(memory, args.memory_limit_mib, data_speed(workroot, args.repeats))
         write_block(pathlib.Path(args.out), DATA_BEGIN, DATA_END, report)
         print(report)
         return

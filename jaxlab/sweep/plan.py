@@ -138,7 +138,12 @@ def run_name(overrides: Mapping[str, Any]) -> str:
     """``"optimizer.learning_rate=0.001,seed=1"``: a directory name made of the overrides."""
     if not overrides:
         return "base"
-    text = ",".join(f"{k}={v}" for k, v in overrides.items())
+    return directory_name(",".join(f"{k}={v}" for k, v in overrides.items()))
+
+
+def directory_name(text: str) -> str:
+    """``text`` as a directory name: characters other than ``A-Za-z0-9._=,+-`` made ``_``, and a
+    name over `MAX_NAME_CHARS` cut, with a digest of the whole text to keep it unique."""
     name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
     if len(name) > MAX_NAME_CHARS:
         digest = hashlib.sha1(text.encode()).hexdigest()[:10]
