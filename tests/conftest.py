@@ -23,3 +23,25 @@ def smoke_config():
 
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+
+
+def freeze(process) -> None:
+    """SIGSTOP ``process`` and wait until every one of its threads has stopped (the signal is
+    delivered asynchronously: a thread may write a little longer after ``send_signal``)."""
+    import signal
+    import time
+    process.send_signal(signal.SIGSTOP)
+    tasks = pathlib.Path(f"/proc/{process.pid}/task")
+    deadline = time.monotonic() + 30
+    while not all(_state(task) in "Tt" for task in tasks.iterdir()):
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.01)
+
+
+def _state(task: pathlib.Path) -> str:
+    """A thread's state letter from /proc/PID/task/TID/stat ("" once it has exited)."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "T"
+

@@ -22,7 +22,7 @@ from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.metrics_log import LogWarning
 from jaxlab.train import prepare
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import REPO, freeze, read_jsonl
 
 SMOKE = "minimal_transformer:smoke"
 # In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
@@ -453,7 +453,7 @@ def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refu
     workdir = tmp_path / "run"
     process = launch(workdir, compile_cache)
     wait_for(lambda: logged_step(workdir) >= 10, process)
-    process.send_signal(signal.SIGSTOP)  # frozen while it holds the workdir
+    freeze(process)  # frozen while it holds the workdir
     try:
         with pytest.raises(UserError, match=re.escape(
                 f"is in use by a running jaxlab process (pid {process.pid} on")):

@@ -41,6 +41,54 @@ def test_uniformity_loss_is_minimal_at_a_uniform_batch_marginal():
     assert skewed > balanced
 
 
+def test_uniformity_loss_is_finite_for_one_hot_assignments():
+    # every point in cluster 0 with a logit gap of 200: p(cluster 1) = e^-200 underflows float32,
+    # so the mean of the softmax is 0 there; in log space the term is -log(1) - (-200) = 200
+    one_hot = jnp.array([[0.0, -200.0], [0.0, -200.0], [0.0, -200.0]])
+    np.testing.assert_allclose(uniformity_loss(one_hot), 200.0, rtol=1e-6)
+    grads = jax.grad(uniformity_loss)(one_hot)
+    assert np.isfinite(np.asarray(grads)).all()
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_a_term_of_weight_zero_is_not_computed(monkeypatch, weight):
+    """A term that would be infinite cannot make the loss NaN as 0 * inf once left out."""
+    from jaxlab import tasks
+    from jaxlab.papers.gedi import task as gedi_task
+    monkeypatch.setattr(gedi_task, "invariance_loss", lambda *_: jnp.array(jnp.inf))
+    config = jaxlab.load_config("gedi:smoke", {"loss.invariance": weight})
+    task = tasks.build(config)
+    batch = {"x": jnp.asarray(task.data.train["x"][:64])}
+    params, task_state = task.init(jax.random.PRNGKey(0), batch)
+    total, (metrics, _) = task.loss(params, task_state, batch, jax.random.PRNGKey(1))
+    if weight == 0.0:
+        assert np.isfinite(total) and "loss_invariance" not in metrics
+    else:  # computed: the infinite term reaches the loss
+        assert not np.isfinite(total) and metrics["loss_invariance"] == np.inf
+
+
+def test_the_density_check_passes_the_rings_and_fails_a_filled_disc():
+    """On the circles, an energy that follows the rings separates off-data points (hole, gap,
+    corners) from the data; the energy of a filled disc, low inside radius 1.1, does not, though
+    it too puts data below uniform noise."""
+    from jaxlab.data import toy2d
+    from jaxlab.papers.gedi import density
+    data = toy2d.load("circles", num_train=2000, num_test=1000, noise=0.1, factor=0.5, seed=0)
+    radius = lambda x: np.linalg.norm(x, axis=-1)
+    rings = lambda x: np.minimum(abs(radius(x) - 0.5), abs(radius(x) - 1.0))
+    disc = lambda x: np.where(radius(x) < 1.1, 0.0, radius(x) - 1.1)
+    box = np.random.default_rng(0).uniform(-1.6, 1.6, (20000, 2))
+    off = density.off_data(box, data.train["x"], data.test["x"])
+    assert (radius(off) < 0.3).any() and (abs(radius(off) - 0.75) < 0.05).any()  # hole, gap
+    assert (radius(off) < radius(data.train["x"]).max()).all()  # nothing outside the hull
+    test = data.test["x"]
+    assert density.separation_auc(rings(off), rings(test)) > 0.95
+    assert density.separation_auc(disc(off), disc(test)) < 0.75
+    assert disc(box).mean() > disc(test).mean()  # the check this one replaces: passed by both
+    near = test[:500] + np.random.default_rng(1).normal(0, 0.02, (500, 2))
+    assert density.mmd(near, test[500:]) < 0.2 * density.mmd(box[:500], test[500:])
+
+
 def test_generative_loss_is_data_energy_minus_sample_energy():
     np.testing.assert_allclose(generative_loss(jnp.array([1.0, 2.0]), jnp.array([3.0, 5.0])), -2.5)
 
@@ -98,8 +146,9 @@ def test_smoke_run_gives_finite_metrics_plots_and_moves_the_replay_buffer(tmp_pa
     config = jaxlab.load_config("gedi:smoke")
     final = jaxlab.train(config, tmp_path, quiet=True)
     for key in ("eval/nmi", "eval/accuracy", "eval/cluster_entropy", "eval/energy_data",
-                "eval/energy_uniform", "train/loss_generative", "train/loss_invariance",
-                "train/loss_uniformity"):
+                "eval/energy_uniform", "eval/confidence", "eval/confident_fraction",
+                "eval/separation_auc", "eval/sgld_mmd", "eval/uniform_mmd",
+                "train/loss_generative", "train/loss_invariance", "train/loss_uniformity"):
         assert np.isfinite(final[key]), key
     assert 0.0 <= final["eval/nmi"] <= 1.0 and 0.0 <= final["eval/cluster_entropy"] <= 1.0
     for name in ("gedi_clusters.png", "gedi_energy.png", "gedi_sgld_samples.png"):

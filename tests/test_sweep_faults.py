@@ -19,7 +19,7 @@ from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import CheckpointWarning, Checkpoints
 from jaxlab.sweep import axis, zipit
 from jaxlab.train import prepare
-from tests.conftest import read_jsonl
+from tests.conftest import freeze, read_jsonl
 from tests.test_faults import finish, read_jsonl_prefix, snapshot, wait_for
 
 SMOKE = "minimal_transformer:smoke"
@@ -120,7 +120,7 @@ def test_vmap_sweep_sigterm_commits_every_trial_while_train_into_a_trial_is_refu
     workdir = tmp_path / "sweep"
     process = launch_sweep(SUBPROCESS_SWEEP, workdir, cache)
     wait_for(lambda: trial_step(workdir, TRIALS[1]) >= 10, process)
-    process.send_signal(signal.SIGSTOP)  # frozen while it holds the trials' workdirs
+    freeze(process)  # frozen while it holds the trials' workdirs
     try:
         before = snapshot(workdir / TRIALS[1] / "checkpoints")
         refused = subprocess.run(

@@ -13,9 +13,10 @@ bound on the data log-likelihood (Sec. 4, Algorithm 1), each weighted by ``confi
   assignments toward uniform; penalises cluster collapse (its minimum is K log K).
 
 The two discriminative terms are written as in the authors' later code (quoted in the issue); no
-stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` optionally adds
-alpha * mean(E(x)^2 + E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), off by
-default. Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
+stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` adds
+alpha * mean(E(x)^2 + E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), with
+the generative term (the ``gedi`` experiment sets alpha = 0.1; 0 leaves it out). A term whose
+weight is 0 is not computed (`left_out`). Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
 points, random shifts (zero padded) plus noise for images.
 """
 import jax
@@ -28,11 +29,14 @@ from matplotlib.figure import Figure  # no pyplot: the caller's backend is left 
 from jaxlab import data as data_lib
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.papers.gedi import clustering, ebm
+from jaxlab.papers.gedi import clustering, density, ebm
 from jaxlab.papers.gedi.model import ClusterMLP, energy
 from jaxlab.tasks import Task
 
 NUM_UNIFORM_EVAL = 2000  # points uniform in the box for eval/energy_uniform
+NUM_MMD = 500  # SGLD samples, test points and uniform points in each MMD
+NUM_OFF_DATA_CANDIDATES = 20000  # uniform points in the box, of which the off-data ones are kept
+CONFIDENT = 0.9  # eval/confident_fraction: the points whose largest p(y|x) is above this
 PLOT_GRID = 200  # the energy landscape is drawn on a PLOT_GRID x PLOT_GRID grid
 
 
@@ -42,9 +46,21 @@ def invariance_loss(logits1_bk: jax.Array, logits2_bk: jax.Array) -> jax.Array:
 
 
 def uniformity_loss(logits_bk: jax.Array) -> jax.Array:
-    """-sum_y log((1/B) sum_i softmax(logits_i)_y); equals K log K at a uniform batch marginal."""
-    marginal_k = jnp.mean(jax.nn.softmax(logits_bk), axis=0)
-    return -jnp.sum(jnp.log(marginal_k))
+    """-sum_y log((1/B) sum_i softmax(logits_i)_y); equals K log K at a uniform batch marginal.
+
+    Computed in log space, log((1/B) sum_i p_iy) = logsumexp_i log_softmax(logits_i)_y - log B,
+    so that it stays finite when every point is assigned to one cluster with logit gaps beyond
+    float32's range of exp (where the mean of the softmax underflows to 0 and its log to -inf)."""
+    log_marginal_k = (jax.scipy.special.logsumexp(jax.nn.log_softmax(logits_bk), axis=0)
+                      - jnp.log(logits_bk.shape[0]))
+    return -jnp.sum(log_marginal_k)
+
+
+def left_out(weight) -> bool:
+    """Whether a loss weight is exactly 0 in the config, so that its term is not computed at all
+    (computed, 0 * inf would make the loss NaN). A traced weight (a vmapped sweep over it) is
+    never left out: every trial computes the term."""
+    return isinstance(weight, (int, float)) and weight == 0
 
 
 def generative_loss(energy_data_b: jax.Array, energy_samples_b: jax.Array) -> jax.Array:
@@ -83,7 +99,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     model = ClusterMLP(num_clusters=m.num_clusters, hidden=tuple(m.hidden),
                        temperature=m.temperature)
     low, high = (jnp.asarray(v) for v in sampling_box(data.train["x"], sc.box_margin))
-    use_generative = lc.generative != 0.0
+    use_generative = not left_out(lc.generative)
 
     def init(key, batch):
         params_key, buffer_key = jax.random.split(key)
@@ -96,9 +112,13 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         view1_key, view2_key, chain_key, sgld_key = jax.random.split(key, 4)
         logits1 = model.apply(params, augment(view1_key, x, ac.noise_std, ac.max_shift))
         logits2 = model.apply(params, augment(view2_key, x, ac.noise_std, ac.max_shift))
-        inv, unif = invariance_loss(logits1, logits2), uniformity_loss(logits1)
-        total = lc.invariance * inv + lc.uniformity * unif
-        metrics = {"loss_invariance": inv, "loss_uniformity": unif}
+        metrics, total = {}, jnp.zeros(())
+        if not left_out(lc.invariance):
+            metrics["loss_invariance"] = invariance_loss(logits1, logits2)
+            total += lc.invariance * metrics["loss_invariance"]
+        if not left_out(lc.uniformity):
+            metrics["loss_uniformity"] = uniformity_loss(logits1)
+            total += lc.uniformity * metrics["loss_uniformity"]
         if use_generative:
             buffer = task_state["sgld_buffer"]
             idx, x0 = ebm.draw_chains(buffer, chain_key, x.shape[0], sc.reinit_prob, low, high)
@@ -109,7 +129,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             task_state = {"sgld_buffer": buffer.at[idx].set(samples)}
             e_data, e_samples = energy(model.apply(params, x)), energy(model.apply(params, samples))
             gen = generative_loss(e_data, e_samples)
-            total += lc.generative * gen + lc.energy_l2 * jnp.mean(e_data ** 2 + e_samples ** 2)
+            total += lc.generative * gen
+            if not left_out(lc.energy_l2):
+                total += lc.energy_l2 * jnp.mean(e_data ** 2 + e_samples ** 2)
             metrics.update(loss_generative=gen, energy_data=e_data.mean(),
                            energy_sgld=e_samples.mean())
         return total, (metrics, task_state)
@@ -119,18 +141,39 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         logits = model.apply(params, inputs)
         return jnp.argmax(logits, -1), energy(logits)
 
+    @jax.jit
+    def confidence(params, inputs):
+        return jnp.max(jax.nn.softmax(model.apply(params, inputs)), -1)
+
     uniform_points = ebm.uniform_in_box(jax.random.PRNGKey(0), NUM_UNIFORM_EVAL, low, high)
+    train_inputs = np.asarray(data.train["x"])
+    on_plane = train_inputs.ndim == 2 and train_inputs.shape[1] == 2  # the 2-D toy sets
+    off_data_candidates = np.asarray(ebm.uniform_in_box(
+        jax.random.PRNGKey(1), NUM_OFF_DATA_CANDIDATES, low, high)) if on_plane else None
 
     def evaluate(params, task_state, test):
-        del task_state
-        clusters, test_energy = jax.device_get(predict(params, test["x"]))
+        inputs = np.asarray(jax.device_get(test["x"]))
+        clusters, test_energy = jax.device_get(predict(params, inputs))
         _, uniform_energy = jax.device_get(predict(params, uniform_points))
+        max_p = np.asarray(jax.device_get(confidence(params, inputs)))
         labels = np.asarray(jax.device_get(test["label"]))
-        return {"nmi": clustering.nmi(labels, clusters),
-                "accuracy": clustering.hungarian_accuracy(labels, clusters),
-                "cluster_entropy": clustering.cluster_entropy(clusters, m.num_clusters),
-                "energy_data": float(test_energy.mean()),
-                "energy_uniform": float(uniform_energy.mean())}
+        metrics = {"nmi": clustering.nmi(labels, clusters),
+                   "accuracy": clustering.hungarian_accuracy(labels, clusters),
+                   "cluster_entropy": clustering.cluster_entropy(clusters, m.num_clusters),
+                   "confidence": float(max_p.mean()),
+                   "confident_fraction": float((max_p > CONFIDENT).mean()),
+                   "energy_data": float(test_energy.mean()),
+                   "energy_uniform": float(uniform_energy.mean())}
+        if on_plane:  # the density checks (`density`)
+            off = density.off_data(off_data_candidates, train_inputs, inputs)
+            samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))[:NUM_MMD]
+            metrics.update(
+                separation_auc=density.separation_auc(
+                    np.asarray(jax.device_get(predict(params, off)[1])), test_energy),
+                sgld_mmd=density.mmd(samples, inputs[:NUM_MMD]),
+                uniform_mmd=density.mmd(np.asarray(uniform_points)[:NUM_MMD],
+                                        inputs[:NUM_MMD]))
+        return metrics
 
     def plot(params, task_state, test, directory):
         inputs = np.asarray(jax.device_get(test["x"]))
