@@ -7,8 +7,10 @@ uniform noise with probability ``reinit_prob``), runs
 
     x_{t+1} = clip(x_t - step_size * dE/dx(x_t) + noise_std * eps_t),   eps_t ~ N(0, I),
 
-for ``steps`` steps inside the compiled step (``lax.fori_loop``), and writes the states back. As in
-JEM, ``step_size`` and ``noise_std`` are set independently (not noise_std = sqrt(2 step_size)).
+for ``steps`` steps inside the compiled step (``lax.fori_loop``), and writes the states back.
+``step_size`` and ``noise_std`` are separate settings, as in JEM (which uses a small noise
+independent of the step); the ``gedi`` experiment sets the Langevin relation
+noise_std = sqrt(2 step_size).
 Chains are clipped to the box [low, high] the uniform restarts are drawn from.
 """
 from typing import Callable

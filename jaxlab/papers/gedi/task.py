@@ -34,7 +34,6 @@ from jaxlab.papers.gedi.model import ClusterMLP, energy
 from jaxlab.tasks import Task
 
 NUM_UNIFORM_EVAL = 2000  # points uniform in the box for eval/energy_uniform
-NUM_MMD = 500  # SGLD samples, test points and uniform points in each MMD
 NUM_OFF_DATA_CANDIDATES = 20000  # uniform points in the box, of which the off-data ones are kept
 CONFIDENT = 0.9  # eval/confident_fraction: the points whose largest p(y|x) is above this
 PLOT_GRID = 200  # the energy landscape is drawn on a PLOT_GRID x PLOT_GRID grid
@@ -166,13 +165,12 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
                    "energy_uniform": float(uniform_energy.mean())}
         if on_plane:  # the density checks (`density`)
             off = density.off_data(off_data_candidates, train_inputs, inputs)
-            samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))[:NUM_MMD]
+            samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
             metrics.update(
                 separation_auc=density.separation_auc(
                     np.asarray(jax.device_get(predict(params, off)[1])), test_energy),
-                sgld_mmd=density.mmd(samples, inputs[:NUM_MMD]),
-                uniform_mmd=density.mmd(np.asarray(uniform_points)[:NUM_MMD],
-                                        inputs[:NUM_MMD]))
+                sgld_off_data=float(density.far_from_data(samples, train_inputs,
+                                                          inputs).mean()))
         return metrics
 
     def plot(params, task_state, test, directory):
