@@ -96,3 +96,31 @@ def test_data_arguments_the_loader_does_not_take_are_refused(tmp_path):
                                         ", config.data.noise"):
         jaxlab.train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("pipeline", ["device", "grain"])
+def test_nothing_is_compiled_twice_across_chunks_evaluations_and_checkpoints(tmp_path, pipeline):
+    """JAX's compilation log over a run of 10 chunks, 5 evaluations and 5 checkpoints: every
+    program (with its shapes and shardings) is compiled once, the training chunk included."""
+    import collections
+    import logging
+    compiled = collections.Counter()
+
+    class Compilations(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Compiling "):
+                compiled[record.getMessage()] += 1
+
+    handler, logger = Compilations(), logging.getLogger("jax")
+    config = jaxlab.load_config("minimal_transformer:smoke", {
+        "train.log_every": 2, "train.eval_every": 4, "train.checkpoint_every": 4,
+        "train.keep_checkpoints": 10, "train.data_pipeline": pipeline})
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            jaxlab.train(config, tmp_path, quiet=True)
+    finally:
+        logger.removeHandler(handler)
+    chunks = [message for message in compiled if message.startswith("Compiling jit(one_trial)")]
+    assert len(chunks) == 1, chunks
+    assert max(compiled.values()) == 1, [m for m, n in compiled.items() if n > 1]

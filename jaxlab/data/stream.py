@@ -19,12 +19,13 @@ there. Here the arrays stay on disk (memory-mapped ``.npy`` files or an ArrayRec
 A memory map's pages are released after each read (`jaxlab.data.take`), so the process stays
 small however large the files. Evaluation reads the test split in chunks too (`test_chunks`).
 """
+import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -32,6 +33,15 @@ from jaxlab.data.dataset import take
 from jaxlab.data.sampling import batch_indices
 
 DATA_AXIS = "data"
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def steps_indices(data_key: jax.Array, steps: np.ndarray, batch_size: int, num_examples: int
+                  ) -> jax.Array:
+    """``(len(steps), batch_size)``: the example indices of each of ``steps`` (`batch_indices`,
+    compiled once per chunk length)."""
+    return jax.vmap(batch_indices, in_axes=(None, 0, None, None))(data_key, steps, batch_size,
+                                                                  num_examples)
 
 
 def index_device() -> jax.Device:
@@ -55,8 +65,7 @@ class ChunkReader:
         self._trial_axis = trial_axis
         self._sharding = NamedSharding(
             mesh, PartitionSpec(*([None] * (2 if trial_axis else 1)), DATA_AXIS))
-        self._indices = jax.jit(jax.vmap(lambda key, step: batch_indices(
-            key, step, batch_size, self.num_examples), in_axes=(None, 0)))
+        self._indexing = threading.Lock()
         self._stream = None  # (next start, iterator) of the chunks being read ahead
 
     def _global_shape(self, length: int, name: str) -> tuple[int, ...]:
@@ -76,10 +85,13 @@ class ChunkReader:
 
     def read(self, start: int, length: int) -> dict[str, jax.Array]:
         """The batches of steps ``start .. start+length-1``, as global arrays."""
-        steps = jnp.arange(start, start + length, dtype=jnp.int32)
+        steps = np.arange(start, start + length, dtype=np.int32)
         rows = self._rows_of_this_process(length)
-        per_trial = [take(self.split, np.asarray(self._indices(key, steps))[:, rows])
-                     for key in self._keys]
+        with self._indexing:  # one thread at a time: each program compiled once, not per thread
+            indices = [np.asarray(steps_indices(key, steps, self.batch_size,
+                                                self.num_examples))[:, rows]
+                       for key in self._keys]
+        per_trial = [take(self.split, trial_indices) for trial_indices in indices]
         local = ({name: np.stack([t[name] for t in per_trial]) for name in per_trial[0]}
                  if self._trial_axis else per_trial[0])
         return {name: jax.make_array_from_process_local_data(
@@ -111,8 +123,8 @@ class ChunkReader:
 def first_batch(split: Mapping[str, Any], data_key: jax.Array, batch_size: int
                 ) -> dict[str, np.ndarray]:
     """The batch of step 0 (what a model is initialised on), read on the host."""
-    indices = batch_indices(jax.device_put(data_key, index_device()), 0, batch_size,
-                            len(next(iter(split.values()))))
+    indices = steps_indices(jax.device_put(data_key, index_device()), np.zeros(1, np.int32),
+                            batch_size, len(next(iter(split.values()))))[0]
     return take(split, np.asarray(indices))
 
 
