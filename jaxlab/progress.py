@@ -1,6 +1,7 @@
 """The training progress bar (steps/s, time left, the latest loss): tqdm's terminal bar when
 stderr is a terminal; in a Jupyter or Colab notebook its notebook bar (a text bar in the cell
 where ipywidgets is missing); otherwise, and with ``quiet``, none."""
+import importlib.util
 import sys
 
 import tqdm
@@ -18,11 +19,9 @@ def bar(total: int, initial: int, *, shown: bool) -> tqdm.tqdm:
     ``shown`` and there is a terminal or a notebook to show it in."""
     settings = dict(total=total, initial=initial, unit="step")
     if shown and in_notebook():
-        try:
-            import ipywidgets  # noqa: F401 - the notebook bar's widgets
+        if importlib.util.find_spec("ipywidgets") is not None:  # the notebook bar's widgets
             from tqdm.notebook import tqdm as notebook_bar
             return notebook_bar(**settings)
-        except ImportError:
-            return tqdm.tqdm(**settings, file=sys.stderr, mininterval=0.5)
+        return tqdm.tqdm(**settings, file=sys.stderr, mininterval=0.5)
     return tqdm.tqdm(**settings, file=sys.stderr, dynamic_ncols=True,
                      disable=not (shown and sys.stderr.isatty()))
