@@ -9,10 +9,10 @@ import pytest
 
 import jaxlab
 from jaxlab import cli
-from jaxlab.data import arrays, digits, mnist
+from jaxlab.data import arrays, cifar10, digits, mnist
 from jaxlab.errors import UserError
 from tests.conftest import read_jsonl
-from tests.test_image_loaders import write_mnist
+from tests.test_image_loaders import write_cifar, write_mnist
 
 SMOKE_LOGGED = {"train.log_every": 1, "train.eval_every": 10, "train.checkpoint_every": 10}
 
@@ -111,17 +111,23 @@ def test_a_batch_larger_than_the_files_is_refused_before_anything_is_written(dig
     assert not (tmp_path / "run").exists()
 
 
-def test_convert_mnist_files_and_a_test_fraction(tmp_path):
-    written = write_mnist(tmp_path, num_train=16, num_test=8)
-    assert convert(str(tmp_path), str(tmp_path / "out"), "--from", "mnist") == 0
+@pytest.mark.parametrize("kind", ["mnist", "cifar10"])
+def test_convert_the_distributions_files(tmp_path, kind):
+    source = tmp_path / kind
+    source.mkdir()
+    (write_mnist if kind == "mnist" else write_cifar)(source)
+    loaded = (mnist if kind == "mnist" else cifar10).load(str(source))
+    assert convert(str(source), str(tmp_path / "out"), "--from", kind) == 0
     converted = arrays.load(train=str(tmp_path / "out" / "train"),
                             test=str(tmp_path / "out" / "test"))
-    loaded = mnist.load(str(tmp_path))
     for split in ("train", "test"):
         for name in ("x", "label"):
-            np.testing.assert_array_equal(getattr(converted, split)[name],
-                                          getattr(loaded, split)[name])
-    np.testing.assert_array_equal(converted.test["label"], written["t10k"][1])
+            got, want = getattr(converted, split)[name], getattr(loaded, split)[name]
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_convert_a_test_fraction_and_to_array_record(tmp_path):
 
     np.savez(tmp_path / "all.npz", x=np.arange(40.0).reshape(20, 2), label=np.arange(20))
     assert convert(str(tmp_path / "all.npz"), str(tmp_path / "split"), "--test-fraction",
