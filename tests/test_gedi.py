@@ -109,7 +109,8 @@ def test_hungarian_accuracy_and_nmi_ignore_a_permutation_of_cluster_names():
 
 def test_cluster_entropy_is_one_for_balanced_and_zero_for_collapsed_clusters():
     assert clustering.cluster_entropy(np.array([0, 1, 2, 0, 1, 2]), 3) == pytest.approx(1.0)
-    assert clustering.cluster_entropy(np.array([1, 1, 1, 1]), 3) == 0.0
+    collapsed = clustering.cluster_entropy(np.array([1, 1, 1, 1]), 3)
+    assert collapsed == 0.0 and str(collapsed) == "0.0"  # not -0.0
     assert 0.0 < clustering.cluster_entropy(np.array([0, 0, 0, 1]), 2) < 1.0
 
 

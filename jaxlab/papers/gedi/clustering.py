@@ -25,4 +25,4 @@ def cluster_entropy(clusters: np.ndarray, num_clusters: int) -> float:
     """Entropy of the cluster usage over log K: 1 for equally used clusters, 0 for one cluster."""
     usage = np.bincount(np.asarray(clusters), minlength=num_clusters) / len(clusters)
     used = usage[usage > 0]
-    return float(-(used * np.log(used)).sum() / np.log(num_clusters))
+    return float(-(used * np.log(used)).sum() / np.log(num_clusters)) + 0.0  # no -0.0
