@@ -9,6 +9,7 @@
 
 Both draw the same examples for the same step, so a run trains the same on either path.
 """
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,9 +29,16 @@ class DeviceFeed:
     """The arrays in device memory, replicated (see the module docstring)."""
 
     def __init__(self, data: Dataset, mesh: jax.sharding.Mesh):
-        replicated = parallel.replicated(mesh)
-        self.train_arrays = jax.device_put(in_memory(data.train), replicated)
-        self.test_arrays = jax.device_put(in_memory(data.test), replicated)
+        self._data, self._replicated = data, parallel.replicated(mesh)
+
+    @functools.cached_property
+    def train_arrays(self) -> dict:
+        """Placed on first use (an evaluation alone never copies the training set)."""
+        return jax.device_put(in_memory(self._data.train), self._replicated)
+
+    @functools.cached_property
+    def test_arrays(self) -> dict:
+        return jax.device_put(in_memory(self._data.test), self._replicated)
 
     def chunk(self, start: int, length: int) -> dict:
         """What the chunk of steps ``start .. start+length-1`` takes: the training arrays."""
@@ -57,7 +65,11 @@ class HostFeed:
         self._reader = stream.ChunkReader(data.train, data_keys, batch_size, mesh,
                                           trial_axis=len(data_keys) > 1, prefetch=prefetch)
         self._replicated = parallel.replicated(mesh)
-        self.test_arrays = next(stream.test_chunks(data.test, EVAL_CHUNK, self._replicated))[1]
+
+    @functools.cached_property
+    def test_arrays(self) -> dict:
+        """The first chunk of the test split (what a task's plot is given), read on first use."""
+        return next(stream.test_chunks(self._data.test, EVAL_CHUNK, self._replicated))[1]
 
     def chunk(self, start: int, length: int) -> dict:
         return self._reader.batches(start, length, self._total, self._chunk_length)

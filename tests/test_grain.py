@@ -9,7 +9,7 @@ import pytest
 
 import jaxlab
 from jaxlab import cli
-from jaxlab.data import arrays, cifar10, digits, mnist
+from jaxlab.data import arrays, cifar10, digits, in_memory, mnist
 from jaxlab.errors import UserError
 from tests.conftest import read_jsonl
 from tests.test_image_loaders import write_cifar, write_mnist
@@ -48,6 +48,10 @@ def test_converted_files_hold_the_arrays_and_read_lazily(digits_files):
     records = arrays.load(train=str(base / "array_record" / "train.array_record"),
                           test=str(base / "array_record" / "test.array_record"))
     assert isinstance(npy.train["x"], np.memmap)  # not read into memory
+    placed = in_memory(npy.train)  # what the device path places: a copy, never the file's view
+    assert not isinstance(placed["x"], np.memmap)
+    assert not np.shares_memory(placed["x"], npy.train["x"])
+    assert np.shares_memory(in_memory(data.train)["x"], data.train["x"])  # in memory: as it is
     assert records.train["x"].shape == data.train["x"].shape
     for split in ("train", "test"):
         for name, want in getattr(data, split).items():

@@ -38,10 +38,11 @@ def take(split: Mapping[str, np.ndarray], indices: np.ndarray) -> dict[str, np.n
 
 
 def in_memory(split: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every array of ``split`` read whole into memory: a copy, never a view of a memory map
-    (which JAX's CPU backend would alias instead of copying, leaving device arrays backed by a
-    file that may change under them)."""
-    return {name: np.array(array) for name, array in split.items()}
+    """Every array of ``split`` read whole into memory. A memory map is copied, never passed on
+    as a view (JAX's CPU backend would alias it instead of copying, leaving device arrays backed
+    by a file that may change under them); an array already in memory is passed as it is."""
+    return {name: np.array(array) if isinstance(array, np.memmap) else np.asarray(array)
+            for name, array in split.items()}
 
 
 def split_by_permutation(arrays: dict[str, np.ndarray], test_fraction: float,
