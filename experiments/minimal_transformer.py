@@ -4,7 +4,8 @@ Reproduces "Reducing the Transformer Architecture to a Minimum" (Bermeitinger et
 2410.13732) at small scale: pre-LayerNorm encoder blocks with softmax attention of one of the
 variants full | wqk | wqk_novo | symmetric | symmetric_novo (``triangular`` writes the symmetric
 similarity as T·Tᵀ), the MLP on or off, mean pooling. Data: scikit-learn digits (8x8, 2x2 patches,
-16 tokens), or MNIST / CIFAR-10 from local files (4x4 patches). See docs/transformer_minimization.md.
+16 tokens), the generated shapes set (16x16, 4x4 patches, 16 tokens), or MNIST / CIFAR-10 from
+local files (4x4 patches). See docs/transformer_minimization.md.
 
     jaxlab train minimal_transformer --workdir runs/demo
     jaxlab train minimal_transformer:attention=symmetric,mlp=False --workdir runs/sym
@@ -19,14 +20,17 @@ import ml_collections
 
 from jaxlab.config import parse_preset
 from jaxlab.errors import UserError
+from jaxlab.papers.transformer_minimization.variants import default_heads
 
-PRESET = dict(mlp=True, depth=2, width=64, heads=4, attention="full", triangular=False,
+# heads=0: the variant's own, 4 for full and symmetric, 1 for the single-head variants.
+PRESET = dict(mlp=True, depth=2, width=64, heads=0, attention="full", triangular=False,
               dataset="digits", report=False, smoke=False)
 
 MODEL = "jaxlab.papers.transformer_minimization.model:classifier"
-REPORT_STEPS = 800
+REPORT_STEPS = {"digits": 800, "shapes": 1200}  # the report's schedule; other data sets: 800
 DATA = {  # dataset -> (config.data, patch size)
     "digits": (dict(loader="jaxlab.data.digits:load", test_fraction=0.2, split_seed=0), 2),
+    "shapes": (dict(loader="jaxlab.data.shapes:load", num_train=10_000, num_test=2_000, seed=0), 4),
     "mnist": (dict(loader="jaxlab.data.mnist:load", directory="data/mnist"), 4),
     "cifar10": (dict(loader="jaxlab.data.cifar10:load", directory="data/cifar10"), 4),
 }
@@ -38,22 +42,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise UserError(f"preset dataset={preset.dataset!r} is unknown; expected one of "
                         f"{', '.join(DATA)}")
     data, patch_size = DATA[preset.dataset]
+    heads = preset.heads or default_heads(preset.attention, preset.triangular)
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = "jaxlab.tasks.classification:make_task"
     config.data = dict(data)
     config.model = dict(constructor=MODEL, attention=preset.attention, triangular=preset.triangular,
                         patch_size=patch_size, width=preset.width, depth=preset.depth,
-                        heads=preset.heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
+                        heads=heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
     config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
                             schedule="cosine", grad_clip_norm=1.0)
     config.train = dict(steps=3000, batch_size=128, log_every=100, eval_every=500,
                         checkpoint_every=1000, keep_checkpoints=3)
     if preset.report:  # scripts/reproduce_transformer_minimization.py: 6 encoders, MLP 4N, short
-        config.model.update(width=32, depth=6, heads=1, mlp_dim=128)
+        config.model.update(width=32, depth=6, heads=heads, mlp_dim=128)
         config.optimizer.update(learning_rate=3e-3, warmup_steps=50)
-        config.train.update(steps=REPORT_STEPS, batch_size=64, log_every=100,
-                            eval_every=REPORT_STEPS, checkpoint_every=REPORT_STEPS,
+        steps = REPORT_STEPS.get(preset.dataset, 800)
+        config.train.update(steps=steps, batch_size=64, log_every=100,
+                            eval_every=steps, checkpoint_every=steps,
                             keep_checkpoints=1)
     if preset.smoke:
         config.model.width, config.model.mlp_dim, config.model.depth = 16, 32, 1
@@ -61,4 +67,3 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.update(steps=20, batch_size=32, log_every=5, eval_every=10,
                             checkpoint_every=10)
     return config
-

@@ -6,18 +6,19 @@ import pytest
 
 import jaxlab
 from jaxlab.errors import UserError
-from jaxlab.papers.transformer_minimization.model import (ATTENTION_VARIANTS, SelfAttention, VisionTransformer,
-                                       attention_parameter_count, parameter_count)
+from jaxlab.papers.transformer_minimization.model import (SelfAttention, VisionTransformer,
+                                                         attention_parameter_count, parameter_count)
+from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, MULTI_HEAD_VARIANTS
 from jaxlab.tasks.classification import parameter_total
 
 VARIANTS = [(v, False) for v in ATTENTION_VARIANTS] + [("symmetric", True),
                                                        ("symmetric_novo", True)]
+HEADS = [(v, t, 1) for v, t in VARIANTS] + [(v, False, 4) for v in MULTI_HEAD_VARIANTS]
 
 
-@pytest.mark.parametrize("variant,triangular", VARIANTS)
+@pytest.mark.parametrize("variant,triangular,heads", HEADS)
 @pytest.mark.parametrize("use_mlp", [True, False])
-@pytest.mark.parametrize("heads", [1, 4])
-def test_parameter_count_formula_is_exact(variant, triangular, use_mlp, heads):
+def test_parameter_count_formula_is_exact(variant, triangular, heads, use_mlp):
     model = VisionTransformer(num_classes=10, patch_size=2, width=24, depth=3, heads=heads,
                               mlp_dim=40, use_mlp=use_mlp, attention=variant,
                               triangular=triangular)
@@ -26,15 +27,40 @@ def test_parameter_count_formula_is_exact(variant, triangular, use_mlp, heads):
     assert parameter_total(params) == parameter_count(model, image_shape)
 
 
-def test_attention_parameter_counts_match_the_paper_table():
-    n = 12
-    assert attention_parameter_count("full", n, 1) == 4 * n * n
+def test_attention_parameter_counts_match_the_paper():
+    n = 60
+    assert attention_parameter_count("full", n) == 4 * n * n == 14_400
     for variant in ("wqk", "symmetric"):
-        assert attention_parameter_count(variant, n, 1) == 3 * n * n
+        assert attention_parameter_count(variant, n) == 3 * n * n
     for variant in ("wqk_novo", "symmetric_novo"):
-        assert attention_parameter_count(variant, n, 1) == n * n
-    assert attention_parameter_count("symmetric_novo", n, 1, triangular=True) == n * (n + 1) // 2
-    assert attention_parameter_count("wqk_novo", n, 3) == n * n // 3  # 3 heads of 4x4
+        assert attention_parameter_count(variant, n) == n * n
+    assert attention_parameter_count("symmetric_novo", n, triangular=True) == n * (n + 1) // 2
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_symmetric_similarity_has_the_papers_parameters_whatever_the_heads(heads):
+    """Section 5: W^K_h = W^Q_h of N×N/H, so N² similarity parameters for any H (3,600 at N = 60;
+    a head-sliced D×D form would have N²/H = 900 at H = 4)."""
+    x = jnp.zeros((1, 5, 60))
+    params = SelfAttention(heads, "symmetric").init(jax.random.key(0), x)["params"]
+    assert params["query"]["kernel"].shape == (60, heads, 60 // heads)
+    assert parameter_total({"params": {"query": params["query"]}}) == 3_600
+    assert parameter_total({"params": params}) == attention_parameter_count("symmetric", 60)
+
+
+@pytest.mark.parametrize("variant", MULTI_HEAD_VARIANTS)
+def test_every_head_sees_every_feature(variant):
+    """Changing one input feature moves the scores of every head, whichever feature it is."""
+    x = jax.random.normal(jax.random.key(5), (1, 6, 16))
+    module = SelfAttention(4, variant)
+    params = module.init(jax.random.key(6), x)
+    scores = lambda x: module.apply(params, x, mutable=["intermediates"])[1][
+        "intermediates"]["scores"][0]
+    before_BHTT = scores(x)
+    for feature in range(16):
+        moved_BHTT = scores(x.at[0, 2, feature].add(1.0))
+        change_H = jnp.abs(moved_BHTT - before_BHTT).max(axis=(0, 2, 3))
+        assert (change_H > 1e-3).all(), (feature, change_H)
 
 
 def _scores(variant, triangular, x, heads):
@@ -48,9 +74,9 @@ def _scores(variant, triangular, x, heads):
                                                 ("symmetric_novo", True)])
 def test_symmetric_scores_are_symmetric(variant, triangular):
     x = jax.random.normal(jax.random.key(2), (2, 7, 8))
-    _, scores_BHTT = _scores(variant, triangular, x, heads=2)
+    _, scores_BHTT = _scores(variant, triangular, x, heads=2 if variant == "symmetric" else 1)
     np.testing.assert_allclose(scores_BHTT, jnp.swapaxes(scores_BHTT, -1, -2), atol=1e-5)
-    _, asymmetric = _scores("wqk", False, x, heads=2)
+    _, asymmetric = _scores("wqk", False, x, heads=1)
     assert not np.allclose(asymmetric, jnp.swapaxes(asymmetric, -1, -2), atol=1e-3)
 
 
@@ -73,16 +99,6 @@ def test_novo_outputs_are_convex_combinations_of_inputs(variant):
     assert _mixing_matrix(x[0], np.asarray(kept[0], np.float64))[1] > 1e-2
 
 
-def test_novo_heads_mix_their_own_slice():
-    x = np.asarray(jax.random.normal(jax.random.key(4), (1, 3, 8)), np.float64)
-    out, _ = _scores("wqk_novo", False, jnp.asarray(x, jnp.float32), heads=2)
-    for h in range(2):
-        part = slice(4 * h, 4 * h + 4)
-        a_TT, residual = _mixing_matrix(x[0, :, part], np.asarray(out[0, :, part], np.float64))
-        assert residual < 1e-4 and (a_TT > -1e-4).all()
-        np.testing.assert_allclose(a_TT.sum(axis=1), 1.0, atol=1e-4)
-
-
 def test_collapsed_variant_trains_through_the_api(tmp_path):
     config = jaxlab.load_config("minimal_transformer:smoke,attention=symmetric_novo,mlp=False,"
                                 "triangular", {"train.steps": 150, "train.eval_every": 50,
@@ -95,6 +111,10 @@ def test_collapsed_variant_trains_through_the_api(tmp_path):
     ("attention=wq", "config.model.attention='wq' is unknown"),
     ("attention=wqk,triangular", "triangular=True needs a symmetric attention"),
     ("heads=3", "width=16 is not divisible by config.model.heads=3"),
+    ("attention=wqk,heads=4", "heads=4: wqk is defined for one head"),
+    ("attention=symmetric_novo,heads=2", "heads=2: symmetric_novo is defined for one head"),
+    ("attention=symmetric,triangular,heads=4",
+     "heads=4: symmetric with triangular=True is defined for one head"),
 ])
 def test_bad_model_config_is_a_user_error(preset, match, tmp_path):
     config = jaxlab.load_config(f"minimal_transformer:smoke,{preset}")

@@ -3,10 +3,15 @@
     config.data = dict(loader="jaxlab.data.cifar10:load", directory="data/cifar10")
 
 The directory (local or remote, `jaxlab.paths`; or its ``cifar-10-batches-bin`` subdirectory)
-holds data_batch_1.bin .. data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the label (0..9), then the 1,024
-red, 1,024 green and 1,024 blue values of a 32x32 image, rows first. The Python version's pickled
-batches are never read (unpickling runs arbitrary code). Images ``x`` come as uint8 (N, 32, 32, 3)
-(the classification task scales them to [0, 1]), labels ``label`` as int32 (N,).
+holds data_batch_1.bin .. data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the
+label (0..9), then the 1,024 red, 1,024 green and 1,024 blue values of a 32x32 image, rows first.
+The Python version's pickled batches are never read (unpickling runs arbitrary code). Images ``x``
+come as uint8 (N, 32, 32, 3) (the classification task scales them to [0, 1]), labels ``label`` as
+int32 (N,): 50,000 train and 10,000 test examples.
+
+Every batch file is checked before anything is trained on, each failed check a `UserError` naming
+the file, what it holds and what was expected: a whole number of records, exactly 10,000 of them
+(30,730,000 bytes), and label bytes in 0..9.
 """
 import numpy as np
 from etils import epath
@@ -19,6 +24,7 @@ TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
 SIDE, CHANNELS = 32, 3
 RECORD_BYTES = 1 + SIDE * SIDE * CHANNELS
+RECORDS_PER_BATCH = 10_000  # in every batch file of the distribution
 SUBDIRECTORY = "cifar-10-batches-bin"
 
 
@@ -39,18 +45,21 @@ def load(directory: str = "data/cifar10") -> Dataset:
 
 
 def _read_batches(files: list[epath.Path]) -> dict[str, np.ndarray]:
-    records = [_read_records(file) for file in files]
-    records_KR = np.concatenate(records) if records else np.zeros((0, RECORD_BYTES), np.uint8)
+    records_KR = np.concatenate([_read_records(file) for file in files])
     images = records_KR[:, 1:].reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
     return {"x": np.ascontiguousarray(images), "label": records_KR[:, 0].astype(np.int32)}
 
 
 def _read_records(path: epath.Path) -> np.ndarray:
     raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-    if raw.size == 0 or raw.size % RECORD_BYTES:
+    if raw.size % RECORD_BYTES:
         raise UserError(f"{path} is truncated or not a CIFAR-10 binary batch: {raw.size} bytes is "
-                        f"not a positive multiple of the {RECORD_BYTES}-byte record")
+                        f"not a multiple of the {RECORD_BYTES}-byte record")
     records = raw.reshape(-1, RECORD_BYTES)
+    if len(records) != RECORDS_PER_BATCH:
+        raise UserError(f"{path} holds {len(records):,} records, expected {RECORDS_PER_BATCH:,} "
+                        f"({RECORDS_PER_BATCH * RECORD_BYTES:,} bytes) as every CIFAR-10 binary "
+                        f"batch does")
     if records[:, 0].max() > 9:
         raise UserError(f"{path} is not a CIFAR-10 binary batch: label byte {records[:, 0].max()} "
                         f"is not in 0..9")

@@ -14,9 +14,25 @@ from jaxlab.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """Train and test splits, each a mapping from name to an array-like (see the module
-    docstring) of one row per example."""
+    docstring) of one row per example. Each split needs at least one array of at least one
+    example, and an array in both splits the same example shape (``shape[1:]``); only shapes
+    are read, never the arrays."""
     train: Mapping[str, np.ndarray]
     test: Mapping[str, np.ndarray]
+
+    def __post_init__(self):
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            if not split:
+                raise UserError(f"the {split_name} split holds no arrays, expected at least one")
+            for name, array in split.items():
+                if not array.shape or not array.shape[0]:
+                    raise UserError(f"array {name!r} of the {split_name} split has shape "
+                                    f"{array.shape}, expected at least one example (row)")
+        for name, array in self.train.items():
+            if name in self.test and array.shape[1:] != self.test[name].shape[1:]:
+                raise UserError(f"array {name!r}: examples of shape {array.shape[1:]} in the "
+                                f"train split but {self.test[name].shape[1:]} in the test split, "
+                                f"expected the same shape in both")
 
     @property
     def num_train(self) -> int:

@@ -8,6 +8,11 @@ gzipped (``.gz``). Images ``x`` come as uint8 (N, 28, 28, 1) (the classification
 them to [0, 1]), labels ``label`` as int32 (N,); the official 60,000/10,000 train/test split is
 kept.
 
+Every file is checked before anything is trained on, each failed check a `UserError` naming the
+file, what it holds and what was expected: an IDX header of unsigned bytes with the dimensions of
+its kind (3 for images, 1 for labels) and exactly as many values as it declares, images of 28x28
+pixels, at least one image per split, as many labels as images, and labels in 0..9.
+
 An IDX file is: two zero bytes, a type byte (0x08 = unsigned byte), a byte with the number of
 dimensions d, d big-endian uint32 sizes, then the values in row-major order.
 """
@@ -21,6 +26,7 @@ from jaxlab.data.dataset import Dataset
 from jaxlab.errors import UserError
 
 UNSIGNED_BYTE = 0x08  # the IDX type code of MNIST's values
+SIDE = 28  # MNIST's images are SIDE x SIDE pixels
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -33,12 +39,18 @@ def load(directory: str = "data/mnist") -> Dataset:
                         f"files {expected} (set config.data.directory)")
     splits = {}
     for split, (images_name, labels_name) in FILES.items():
-        images = read_idx(_find(root, images_name, expected), ndim=3)
+        images_path = _find(root, images_name, expected)
+        images = read_idx(images_path, ndim=3)
+        if not len(images):
+            raise UserError(f"{images_path} holds no images, expected at least one")
+        if images.shape[1:] != (SIDE, SIDE):
+            raise UserError(f"{images_path} holds images of {images.shape[1]}x{images.shape[2]} "
+                            f"pixels (shape {images.shape}), expected MNIST's {SIDE}x{SIDE}")
         labels = read_idx(_find(root, labels_name, expected), ndim=1)
         if len(images) != len(labels):
             raise UserError(f"MNIST {split} split in {root}: {len(images)} images but "
                             f"{len(labels)} labels")
-        if labels.size and labels.max() > 9:
+        if labels.max() > 9:
             raise UserError(f"MNIST {split} labels in {root} hold {labels.max()}, expected 0..9")
         splits[split] = {"x": images[..., None], "label": labels.astype(np.int32)}
     return Dataset(train=splits["train"], test=splits["test"])

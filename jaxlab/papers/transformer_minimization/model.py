@@ -4,28 +4,31 @@ Bermeitinger, Hrycej, Pavone, Kath, Handschuh, "Reducing the Transformer Archite
 arXiv 2410.13732 (2024). Shapes in names: B batch, T tokens, N width, H heads, D = N/H head width,
 M MLP width, C classes, P patch features.
 
-Attention of head h between tokens i and j (the paper's scaled dot-product similarity, written with
-the matrices it collapses):
+The paper's attention (its Eq. 3-4): head h weighs token j for token i by
+a_hij = softmax_j(x_i W^Q_h (x_j W^K_h)ᵀ / √D), with W^Q_h, W^K_h, W^V_h of size N×D, and the layer
+outputs concat_h(Σ_j a_hij x_j W^V_h) W^O. The variants (the paper's names in brackets):
 
-    full            a_ij = softmax_j(x_i W^Q_h (x_j W^K_h)ᵀ / √D),  out = concat_h(a v_h) W^O,
-                    v_h = x W^V_h                                   (the baseline: 4N² parameters)
-    wqk             x_i W^QK_h x_jᵀ / √D: W^QK = W^Q W^Kᵀ collapsed into one matrix (W^K = I);
-                    W^V, W^O kept                                   (N·D + 2N²)
-    wqk_novo        the W^QK similarity with W^V = W^O = I: each output is Σ_j a_ij x_j, a convex
-                    combination of the inputs                      (N·D)
-    symmetric       x_i W^Q_h (x_j W^Q_h)ᵀ / √D (W^K = W^Q): the similarity matrix W^Q W^Qᵀ is
-                    symmetric, so a_ij and a_ji have the same score  (N·D + 2N²)
-    symmetric_novo  the symmetric similarity with W^V = W^O = I  (N·D)
+    full            [unchanged] the above; 4N² parameters whatever H.
+    wqk             [Wqk] one head; W^Q W^Kᵀ collapsed into one N×N matrix W^QK (the paper sets
+                    W^K = I and trains W^QK in W^Q's place): x_i W^QK x_jᵀ / √N; W^V, W^O kept: 3N².
+    wqk_novo        [Wqk + noWv.Vo, the paper's minimum variant] the W^QK similarity with
+                    W^V = W^O = I: each output is Σ_j a_ij x_j, a convex combination of the
+                    inputs (Section 3): N².
+    symmetric       [symmetric] W^K_h = W^Q_h (Section 5: "reusing W^Q_h as W^K_h"), each of N×D,
+                    so every head sees all N features and its similarity W^Q_h W^Q_hᵀ is
+                    symmetric; W^V, W^O kept: N² + 2N² = 3N² whatever H. The paper runs it with 1
+                    and 4 heads.
 
-``triangular=True`` writes the symmetric similarity matrix as T·Tᵀ with T lower-triangular (the
-Cholesky form the paper uses to count a symmetric similarity at half the parameters): D(D+1)/2 per
-head instead of D², and the same set of similarity matrices (every positive semi-definite one).
+Two further forms are the project's extensions, not variants the paper trained:
 
-Several heads. The paper's collapsed variants are single-head. Here a collapsed head h compares the
-h-th slice x_{·,h} (width D) of the tokens with its own D×D matrix, and with W^V = W^O = I it
-outputs the convex combination Σ_j a^h_ij x_{j,h} of that slice; so ``heads=1`` is exactly the
-paper's variant, and H heads divide its similarity parameters by H. ``full`` is the usual
-multi-head attention. Q/K/V/O carry no biases, as in the paper's accounting; all other layers do.
+    symmetric_novo  one head; the symmetric similarity with W^V = W^O = I: N².
+    triangular      (with symmetric or symmetric_novo, one head) the symmetric similarity written
+                    as T·Tᵀ with T lower-triangular, the Cholesky form Section 5 gives to count a
+                    symmetric similarity at N(N+1)/2 parameters: N(N+1)/2 (+ 2N² with W^V, W^O).
+
+The paper defines the collapsed variants for one head only (Section 4: an N×N W^QK_h per head costs
+more than W^Q_h and W^K_h together once H > 1), so they refuse H > 1. Q/K/V/O carry no biases, as
+in the paper's parameter accounting; all other layers do.
 """
 import math
 
@@ -35,7 +38,20 @@ import jax.numpy as jnp
 
 from jaxlab.errors import UserError
 
-ATTENTION_VARIANTS = ("full", "wqk", "wqk_novo", "symmetric", "symmetric_novo")
+from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, MULTI_HEAD_VARIANTS
+
+
+def attention_settings_error(attention: str, heads: int, triangular: bool) -> str | None:
+    """Why these attention settings are not a variant of `SelfAttention`, or None if they are."""
+    if attention not in ATTENTION_VARIANTS:
+        return f"attention={attention!r} is unknown; expected one of {', '.join(ATTENTION_VARIANTS)}"
+    if triangular and not attention.startswith("symmetric"):
+        return f"triangular=True needs a symmetric attention, got attention={attention!r}"
+    if heads != 1 and (triangular or attention not in MULTI_HEAD_VARIANTS):
+        form = f"{attention} with triangular=True" if triangular else attention
+        return (f"heads={heads}: {form} is defined for one head (several heads take "
+                f"attention={' or '.join(MULTI_HEAD_VARIANTS)} without triangular); set heads=1")
+    return None
 
 
 class SelfAttention(nn.Module):
@@ -49,54 +65,49 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x_BTN: jax.Array) -> jax.Array:
-        if self.variant not in ATTENTION_VARIANTS:
-            raise ValueError(f"unknown attention variant {self.variant!r}; "
-                             f"known: {', '.join(ATTENTION_VARIANTS)}")
-        if self.triangular and not self.variant.startswith("symmetric"):
-            raise ValueError(f"triangular=True applies to the symmetric variants, "
-                             f"not to {self.variant!r}")
+        error = attention_settings_error(self.variant, self.heads, self.triangular)
+        if error:
+            raise ValueError(error)
         width = x_BTN.shape[-1]
         if width % self.heads:
             raise ValueError(f"width {width} is not divisible by heads {self.heads}")
         head_width = width // self.heads
-        x_BTHD = x_BTN.reshape(*x_BTN.shape[:-1], self.heads, head_width)
-        scores_BHTT = self._scores(x_BTN, x_BTHD, head_width) / jnp.sqrt(head_width)
+        scores_BHTT = self._scores(x_BTN, head_width) / jnp.sqrt(head_width)
         self.sow("intermediates", "scores", scores_BHTT)
         weights_BHTT = jax.nn.softmax(scores_BHTT, axis=-1)
-        if self.variant.endswith("_novo"):  # W^V = W^O = I: convex combinations of the inputs
-            return jnp.einsum("bhqk,bkhd->bqhd", weights_BHTT, x_BTHD).reshape(x_BTN.shape)
+        if self.variant.endswith("_novo"):  # one head, W^V = W^O = I: convex combinations
+            return jnp.einsum("bqk,bkn->bqn", weights_BHTT[:, 0], x_BTN)
         v_BTHD = self._project(x_BTN, "value", head_width)
         out_BTHD = jnp.einsum("bhqk,bkhd->bqhd", weights_BHTT, v_BTHD)
         return nn.DenseGeneral(width, axis=(-2, -1), use_bias=False, name="out")(out_BTHD)
 
     def _project(self, x_BTN, name, head_width):
+        """x W_h for every head h: (B, T, H, D), from an N×D matrix per head."""
         return nn.DenseGeneral((self.heads, head_width), use_bias=False, name=name)(x_BTN)
 
-    def _scores(self, x_BTN, x_BTHD, head_width):
+    def _scores(self, x_BTN, head_width):
         """Unscaled scores (B, H, T, T) of the variant's similarity."""
         if self.variant == "full":
             q_BTHD = self._project(x_BTN, "query", head_width)
             k_BTHD = self._project(x_BTN, "key", head_width)
             return jnp.einsum("bqhd,bkhd->bhqk", q_BTHD, k_BTHD)
-        if self.variant.startswith("wqk"):
-            w_qk_HDD = self.param("query_key", nn.initializers.lecun_normal(batch_axis=(0,)),
-                                  (self.heads, head_width, head_width))
-            q_BTHD = jnp.einsum("bthd,hde->bthe", x_BTHD, w_qk_HDD)
-            return jnp.einsum("bqhd,bkhd->bhqk", q_BTHD, x_BTHD)
-        q_BTHD = jnp.einsum("bthd,hde->bthe", x_BTHD, self._symmetric_factor(head_width))
+        if self.variant.startswith("wqk"):  # one head: x_i W^QK x_jᵀ
+            width = x_BTN.shape[-1]
+            w_qk_NN = self.param("query_key", nn.initializers.lecun_normal(), (width, width))
+            return jnp.einsum("bqn,bkn->bqk", x_BTN @ w_qk_NN, x_BTN)[:, None]
+        if self.triangular:  # one head: x_i T Tᵀ x_jᵀ
+            q_BTN = x_BTN @ self._triangular_factor(x_BTN.shape[-1])
+            return jnp.einsum("bqn,bkn->bqk", q_BTN, q_BTN)[:, None]
+        q_BTHD = self._project(x_BTN, "query", head_width)  # W^K_h = W^Q_h
         return jnp.einsum("bqhd,bkhd->bhqk", q_BTHD, q_BTHD)
 
-    def _symmetric_factor(self, head_width):
-        """W^Q (H, D, D), or T (H, D, D) lower-triangular from D(D+1)/2 parameters per head."""
-        if not self.triangular:
-            return self.param("query", nn.initializers.lecun_normal(batch_axis=(0,)),
-                              (self.heads, head_width, head_width))
-        rows, cols = jnp.tril_indices(head_width)
-        # Variance 2/(D+1) gives E|x T|² = |x|² for a unit-variance x, as lecun init does for W^Q.
-        entries_HE = self.param("query_triangular",
-                                nn.initializers.normal(math.sqrt(2 / (head_width + 1))),
-                                (self.heads, rows.size))
-        return jnp.zeros((self.heads, head_width, head_width)).at[:, rows, cols].set(entries_HE)
+    def _triangular_factor(self, width):
+        """T (N, N) lower-triangular from N(N+1)/2 parameters."""
+        rows, cols = jnp.tril_indices(width)
+        # Variance 2/(N+1) gives E|x T|² = |x|² for a unit-variance x, as lecun init does for W^Q.
+        entries = self.param("query_triangular", nn.initializers.normal(math.sqrt(2 / (width + 1))),
+                             (rows.size,))
+        return jnp.zeros((width, width)).at[rows, cols].set(entries)
 
 
 class EncoderBlock(nn.Module):
@@ -147,12 +158,9 @@ def classifier(num_classes: int, patch_size: int, width: int, depth: int, heads:
                ) -> VisionTransformer:
     """The minimal_transformer experiment's ``config.model.constructor``: checks the attention
     settings (`UserError` naming the config key), then builds the `VisionTransformer`."""
-    if attention not in ATTENTION_VARIANTS:
-        raise UserError(f"config.model.attention={attention!r} is unknown; "
-                        f"expected one of {', '.join(ATTENTION_VARIANTS)}")
-    if triangular and not attention.startswith("symmetric"):
-        raise UserError(f"config.model.triangular=True needs a symmetric attention, "
-                        f"got config.model.attention={attention!r}")
+    error = attention_settings_error(attention, heads, triangular)
+    if error:
+        raise UserError(f"config.model.{error}")
     if width % heads:
         raise UserError(f"config.model.width={width} is not divisible by "
                         f"config.model.heads={heads}")
@@ -172,17 +180,14 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
-def attention_parameter_count(variant: str, width: int, heads: int, triangular: bool = False) -> int:
-    """Parameters of one `SelfAttention` (no biases): N = width, D = N/H.
-
-    full 4N²;  wqk and symmetric H·D² + 2N² = N·D + 2N²;  wqk_novo and symmetric_novo N·D;
-    with ``triangular`` the symmetric similarity has H·D(D+1)/2 instead of H·D².
-    """
-    n, d = width, width // heads
-    similarity = heads * d * (d + 1) // 2 if triangular else heads * d * d
-    return {"full": 4 * n * n,
-            "wqk": similarity + 2 * n * n, "symmetric": similarity + 2 * n * n,
-            "wqk_novo": similarity, "symmetric_novo": similarity}[variant]
+def attention_parameter_count(variant: str, width: int, triangular: bool = False) -> int:
+    """Parameters of one `SelfAttention` (no biases), N = width: full 4N²; wqk and symmetric 3N²
+    (symmetric: H heads of N×D, N² in all, whatever H); wqk_novo and symmetric_novo N²; with
+    ``triangular`` the symmetric similarity has N(N+1)/2 instead of N²."""
+    n = width
+    similarity = n * (n + 1) // 2 if triangular else n * n
+    value_output = 0 if variant.endswith("_novo") else 2 * n * n
+    return 4 * n * n if variant == "full" else similarity + value_output
 
 
 def parameter_count(model: VisionTransformer, image_shape: tuple[int, int, int]) -> int:
@@ -195,7 +200,7 @@ def parameter_count(model: VisionTransformer, image_shape: tuple[int, int, int])
     n, m, c = model.width, model.mlp_dim, model.num_classes
     tokens = (height // model.patch_size) * (width_px // model.patch_size)
     patch_features = model.patch_size ** 2 * channels
-    block = 2 * n + attention_parameter_count(model.attention, n, model.heads, model.triangular)
+    block = 2 * n + attention_parameter_count(model.attention, n, model.triangular)
     if model.use_mlp:
         block += 2 * n + n * m + m + m * n + n
     return (patch_features * n + n) + tokens * n + model.depth * block + 2 * n + (n * c + c)
