@@ -8,13 +8,15 @@ similarity as T·Tᵀ), the MLP on or off, mean pooling. Data: scikit-learn digi
 local files (4x4 patches). See docs/transformer_minimization.md.
 
     jaxlab train minimal_transformer --workdir runs/demo
-    jaxlab train minimal_transformer:attention=symmetric,mlp=False --workdir runs/sym
-    jaxlab train minimal_transformer:attention=wqk_novo,mlp=False,heads=1,depth=6 --workdir runs/min
+    jaxlab train minimal_transformer:attention=symmetric,mlp=False --workdir runs/sym   # 4 heads
+    jaxlab train minimal_transformer:attention=wqk_novo,mlp=False,depth=6 --workdir runs/min
+    jaxlab train minimal_transformer:dataset=shapes --workdir runs/shapes
     jaxlab train minimal_transformer:dataset=mnist --config.data.directory=data/mnist --workdir runs/m
     jaxlab train minimal_transformer:smoke --workdir /tmp/smoke      # seconds, for tests
 
-``report`` and ``smoke`` fix the model size (width, depth, heads, MLP width) themselves; the
-other preset keys (attention, mlp, triangular, dataset) still apply.
+``heads`` left at 0 takes the variant's own number: 4 for full and symmetric, 1 for the variants
+the paper defines for one head. ``report`` and ``smoke`` fix the model size (width, depth, MLP
+width) and schedule themselves; the other preset keys still apply.
 """
 import ml_collections
 
@@ -27,7 +29,7 @@ PRESET = dict(mlp=True, depth=2, width=64, heads=0, attention="full", triangular
               dataset="digits", report=False, smoke=False)
 
 MODEL = "jaxlab.papers.transformer_minimization.model:classifier"
-REPORT_STEPS = {"digits": 800, "shapes": 1200}  # the report's schedule; other data sets: 800
+REPORT_STEPS = {"digits": 800, "shapes": 2000}  # the report's schedule; other data sets: 800
 DATA = {  # dataset -> (config.data, patch size)
     "digits": (dict(loader="jaxlab.data.digits:load", test_fraction=0.2, split_seed=0), 2),
     "shapes": (dict(loader="jaxlab.data.shapes:load", num_train=10_000, num_test=2_000, seed=0), 4),
