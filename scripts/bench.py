@@ -10,11 +10,14 @@ Workloads (matching the PyTorch references in ../shared/bench/):
     python scripts/bench.py [--torch-python /tmp/torchenv/bin/python] [--repeats 3]
     python scripts/bench.py --breakdown tiny     # what each part of the loop costs; prints a table
     python scripts/bench.py --data               # the two input paths: memory and speed
+    python scripts/bench.py --end-to-end         # the default job against a bare script
 
 ``--data`` compares the input paths (``train.data_pipeline``): the peak resident memory of a run
 on synthetic datasets of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
 the default `minimal_transformer` job reading digits from ``.npy`` files; it writes its own part
-of docs/BENCHMARKS.md.
+of docs/BENCHMARKS.md. ``--end-to-end`` times the default `jaxlab train minimal_transformer` job
+from launch to exit, with a cold and a warm compilation cache, beside
+scripts/bare_minimal_transformer.py (the same job as a bare script); its own part too.
 
 Steady-state steps/s is the median over repeats; each repeat is timed after a warm-up (for
 `jaxlab train`: the chunks after the first, from the run's own `perf/steps_per_sec` records,
@@ -338,6 +341,50 @@ def render_data(memory: dict, limit_mib: float, speeds: dict) -> str:
         f"{', '.join(f'{r:.2f}x' for r in ratios)})."])
 
 
+def launch_to_result(args: list[str], env: dict | None = None) -> float:
+    """Wall seconds of a whole process, launch to exit."""
+    start = time.perf_counter()
+    subprocess.run(args, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def end_to_end(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
+    """Launch-to-result seconds of the default `jaxlab train minimal_transformer` job with a cold
+    and with a warm compilation cache, and of the bare script of the same job
+    (scripts/bare_minimal_transformer.py), in interleaved repeats."""
+    warm_cache = workroot / "e2e_warm_cache"
+    train = [sys.executable, "-m", "jaxlab.cli", "train", "minimal_transformer", "--quiet"]
+    launch_to_result(train + ["--workdir", str(workroot / "e2e_prime")],
+                     dict(os.environ, JAXLAB_COMPILATION_CACHE=str(warm_cache)))
+    times = {"bare script": [], "jaxlab, cold cache": [], "jaxlab, warm cache": []}
+    for r in range(repeats):
+        times["bare script"].append(launch_to_result(
+            [sys.executable, str(REPO / "scripts" / "bare_minimal_transformer.py")]))
+        for tag, cache in (("cold", workroot / f"e2e_cold_cache{r}"), ("warm", warm_cache)):
+            times[f"jaxlab, {tag} cache"].append(launch_to_result(
+                train + ["--workdir", str(workroot / f"e2e_{tag}{r}")],
+                dict(os.environ, JAXLAB_COMPILATION_CACHE=str(cache))))
+        print({k: round(v[-1], 1) for k, v in times.items()}, flush=True)
+    return times
+
+
+def render_end_to_end(times: dict[str, list[float]]) -> str:
+    bare = times["bare script"]
+    lines = [f"Measured by `python scripts/bench.py --end-to-end` on {machine()}: the default "
+             f"`minimal_transformer` job (3,000 steps, evaluation every 500, checkpoints, logs) "
+             f"against `scripts/bare_minimal_transformer.py`, the same model and schedule as a "
+             f"bare script; whole-process wall time from launch to exit, {len(bare)} interleaved "
+             f"repeats.", "",
+             "| run | seconds, median (range) | speed-up over the bare script, median (per repeat) |",
+             "|---|---|---|"]
+    for name, values in times.items():
+        ratios = [b / v for b, v in zip(bare, values)]
+        lines.append(f"| {name} | {statistics.median(values):.1f} ({min(values):.1f}-"
+                     f"{max(values):.1f}) | {statistics.median(ratios):.2f}x "
+                     f"({', '.join(f'{r:.2f}' for r in ratios)}) |")
+    return "\n".join(lines)
+
+
 def torch_eager(workload, torch_python: str | None) -> float | None:
     if not torch_python:
         return None
@@ -414,6 +461,8 @@ def main() -> None:
                         help="sizes (GB, comma-separated) of the memory benchmark's datasets")
     parser.add_argument("--memory-limit-mib", type=float, default=8192,
                         help="a run of the memory benchmark passing this is stopped")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="only time the default job against a bare script (its own table)")
     args = parser.parse_args()
     workroot = pathlib.Path(tempfile.mkdtemp(prefix="jaxlab_bench_"))
     os.environ["JAXLAB_COMPILATION_CACHE"] = str(workroot / "cache")
@@ -425,6 +474,11 @@ def main() -> None:
         print(memory, flush=True)
         report = render_data(memory, args.memory_limit_mib, data_speed(workroot, args.repeats))
         write_block(pathlib.Path(args.out), DATA_BEGIN, DATA_END, report)
+        print(report)
+        return
+    if args.end_to_end:
+        report = render_end_to_end(end_to_end(workroot, args.repeats))
+        write_block(pathlib.Path(args.out), E2E_BEGIN, E2E_END, report)
         print(report)
         return
     if args.breakdown:
@@ -520,6 +574,8 @@ BEGIN = "<!-- generated by scripts/bench.py: begin -->"
 END = "<!-- generated by scripts/bench.py: end -->"
 DATA_BEGIN = "<!-- generated by scripts/bench.py --data: begin -->"
 DATA_END = "<!-- generated by scripts/bench.py --data: end -->"
+E2E_BEGIN = "<!-- generated by scripts/bench.py --end-to-end: begin -->"
+E2E_END = "<!-- generated by scripts/bench.py --end-to-end: end -->"
 
 
 if __name__ == "__main__":
