@@ -59,9 +59,9 @@ class Checkpoints:
             warnings.warn(f"ignoring {path}: an unfinished checkpoint write (the run that wrote it "
                           f"was stopped); it is removed", CheckpointWarning, stacklevel=2)
         # The whole state is Orbax's single default item ("STEP/default/").
-        handlers = ocp.handlers.DefaultCheckpointHandlerRegistry()
+        handlers, state_handler = ocp.handlers.DefaultCheckpointHandlerRegistry(), _state_handler()
         for args in (ocp.args.PyTreeSave, ocp.args.PyTreeRestore):
-            handlers.add(DEFAULT_ITEM, args, _state_handler())
+            handlers.add(DEFAULT_ITEM, args, state_handler)
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(keep),
             enable_async_checkpointing=True, create=True, cleanup_tmp_directories=owner)

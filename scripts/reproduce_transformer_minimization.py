@@ -48,8 +48,6 @@ PAPER = (("full", 1, False), ("full", 4, False), ("wqk", 1, False), ("wqk_novo",
          ("symmetric", 1, False), ("symmetric", 4, False))
 # The project's extensions, without MLP, on digits only.
 EXTENSIONS = (("symmetric_novo", 1, False), ("symmetric_novo", 1, True))
-PAPER_NAMES = {"full": "unchanged", "wqk": "Wqk", "wqk_novo": "Wqk, noWv.Vo (minimum)",
-               "symmetric": "symmetric"}
 SLIGHTLY = 2.0  # points of accuracy: the project's reading of the paper's "slightly inferior"
 
 

@@ -11,7 +11,7 @@ def test_shapes_are_a_fixed_function_of_the_seed():
     a, b = shapes.load(num_train=300, num_test=100, seed=3), shapes.load(300, 100, seed=3)
     for split in ("train", "test"):
         for key in ("x", "label"):
-            np.testing.assert_array_equal(a.__dict__[split][key], b.__dict__[split][key])
+            np.testing.assert_array_equal(getattr(a, split)[key], getattr(b, split)[key])
     other = shapes.load(300, 100, seed=4)
     assert not np.array_equal(a.train["x"], other.train["x"])
     # The test split does not depend on the training set's size.
@@ -39,7 +39,9 @@ def test_an_empty_split_is_a_user_error(key):
 def test_a_transformer_learns_shapes(tmp_path):
     config = jaxlab.load_config("minimal_transformer:smoke,dataset=shapes",
                                 {"data.num_train": 2000, "data.num_test": 500,
+                                 "model.width": 32, "model.mlp_dim": 64,
                                  "train.steps": 300, "train.eval_every": 300,
                                  "optimizer.learning_rate": 3e-3})
     final = jaxlab.train(config, tmp_path, quiet=True)
-    assert final["eval/accuracy"] > 0.3  # 10 balanced classes: chance is 0.1
+    # 10 balanced classes: chance is 0.1; measured 0.41 and 0.48 for seeds 1 and 0.
+    assert final["eval/accuracy"] > 0.3

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.errors import UserError
-
 from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, MULTI_HEAD_VARIANTS
 
 
