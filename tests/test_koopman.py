@@ -9,7 +9,7 @@ from scipy.stats import multivariate_normal
 
 import jaxlab
 from jaxlab.papers.koopman import information as km
-from jaxlab.papers.koopman import dynamics
+from jaxlab.papers.koopman import dynamics, objective
 from jaxlab.errors import UserError
 from tests.conftest import read_jsonl
 
@@ -52,34 +52,81 @@ def test_von_neumann_entropy_hand_cases():
     assert float(km.von_neumann_entropy(jnp.diag(jnp.array([2.0, 0.0, 0.0])))) == pytest.approx(0)
 
 
-def test_temporal_infonce_hand_case():
-    """T = 4, k = 1, unit 2-D latents; anchors n = 1, 2 (those with both neighbours)."""
-    angles = np.array([0.0, 0.0, np.pi / 2, np.pi])
-    z = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)], -1)[None])  # (1, 4, 2)
-    tau = 0.5
-    cos = np.cos(angles[:, None] - angles[None, :])
-    s = cos / tau
-    # anchor 1: positives 0, 2; others 0, 2, 3.   anchor 2: positives 1, 3; others 0, 1, 3.
-    loss1 = -np.log((np.exp(s[1, 0]) + np.exp(s[1, 2])) / np.exp(s[1, [0, 2, 3]]).sum())
-    loss2 = -np.log((np.exp(s[2, 1]) + np.exp(s[2, 3])) / np.exp(s[2, [0, 1, 3]]).sum())
-    value = float(km.temporal_infonce(z, k=1, temperature=tau))
-    assert value == pytest.approx((loss1 + loss2) / 2, rel=1e-5)
-    # Scaling a latent does not change cosine similarities.
-    assert float(km.temporal_infonce(z * 3.0, k=1, temperature=tau)) == pytest.approx(value,
-                                                                                       rel=1e-5)
-    with pytest.raises(ValueError, match="longer than"):
-        km.temporal_infonce(z[:, :3], k=1, temperature=tau)
+def test_paper_infonce_hand_case():
+    """Algorithm 2, line 5, on two windows of T = 3 one-dimensional latents, k = 1, tau = 1: the
+    anchors are the middle states; the denominator runs over all six latents of the minibatch."""
+    z = jnp.array([[[1.0], [2.0], [0.0]], [[0.0], [1.0], [1.0]]])  # (2 windows, 3 steps, 1)
+
+    def log_sum_exp(values):
+        return math.log(sum(math.exp(v) for v in values))
+
+    everything = [1.0, 2.0, 0.0, 0.0, 1.0, 1.0]
+    # Anchor z = 2 (window 0): dot products with the six latents are 2·z_j; positives 1 and 0.
+    first = 0.5 * ((2.0 - log_sum_exp([2 * v for v in everything]))
+                   + (0.0 - log_sum_exp([2 * v for v in everything])))
+    # Anchor z = 1 (window 1): dot products are z_j; positives 0 and 1.
+    second = 0.5 * ((0.0 - log_sum_exp(everything)) + (1.0 - log_sum_exp(everything)))
+    value = float(km.paper_infonce(z, k=1, temperature=1.0))
+    assert value == pytest.approx((first + second) / 2, rel=1e-6)
+    # tau divides the dot products: tau = 2 is the same as halving the latents' squared scale.
+    assert float(km.paper_infonce(z, k=1, temperature=2.0)) == pytest.approx(
+        float(km.paper_infonce(z / math.sqrt(2.0), k=1, temperature=1.0)), rel=1e-6)
+    with pytest.raises(ValueError, match="at least 3 steps"):
+        km.paper_infonce(z[:, :2], k=1, temperature=1.0)
 
 
-def test_ridge_koopman_recovers_a_linear_map_and_nrmse_is_rmse():
+def test_algorithm2_terms_match_a_direct_numpy_computation():
+    """Every term of Algorithm 2 and the total loss, against loops in numpy on a tiny batch."""
+    rng = np.random.default_rng(3)
+    b, t, d, latent, k, tau = 2, 7, 3, 4, 2, 0.5
+    x, x_hat = rng.normal(size=(b, t, d)), rng.normal(size=(b, t, d))
+    z, a = rng.normal(size=(b, t, latent)), rng.normal(size=(latent, latent)) * 0.5
+    terms = objective.algorithm2_terms(*(jnp.asarray(v, jnp.float32) for v in (x, x_hat, z, a)),
+                                       k, tau)
+    reconstruction = np.mean([np.sum((x[i, n] - x_hat[i, n]) ** 2)
+                              for i in range(b) for n in range(t)])
+    flat = z.reshape(-1, latent)
+    anchors = []
+    for i in range(b):
+        for n in range(k, t - k):
+            logits = flat @ z[i, n] / tau
+            log_denominator = np.log(np.sum(np.exp(logits)))
+            positives = [m for m in range(t) if 1 <= abs(m - n) <= k]
+            anchors.append(np.mean([z[i, n] @ z[i, p] / tau - log_denominator
+                                    for p in positives]))
+    consistency = np.mean([np.sum((z[i, n + 1] - z[i, n] @ a) ** 2)
+                           for i in range(b) for n in range(t - 1)])
+    centred = flat - flat.mean(axis=0)
+    cov = sum(np.outer(row, row) for row in centred) / len(flat)
+    eigenvalues = np.linalg.eigvalsh(cov / np.trace(cov))
+    entropy = -np.sum(eigenvalues * np.log(eigenvalues))
+    expected = {"reconstruction": reconstruction, "infonce": np.mean(anchors),
+                "consistency": consistency, "entropy": entropy}
+    for name, value in expected.items():
+        assert float(terms[name]) == pytest.approx(value, rel=1e-5), name
+    alpha, beta, gamma = 2.0, 0.7, 0.1
+    assert float(objective.algorithm2_loss(terms, alpha, beta, gamma)) == pytest.approx(
+        reconstruction - alpha * np.mean(anchors) + beta * consistency - gamma * entropy,
+        rel=1e-5)
+    assert float(objective.algorithm2_loss(terms, alpha, beta, gamma, entropy_sign=1.0)) == \
+        pytest.approx(reconstruction - alpha * np.mean(anchors) + beta * consistency
+                      + gamma * entropy, rel=1e-5)
+
+
+def test_ridge_koopman_recovers_a_linear_map_and_the_two_nrmses():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(4, 4)) * 0.5
     z = rng.normal(size=(500, 4))
     np.testing.assert_allclose(km.ridge_koopman(jnp.asarray(z), jnp.asarray(z @ a), 0.0), a,
                                atol=1e-4)
-    predicted, true = np.zeros((3, 2, 4)), np.ones((3, 2, 4))
-    true[:, 1] = 2.0
-    np.testing.assert_allclose(km.rollout_nrmse(predicted, true), [1.0, 2.0])
+    # 3 starts, 2 horizons, 2 dimensions: errors 1 (horizon 1) and 2 (horizon 2) in every entry.
+    true = np.full((3, 2, 2), 3.0)
+    true[:, :, 1] = 4.0  # |x| = 5
+    predicted = true + np.array([1.0, 2.0])[None, :, None]
+    np.testing.assert_allclose(km.nrmse_by_std(predicted, true, np.array([1.0, 2.0])),
+                               [math.sqrt((1 + 0.25) / 2), math.sqrt((4 + 1) / 2)], rtol=1e-6)
+    np.testing.assert_allclose(km.nrmse_by_norm(predicted, true),
+                               [math.sqrt(2) / 5, math.sqrt(8) / 5], rtol=1e-6)
 
 
 def test_rk4_matches_the_exact_solution_of_a_linear_system():
@@ -92,11 +139,14 @@ def test_rk4_matches_the_exact_solution_of_a_linear_system():
 
 def test_lorenz_and_pendulum_simulations_are_sane():
     rng = np.random.default_rng(0)
-    lorenz = dynamics.simulate("lorenz63", 3, 500, 0.01, rng)
-    assert lorenz.shape == (3, 500, 3) and np.all(np.isfinite(lorenz))
-    # After the burn-in the state is on the attractor: bounded, z positive, both wings visited.
-    assert np.abs(lorenz[..., :2]).max() < 30 and 0 < lorenz[..., 2].min()
-    assert (lorenz[..., 0] > 0).any() and (lorenz[..., 0] < 0).any()
+    # The paper's setting (one RK4 step of 0.1 per sample) and a finer one: after the burn-in the
+    # state is on the attractor (bounded, z positive, both wings visited) and stays there, also
+    # from the initial box's corners, where a single RK4 step of 0.1 would diverge.
+    for dt, length in ((0.1, 2000), (0.01, 500)):
+        lorenz = dynamics.simulate("lorenz63", 64, length, dt, np.random.default_rng(0))
+        assert lorenz.shape == (64, length, 3) and np.all(np.isfinite(lorenz))
+        assert np.abs(lorenz[..., :2]).max() < 30 and 0 < lorenz[..., 2].min()
+        assert (lorenz[..., 0] > 0).any() and (lorenz[..., 0] < 0).any()
     pendulum = dynamics.simulate("pendulum", 4, 300, 0.1, rng)
     energy = 0.5 * pendulum[..., 1] ** 2 - np.cos(pendulum[..., 0])
     np.testing.assert_allclose(energy, energy[:, :1].repeat(300, 1), atol=1e-5)  # conserved
@@ -114,6 +164,14 @@ def test_dataset_split_windows_and_normalisation():
     np.testing.assert_array_equal(data.test["trajectory"], clean.test["trajectory"])
     # Consecutive windows overlap: window 1 starts where window 0 is 5 steps in.
     np.testing.assert_array_equal(clean.train["window"][1, :5], clean.train["window"][0, 5:])
+    # Test trajectories carry their standardisation: back in physical units they are the
+    # simulation itself.
+    lorenz = dynamics.load("lorenz63", train_trajectories=2, test_trajectories=2, length=50,
+                           window_len=16, window_stride=1)
+    test = lorenz.test
+    physical = test["trajectory"] * test["scale"][:, None] + test["offset"][:, None]
+    simulated = dynamics.simulate("lorenz63", 4, 50, 0.1, np.random.default_rng(0))[2:]
+    np.testing.assert_allclose(physical, simulated, rtol=1e-4, atol=1e-3)
     with pytest.raises(UserError, match="unknown dynamical system"):
         dynamics.load("vanderpol")
 
@@ -124,26 +182,38 @@ def test_smoke_training_writes_finite_metrics_and_plots(tmp_path):
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     last = records[-1]
-    for name in ("eval/nrmse_5", "eval/nrmse_20", "eval/nrmse_50", "eval/effective_dim",
-                 "train/infonce", "train/entropy", "train/prediction"):
+    for name in ("eval/nrmse_std_1", "eval/nrmse_std_50", "eval/nrmse_norm_5",
+                 "eval/nrmse_norm_20", "eval/effective_dim", "train/infonce", "train/entropy",
+                 "train/consistency", "train/reconstruction"):
         assert np.isfinite(last[name]), name
     assert 1.0 <= last["eval/effective_dim"] <= config.model.latent_dim
     assert np.array(last["eval/spectrum"]).shape == (config.model.latent_dim, 2)
     assert records[-1]["train/loss"] < records[0]["train/loss"]
-    assert final["eval/nrmse_5"] == last["eval/nrmse_5"]
+    assert final["eval/nrmse_std_5"] == last["eval/nrmse_std_5"]
+    assert "train/rollout" not in last  # the paper's form has no rollout term
     for png in ("koopman_spectrum.png", "koopman_rollout.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
 
 def test_closed_form_koopman_and_the_field_system_train(tmp_path):
     config = jaxlab.load_config("koopman:smoke,system=burgers,koopman=closed_form,"
-                                "entropy=minimize",
+                                "entropy=minimize,form=rollout",
                                 {"train.steps": 5, "train.eval_every": 5,
                                  "train.checkpoint_every": 5})
     assert config.model.encoder == "conv"
     final = jaxlab.train(config, tmp_path, quiet=True)
-    assert np.isfinite(final["eval/nrmse_20"]) and np.isfinite(final["train/loss"])
+    assert np.isfinite(final["eval/nrmse_norm_20"]) and np.isfinite(final["train/rollout"])
     assert (tmp_path / "koopman_rollout.png").exists()
+
+
+def test_presets_keep_the_paper_horizons_in_physical_time():
+    """Horizons 5/20/50 steps of the paper's 0.1 are 50/200/500 steps of 0.01, plus one step."""
+    paper, fine = jaxlab.load_config("koopman"), jaxlab.load_config("koopman:dt=0.01")
+    assert (paper.data.dt, tuple(paper.evaluation.horizons)) == (0.1, (1, 5, 20, 50))
+    assert (fine.data.dt, tuple(fine.evaluation.horizons)) == (0.01, (1, 50, 200, 500))
+    assert fine.data.length * fine.data.dt == pytest.approx(paper.data.length * paper.data.dt)
+    assert (paper.loss.alpha, paper.loss.gamma, paper.loss.infonce_k) == (2.0, 0.1, 3)
+    assert paper.loss.rollout == 0 and jaxlab.load_config("koopman:form=rollout").loss.rollout > 0
 
 
 def test_bad_loss_settings_are_refused(tmp_path):

@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # notebook -> the metric its last cell shows (the restored checkpoint, evaluated)
 LAST_CELL_SHOWS = {"quickstart.ipynb": "eval/accuracy",
                    "transformer_minimization.ipynb": "eval/accuracy",
-                   "koopman.ipynb": "eval/nrmse_5",
+                   "koopman.ipynb": "eval/nrmse_std_5",
                    "gedi.ipynb": "eval/nmi"}
 
 

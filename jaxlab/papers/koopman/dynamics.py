@@ -2,8 +2,9 @@
 
 Systems (``system=``):
 
-* ``lorenz63``: σ = 10, ρ = 28, β = 8/3; state (x, y, z). Initial conditions are drawn in a box
-  and run for ``burn_in`` samples so that every trajectory starts on the attractor.
+* ``lorenz63``: σ = 10, ρ = 28, β = 8/3 (the paper's Eq. 52); state (x, y, z). Initial conditions
+  are drawn in a box and run for 10 time units (RK4 steps of 0.01) so that every trajectory starts
+  on the attractor.
 * ``pendulum``: the undamped nonlinear pendulum θ'' = -sin θ; state (θ, ω). Initial conditions are
   drawn below the separatrix (energy ω²/2 - cos θ < 0.9), so θ never wraps around.
 * ``burgers``: viscous Burgers u_t + u u_x = ν u_xx (ν = 0.1) on a periodic grid of 64 points over
@@ -11,11 +12,11 @@ Systems (``system=``):
   modes. The 64-dimensional state is what the convolutional encoder is for.
 
 ``dt`` is the sampling interval of the stored trajectories; RK4 integrates each interval in
-``ceil(dt / max_step)`` equal sub-steps, so a coarse ``dt`` still gives accurate samples.
-Lorenz-63 defaults to ``dt = 0.01`` rather than the paper's 0.1: at 0.1 consecutive samples are
-a tenth of the attractor's fast time scale apart and the 50-step test horizon spans 5 time units,
-about 4.5 Lyapunov times (largest exponent ≈ 0.9), past which any one-step model's error has grown
-≈ 90-fold; ``--config.data.dt=0.1`` gives the paper's setting.
+``ceil(dt / max_step)`` equal sub-steps. For Lorenz-63 ``max_step`` is 0.1: at the paper's
+``dt = 0.1`` each sample is one RK4 step of 0.1, as its Appendix G.3.1 states ("integrated using
+a fixed time step ∆t = 0.1 s with a fourth-order Runge–Kutta method"), and at ``dt = 0.01`` one
+step of 0.01. (One RK4 step of 0.1 is stable on the attractor but not from every point of the
+initial box, hence the burn-in at the finer step.)
 
 Trajectories are split into train and test by initial condition, standardised with the training
 trajectories' mean and std (per state dimension for the ODEs, one scalar for the field), and the
@@ -38,6 +39,7 @@ from jaxlab.errors import UserError
 
 BURGERS_GRID = 64
 BURGERS_VISCOSITY = 0.1
+BURN_IN_STEP = 0.01  # RK4 step of the burn-in that brings initial states onto the attractor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +48,7 @@ class System:
     initial_states: Callable[[np.random.Generator, int], np.ndarray]  # (N, D)
     dt: float        # default sampling interval
     max_step: float  # largest RK4 step used to integrate one interval
-    burn_in: int     # samples discarded at the start of every trajectory
+    burn_in: float   # time integrated (RK4 steps of BURN_IN_STEP) before the first sample
     field: bool      # standardise with one scalar (a field) or per dimension (an ODE state)
 
 
@@ -93,10 +95,12 @@ def _burgers_initial(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 SYSTEMS = {
-    "lorenz63": System(lorenz63, _lorenz_initial, dt=0.01, max_step=0.01, burn_in=1000,
+    "lorenz63": System(lorenz63, _lorenz_initial, dt=0.1, max_step=0.1, burn_in=10.0,
                        field=False),
-    "pendulum": System(pendulum, _pendulum_initial, dt=0.1, max_step=0.01, burn_in=0, field=False),
-    "burgers": System(burgers, _burgers_initial, dt=0.05, max_step=0.005, burn_in=0, field=True),
+    "pendulum": System(pendulum, _pendulum_initial, dt=0.1, max_step=0.01, burn_in=0.0,
+                       field=False),
+    "burgers": System(burgers, _burgers_initial, dt=0.05, max_step=0.005, burn_in=0.0,
+                      field=True),
 }
 
 
@@ -132,8 +136,10 @@ def simulate(system: str, num_trajectories: int, length: int, dt: float,
     substeps = max(1, math.ceil(dt / spec.max_step - 1e-9))
     x0 = jnp.asarray(spec.initial_states(rng, num_trajectories), jnp.float32)
     run = jax.jit(integrate, static_argnums=(0, 2, 3, 4))
-    return np.asarray(run(spec.vector_field, x0, dt, spec.burn_in + length, substeps)
-                      )[:, spec.burn_in:]
+    if spec.burn_in:
+        burn_in_steps = round(spec.burn_in / BURN_IN_STEP)
+        x0 = run(spec.vector_field, x0, BURN_IN_STEP, burn_in_steps + 1)[:, -1]
+    return np.asarray(run(spec.vector_field, x0, dt, length, substeps))
 
 
 def windows(trajectories: np.ndarray, window_len: int, stride: int) -> np.ndarray:
@@ -146,7 +152,8 @@ def windows(trajectories: np.ndarray, window_len: int, stride: int) -> np.ndarra
 def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: int = 32,
          test_trajectories: int = 8, length: int = 1000, window_len: int = 32,
          window_stride: int = 4, noise: float = 0.0, split_seed: int = 0) -> Dataset:
-    """train {"window": (num_windows, window_len, D)}, test {"trajectory": (N_test, length, D)}."""
+    """train {"window": (num_windows, window_len, D)}, test {"trajectory": (N_test, length, D),
+    "offset": (N_test, D), "scale": (N_test, D)}: physical states are trajectory · scale + offset."""
     if system not in SYSTEMS:
         raise UserError(f"unknown dynamical system {system!r}; known: {', '.join(SYSTEMS)}")
     dt = SYSTEMS[system].dt if dt is None else dt
@@ -168,5 +175,8 @@ def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: 
     train, test = (train - mean) / std, (test - mean) / std
     train_windows = windows(train, window_len, window_stride)
     train_windows = train_windows + noise * rng.standard_normal(train_windows.shape)
+    per_trajectory = (len(test), trajectories.shape[-1])
     return Dataset(train={"window": train_windows.astype(np.float32)},
-                   test={"trajectory": test.astype(np.float32)})
+                   test={"trajectory": test.astype(np.float32),
+                         "offset": np.broadcast_to(mean, per_trajectory).astype(np.float32),
+                         "scale": np.broadcast_to(std, per_trajectory).astype(np.float32)})

@@ -1,15 +1,17 @@
-"""The pure math of information-shaped Koopman learning (Cheng et al., arXiv 2510.13025).
+"""The pure math of information-shaped Koopman learning (Cheng et al., "Information Shapes
+Koopman Representation", arXiv 2510.13025v2, ICLR 2026).
 
 Everything here is a jittable function of arrays, with no model or training code:
 
-* `gaussian_mutual_information`: the latent mutual information I(z_t; z_{t+1}) of linear-Gaussian
-  latent dynamics z_{t+1} = K z_t + w in closed form (the paper's Gaussian case, Eq. 7);
-* `temporal_infonce`: the contrastive estimate of that mutual information the paper trains with
-  (positives: temporal neighbours within ±k steps; temperature tau);
-* `von_neumann_entropy` and `effective_dimension`: S(rho) = -tr(rho log rho) of the normalised
-  latent covariance rho = C / tr C, and exp(S), the number of equally used latent directions;
+* `gaussian_mutual_information`: the latent mutual information of linear-Gaussian latent
+  dynamics in closed form (the paper's Eq. 7 with n = 1);
+* `paper_infonce`: the InfoNCE estimate of I(z_n; P_n) exactly as Algorithm 2, line 5 writes it;
+* `covariance`, `von_neumann_entropy` and `effective_dimension`: C = (1/B) Σ (z_i - z̄)(z_i - z̄)^T
+  over a minibatch (Alg. 2, line 7), S(ρ) = -tr(ρ log ρ) of ρ = C / tr C (Def. 2.3), and
+  d_eff = exp(S) (Def. E.2);
 * `ridge_koopman`: the closed-form Koopman matrix of a set of latent pairs;
-* `rollout_nrmse`: the normalised k-step rollout error.
+* `nrmse_by_std` and `nrmse_by_norm`: the two normalisations of the rollout error that the
+  project reports (the paper does not define its NRMSE).
 
 Row-vector convention throughout: latents are rows z (shape (..., d)), one Koopman step is
 ``z @ A`` with ``A = K^T``.
@@ -20,56 +22,51 @@ import jax.numpy as jnp
 
 def gaussian_mutual_information(koopman: jax.Array, state_cov: jax.Array,
                                 noise_cov: jax.Array) -> jax.Array:
-    """I(z_t; z_{t+1}) in nats for z_t ~ N(m, Σ), z_{t+1} = K z_t + w, w ~ N(0, Q) (Eq. 7).
+    """I(z_t; z_{t+1}) in nats for z_t ~ N(m, C), z_{t+1} = K z_t + w, w ~ N(0, Σ).
 
-    Then z_{t+1} ~ N(K m, K Σ K^T + Q) and z_{t+1} | z_t ~ N(K z_t, Q), so
-    I = h(z_{t+1}) - h(z_{t+1} | z_t) = ½ log det(K Σ K^T + Q) - ½ log det Q.
-    It grows as the noise Q shrinks relative to the propagated signal K Σ K^T.
+    The paper's Eq. 7, I = ½ log det(I + M_n^{-1/2} K^n C (K^n)^T M_n^{-1/2}), at n = 1 (M_1 = Σ),
+    computed as ½ log det(K C K^T + Σ) - ½ log det Σ (the same number: h(z_{t+1}) - h(z_{t+1}|z_t)).
     """
     marginal = koopman @ state_cov @ koopman.T + noise_cov
     return 0.5 * (jnp.linalg.slogdet(marginal)[1] - jnp.linalg.slogdet(noise_cov)[1])
 
 
-def temporal_infonce(z_BTD: jax.Array, k: int, temperature: float) -> jax.Array:
-    """Multi-positive InfoNCE over time inside each sequence (the paper's tractable MI term).
+def paper_infonce(z_BTL: jax.Array, k: int, temperature: float) -> jax.Array:
+    """I(z_n; P_n) ≈ (1/|P_n|) Σ_{p∈P_n} log[exp(z_n^T z_p / τ) / Σ_{j=1}^B exp(z_n^T z_j / τ)].
 
-    For every anchor time n with a full neighbourhood (k <= n < T - k) of every sequence, the
-    positives are z_{n±i}, 1 <= i <= k, and the negatives are all other times of the same sequence
-    (the anchor itself excluded); similarities are cosines divided by ``temperature``:
-
-        L = -mean_{b,n} log( Σ_{p in P_n} exp(s_np) / Σ_{m != n} exp(s_nm) ).
-
-    With a single positive, log(T - 1) - L lower-bounds the mutual information between a state
-    and its neighbour (van den Oord et al., 2018); with 2k positives it is the paper's surrogate of
-    that MI, and minimising L raises it.
-    Needs T > 2k + 1 (at least one negative); with no negative L would be identically zero.
+    Algorithm 2, line 5, as written: raw dot products over τ, the mean over the positives
+    P_n = {z_{n±i} | 1 ≤ i ≤ k} (Eq. 9's neighbourhood) of their log-softmax, and a denominator
+    over all B latents of the minibatch, the anchor and its positives included. Here the
+    minibatch is ``z_BTL``'s windows (its first axis) of T consecutive latents, so B = windows × T;
+    the positives of z_n are its neighbours in its own window, and the anchors are the times with
+    all 2k neighbours (k ≤ n < T - k). Returned: the mean over anchors, a log-probability (≤ 0)
+    that training raises (the loss carries -α times it).
     """
-    _, t, _ = z_BTD.shape
-    if t <= 2 * k + 1:
-        raise ValueError(f"temporal InfoNCE needs sequences longer than 2k+1={2 * k + 1}, got {t}")
-    unit_BTD = z_BTD / jnp.maximum(jnp.linalg.norm(z_BTD, axis=-1, keepdims=True), 1e-8)
-    scores_BTT = jnp.einsum("bnd,bmd->bnm", unit_BTD, unit_BTD) / temperature
+    b, t, latent = z_BTL.shape
+    if t < 2 * k + 1:
+        raise ValueError(f"InfoNCE with k={k} needs windows of at least {2 * k + 1} steps, got {t}")
+    flat_NL = z_BTL.reshape(b * t, latent)
+    log_p_NN = jax.nn.log_softmax(flat_NL @ flat_NL.T / temperature, axis=-1)
+    windows = jnp.arange(b)
+    log_p_BTT = log_p_NN.reshape(b, t, b, t)[windows, :, windows, :]  # (B, T, T) within a window
     times = jnp.arange(t)
     distance_TT = jnp.abs(times[:, None] - times[None, :])
     positive_TT = (distance_TT >= 1) & (distance_TT <= k)
-    others_TT = distance_TT >= 1
-    log_positive = jax.nn.logsumexp(jnp.where(positive_TT, scores_BTT, -jnp.inf), axis=-1)
-    log_all = jax.nn.logsumexp(jnp.where(others_TT, scores_BTT, -jnp.inf), axis=-1)
-    anchors = slice(k, t - k)
-    return -(log_positive - log_all)[:, anchors].mean()
+    per_anchor_BT = jnp.sum(jnp.where(positive_TT, log_p_BTT, 0.0), axis=-1) / (2 * k)
+    return per_anchor_BT[:, k:t - k].mean()
 
 
-def covariance(z_ND: jax.Array) -> jax.Array:
-    """The (d, d) sample covariance of the rows of ``z_ND`` (centred, divided by N - 1)."""
-    centred = z_ND - z_ND.mean(axis=0)
-    return centred.T @ centred / (z_ND.shape[0] - 1)
+def covariance(z_NL: jax.Array) -> jax.Array:
+    """C = (1/N) Σ_i (z_i - z̄)(z_i - z̄)^T over the rows of ``z_NL`` (Alg. 2, line 7)."""
+    centred = z_NL - z_NL.mean(axis=0)
+    return centred.T @ centred / z_NL.shape[0]
 
 
 def von_neumann_entropy(cov: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """S(rho) = -Σ λ_i log λ_i of rho = C / tr C (eigenvalues λ_i >= 0, Σ λ_i = 1), in nats.
+    """S(ρ) = -Σ λ_i log λ_i of ρ = C / tr C (Def. 2.3; eigenvalues λ_i ≥ 0, Σ λ_i = 1), in nats.
 
     0 when one direction carries all the variance, log d when all d directions carry equal
-    variance (rho = I/d). Differentiable through ``jnp.linalg.eigvalsh``; eigenvalues below ``eps``
+    variance (ρ = I/d). Differentiable through ``jnp.linalg.eigvalsh``; eigenvalues below ``eps``
     contribute 0 (the limit of λ log λ).
     """
     rho = cov / jnp.trace(cov)
@@ -79,22 +76,31 @@ def von_neumann_entropy(cov: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 def effective_dimension(cov: jax.Array) -> jax.Array:
-    """exp(S(C / tr C)): between 1 (collapse onto one mode) and d (isotropic latents)."""
+    """d_eff = exp(S(C / tr C)) (Def. E.2): 1 (collapse onto one mode) to d (isotropic latents)."""
     return jnp.exp(von_neumann_entropy(cov))
 
 
-def ridge_koopman(z_now_ND: jax.Array, z_next_ND: jax.Array, ridge: float) -> jax.Array:
+def ridge_koopman(z_now_NL: jax.Array, z_next_NL: jax.Array, ridge: float) -> jax.Array:
     """A = argmin_A ||Z' - Z A||² + ridge ||A||², i.e. (Z^T Z + ridge I)^{-1} Z^T Z'; K = A^T."""
-    d = z_now_ND.shape[-1]
-    gram = z_now_ND.T @ z_now_ND + ridge * jnp.eye(d, dtype=z_now_ND.dtype)
-    return jnp.linalg.solve(gram, z_now_ND.T @ z_next_ND)
+    d = z_now_NL.shape[-1]
+    gram = z_now_NL.T @ z_now_NL + ridge * jnp.eye(d, dtype=z_now_NL.dtype)
+    return jnp.linalg.solve(gram, z_now_NL.T @ z_next_NL)
 
 
-def rollout_nrmse(predicted_SHD: jax.Array, true_SHD: jax.Array) -> jax.Array:
-    """Error per horizon (H,): sqrt(mean over starts and state dims of (x̂ - x)²) / σ.
+def nrmse_by_std(predicted_SHD: jax.Array, true_SHD: jax.Array, std_D: jax.Array) -> jax.Array:
+    """Per horizon (H,): sqrt(mean over starts S and dimensions D of ((x̂ - x) / σ_d)²).
 
-    The states are standardised with the training set's per-dimension mean and std, so σ = 1 and
-    this is the RMSE in units of the training data's standard deviation; 1 is the error of always
-    predicting the training mean (for test data distributed like the training data).
+    σ_d is each state dimension's standard deviation (the caller passes the test set's), so 1 is
+    the error of always predicting the mean.
     """
-    return jnp.sqrt(jnp.mean((predicted_SHD - true_SHD) ** 2, axis=(0, 2)))
+    return jnp.sqrt(jnp.mean(((predicted_SHD - true_SHD) / std_D) ** 2, axis=(0, 2)))
+
+
+def nrmse_by_norm(predicted_SHD: jax.Array, true_SHD: jax.Array) -> jax.Array:
+    """Per horizon (H,): sqrt(Σ_starts ||x̂ - x||² / Σ_starts ||x||²), states in physical units.
+
+    The error relative to the size of the true state: for Lorenz-63, whose attractor lies around
+    z ≈ 23.5, far from the origin, this is several times smaller than `nrmse_by_std`.
+    """
+    return jnp.sqrt(jnp.sum((predicted_SHD - true_SHD) ** 2, axis=(0, 2))
+                    / jnp.sum(true_SHD ** 2, axis=(0, 2)))

@@ -1,33 +1,27 @@
 """Koopman autoencoders shaped by information (Cheng et al., "Information Shapes Koopman
-Representation", arXiv 2510.13025): the task of the ``koopman`` experiment.
+Representation", arXiv 2510.13025v2): the task of the ``koopman`` experiment.
 
-A batch is a set of windows x_0 .. x_{T-1} of simulated trajectories. With z_t = enc(x_t) and the
-Koopman matrix K (rows: z_{t+1} ≈ z_t A, A = K^T), the loss is, each term weighted in
-``config.loss``:
+A batch is a set of windows x_0 .. x_{T-1} of simulated trajectories. The loss is the paper's
+Algorithm 2 (`objective`), each weight in ``config.loss``:
 
-    reconstruction  · mean ||dec(z_t) - x_t||²
-  + prediction      · mean_n ||dec(z_0 A^n) - x_n||²,  n = 1 .. T-1   (rollout over the window)
-  + consistency     · mean ||z_{t+1} - z_t A||²
-  + alpha           · InfoNCE(z; ±k neighbours, temperature tau)         (latent MI, maximised)
-  ∓ gamma           · S(C / tr C), C the minibatch latent covariance     (von Neumann entropy)
+    L = L_rec - alpha · I(z_n; P_n) + beta · L_Koop - gamma · S(C / tr C)  [+ rollout · L_roll]
 
-The paper's Lagrangian keeps the latent mutual information high (temporal coherence, estimated
-by InfoNCE) and the von Neumann entropy high (expressiveness, no collapse onto few modes):
-``entropy_objective="maximize"`` adds -gamma·S. The authors' released code adds +gamma·S, which
-minimises the entropy; ``entropy_objective="minimize"`` reproduces that. ``alpha = gamma = 0`` is
-the plain Koopman autoencoder (KAE) baseline.
+``alpha = gamma = 0`` is the Koopman autoencoder (KAE) baseline. ``rollout`` (0 in the paper's
+form) weighs the project's extension, the decoded rollout error over the window.
+``entropy_objective="minimize"`` flips the entropy's sign to the authors' released code's +gamma·S.
 
-K is either ``learned`` (a trained matrix, the paper's Table 10 variant) or ``closed_form``: the
-ridge regression A = (Z^T Z + λI)^{-1} Z^T Z' on the batch's latent pairs, with gradients stopped
-through A (as in the released code, which detaches it). For evaluation the closed-form K is the
-same ridge regression over the latent pairs of 1,024 training windows spread evenly over the
-training set.
+K is either ``learned`` (a trained matrix, Algorithm 2's K_ψ) or ``closed_form``: the ridge
+regression A = (Z^T Z + λI)^{-1} Z^T Z' on the batch's latent pairs, with gradients stopped
+through A (the released code's detached operator). For evaluation the closed-form K is the same
+ridge regression over the latent pairs of 1,024 training windows spread evenly over the training
+set.
 
 Evaluation: from starts every ``evaluation.start_stride`` steps of each test trajectory, encode,
-apply A n times, decode; ``nrmse_n`` is the RMSE over starts and state dimensions in units of the
-training data's std (`jaxlab.koopman_math.rollout_nrmse`). ``effective_dim`` is exp(S) of the
-covariance of the test latents; ``spectrum`` the eigenvalues of K as (real, imag) rows, largest
-modulus first.
+apply A n times, decode. For each horizon n in ``evaluation.horizons``, ``nrmse_std_n`` divides the
+error by each state dimension's std over the test set and ``nrmse_norm_n`` by the norm of the true
+state in physical units (`information.nrmse_by_std`, `information.nrmse_by_norm`; the paper does
+not define its NRMSE). ``effective_dim`` is exp(S) of the covariance of the test latents;
+``spectrum`` the eigenvalues of K as (real, imag) rows, largest modulus first.
 """
 import jax
 import jax.numpy as jnp
@@ -39,7 +33,7 @@ from matplotlib.figure import Figure  # no pyplot: the caller's backend (a noteb
 from jaxlab import data as data_lib
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.papers.koopman import information as km
+from jaxlab.papers.koopman import information, objective
 from jaxlab.papers.koopman.model import KoopmanAutoencoder
 from jaxlab.tasks import Task
 
@@ -56,12 +50,13 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
     if lc.entropy_objective not in ENTROPY_SIGNS:
         raise UserError(f"config.loss.entropy_objective must be one of {tuple(ENTROPY_SIGNS)}, "
                         f"got {lc.entropy_objective!r}")
-    if lc.alpha and window_len <= 2 * lc.infonce_k + 1:
-        raise UserError(f"InfoNCE with infonce_k={lc.infonce_k} needs windows longer than "
-                        f"{2 * lc.infonce_k + 1} steps, got config.data.window_len={window_len}")
-    if lc.temperature <= 0 or lc.ridge < 0:
-        raise UserError(f"config.loss.temperature must be positive and ridge non-negative, got "
-                        f"{lc.temperature} and {lc.ridge}")
+    if lc.infonce_k < 1 or window_len < 2 * lc.infonce_k + 1:
+        raise UserError(f"InfoNCE with infonce_k={lc.infonce_k} needs windows of at least "
+                        f"{2 * lc.infonce_k + 1} steps and k >= 1, got "
+                        f"config.data.window_len={window_len}")
+    if lc.temperature <= 0 or lc.ridge < 0 or min(lc.beta, lc.rollout) < 0:
+        raise UserError(f"config.loss.temperature must be positive, and ridge, beta and rollout "
+                        f"non-negative, got {lc.temperature}, {lc.ridge}, {lc.beta}, {lc.rollout}")
     if not config.evaluation.horizons or min(config.evaluation.horizons) < 1:
         raise UserError(f"config.evaluation.horizons must be positive step counts, got "
                         f"{config.evaluation.horizons}")
@@ -110,22 +105,16 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         else:
             now_NL = z_BTL[:, :-1].reshape(-1, m.latent_dim)
             next_NL = z_BTL[:, 1:].reshape(-1, m.latent_dim)
-            a_LL = jax.lax.stop_gradient(km.ridge_koopman(now_NL, next_NL, lc.ridge))
-        reconstruction = jnp.mean((decode(params, z_BTL) - x_BTD) ** 2)
-        predicted_BTD = decode(params, rollout(z_BTL[:, 0], a_LL, x_BTD.shape[1] - 1))
-        prediction = jnp.mean((predicted_BTD - x_BTD[:, 1:]) ** 2)
-        consistency = jnp.mean((z_BTL[:, 1:] - z_BTL[:, :-1] @ a_LL) ** 2)
-        cov = km.covariance(z_BTL.reshape(-1, m.latent_dim))
-        entropy = km.von_neumann_entropy(cov if lc.gamma else jax.lax.stop_gradient(cov))
-        infonce = (km.temporal_infonce(z_BTL, lc.infonce_k, lc.temperature) if lc.alpha
-                   else jnp.zeros(()))
-        total = (lc.reconstruction * reconstruction + lc.prediction * prediction
-                 + lc.consistency * consistency + lc.alpha * infonce
-                 + entropy_sign * lc.gamma * entropy)
-        metrics = {"reconstruction": reconstruction, "prediction": prediction,
-                   "consistency": consistency, "infonce": infonce, "entropy": entropy,
-                   "effective_dim": jnp.exp(entropy)}
-        return total, (metrics, task_state)
+            a_LL = jax.lax.stop_gradient(information.ridge_koopman(now_NL, next_NL, lc.ridge))
+        terms = objective.algorithm2_terms(x_BTD, decode(params, z_BTL), z_BTL, a_LL,
+                                           lc.infonce_k, lc.temperature)
+        total = objective.algorithm2_loss(terms, lc.alpha, lc.beta, lc.gamma, entropy_sign)
+        if lc.rollout:
+            terms["rollout"] = objective.rollout_error(
+                x_BTD, decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1)))
+            total = total + lc.rollout * terms["rollout"]
+        terms["effective_dim"] = jnp.exp(terms["entropy"])
+        return total, (terms, task_state)
 
     fit_rows = np.unique(np.linspace(0, data.num_train - 1, FIT_WINDOWS).astype(int))
     fit_windows = data.train["window"][fit_rows]
@@ -133,8 +122,8 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     @jax.jit
     def closed_form_koopman(params, windows_BTD):
         z = encode(params, windows_BTD)
-        return km.ridge_koopman(z[:, :-1].reshape(-1, m.latent_dim),
-                                z[:, 1:].reshape(-1, m.latent_dim), lc.ridge)
+        return information.ridge_koopman(z[:, :-1].reshape(-1, m.latent_dim),
+                                         z[:, 1:].reshape(-1, m.latent_dim), lc.ridge)
 
     def koopman_matrix(params):
         """A = K^T used for evaluation and plots."""
@@ -143,25 +132,32 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         return closed_form_koopman(params, fit_windows)
 
     starts = np.arange(0, test_len - max(horizons), config.evaluation.start_stride)
+    test_trajectories = np.asarray(data.test["trajectory"])
+    test_std_D = test_trajectories.std(axis=(0, 1))
+    offset_D, scale_D = np.asarray(data.test["offset"][0]), np.asarray(data.test["scale"][0])
 
     @jax.jit
     def rollout_errors(params, a_LL, trajectories_NTD):
         x0 = trajectories_NTD[:, starts].reshape(-1, state_dim)
         predicted = decode(params, rollout(encode(params, x0), a_LL, max(horizons)))
         targets = trajectories_NTD[:, starts[:, None] + np.arange(1, max(horizons) + 1)]
-        nrmse = km.rollout_nrmse(predicted, targets.reshape(predicted.shape))
+        targets = targets.reshape(predicted.shape)
+        by_std = information.nrmse_by_std(predicted, targets, test_std_D)
+        by_norm = information.nrmse_by_norm(predicted * scale_D + offset_D,
+                                            targets * scale_D + offset_D)
         latents = encode(params, trajectories_NTD).reshape(-1, m.latent_dim)
-        return nrmse, km.effective_dimension(km.covariance(latents))
+        return by_std, by_norm, information.effective_dimension(information.covariance(latents))
 
     def evaluate(params, task_state, test):
         del task_state
         a_LL = koopman_matrix(params)
-        nrmse, effective_dim = rollout_errors(params, a_LL, test["trajectory"])
-        nrmse = np.asarray(nrmse)
+        by_std, by_norm, effective_dim = map(np.asarray,
+                                             rollout_errors(params, a_LL, test["trajectory"]))
         eigenvalues = np.linalg.eigvals(np.asarray(a_LL, np.float64))
         eigenvalues = eigenvalues[np.argsort(-np.abs(eigenvalues))]
-        metrics = {f"nrmse_{h}": nrmse[h - 1] for h in horizons}
-        metrics["effective_dim"] = np.asarray(effective_dim)
+        metrics = {f"nrmse_std_{h}": by_std[h - 1] for h in horizons}
+        metrics.update({f"nrmse_norm_{h}": by_norm[h - 1] for h in horizons})
+        metrics["effective_dim"] = effective_dim
         metrics["spectral_radius"] = np.abs(eigenvalues[0])
         metrics["spectrum"] = np.stack([eigenvalues.real, eigenvalues.imag], axis=-1)
         return metrics
