@@ -18,7 +18,7 @@ from jaxlab.config import parse_preset
 from jaxlab.errors import UserError
 
 PRESET = dict(system="lorenz63", dt=0.0, form="paper", koopman="learned", alpha=2.0, beta=1.0,
-              gamma=0.1, entropy="maximize", noise=0.0, steps=6000, smoke=False)
+              gamma=0.1, entropy="maximize", noise=0.0, steps=8000, smoke=False)
 FORMS = {"paper": 0.0, "rollout": 1.0}  # form -> weight of the project's rollout loss
 
 # Per system: default sampling interval, trajectory length and test horizons in time units (the
@@ -68,8 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, warmup_steps=100,
                             schedule="cosine", grad_clip_norm=1.0)
     config.train = dict(steps=preset.steps, batch_size=system["batch_size"], log_every=100,
-                        eval_every=max(1, preset.steps // 12), checkpoint_every=preset.steps // 2,
-                        keep_checkpoints=2)
+                        eval_every=500, checkpoint_every=2000, keep_checkpoints=2)
     if preset.smoke:
         config.data.update(train_trajectories=4, test_trajectories=2,
                            length=120 * samples_per_default_step)
