@@ -20,9 +20,11 @@ checkpoint (a sweep: after its running runs committed theirs and its table was w
 same command to resume).
 """
 import argparse
+import atexit
 import collections
 import json
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -185,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxlab import compilation_cache, parallel, registry
     from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
-    from jaxlab.report import report
     from jaxlab.train import evaluate_workdir, train
 
     try:
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             return _sweep(args, _split_overrides(extra))
         elif args.command == "report":
+            from jaxlab.report import report  # matplotlib: only this command draws
+
             print(report(args.workdir, metric=args.metric, descending=args.descending))
         elif args.command == "data":
             _convert(args)
@@ -249,5 +252,23 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"jaxlab: warning: {message}\n"
 
 
+def console() -> None:
+    """The ``jaxlab`` command: `main`, then the process ends once its work is finished and saved.
+
+    Python's own shutdown would then free every object of JAX, Flax and Orbax one by one: 0.4-0.5 s
+    of a 3 s one-step run on a 2-core machine (measured). Instead, the other threads finish, the
+    exit handlers run (logging, JAX's distributed client) and the output is flushed, as in a
+    normal exit, and the process ends without the teardown. An exception ends it the normal way.
+    """
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs at this point
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

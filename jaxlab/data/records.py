@@ -17,7 +17,6 @@ import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 from etils import epath
 from flax import serialization
-from grain.sources import ArrayRecordDataSource
 
 from jaxlab.errors import UserError
 
@@ -43,6 +42,8 @@ class RecordSplit(Mapping):
     """The arrays of the ArrayRecord file ``path``, read lazily (see the module docstring)."""
 
     def __init__(self, path: epath.Path, what: str, keys: Sequence[str] = ()):
+        from grain.sources import ArrayRecordDataSource  # imported here: only record splits need it
+
         self.path, self._what = path, what
         try:
             self._source = ArrayRecordDataSource(str(path))

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import grain
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -101,6 +100,8 @@ class ChunkReader:
     def chunks(self, start: int, stop: int, length: int) -> Iterator[tuple[int, int, dict]]:
         """(first step, length, batches) of the chunks from ``start`` to ``stop``, read ahead by
         Grain's worker threads."""
+        import grain  # imported here: runs that keep their data on the device never load it
+
         starts = list(range(start, stop, length))
         spans = grain.MapDataset.source(starts).map(
             lambda first: (first, min(length, stop - first),
