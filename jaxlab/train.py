@@ -9,6 +9,7 @@ chunk boundaries.
 """
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -196,9 +197,12 @@ class _Loop:
                 tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0))
             stop_requests = stack.enter_context(
                 StopRequests(self.checkpoints[0].reached_preemption))
-            # The host logs chunk k while the device runs chunk k+1; evaluation and checkpoints
-            # need the state at their step, so the loop waits for the device there.
-            pending = None  # (trials, first step, length, metrics) of a chunk not yet logged
+            # The host writes chunk k's records while the device runs chunk k+1. At an
+            # evaluation or a checkpoint the loop waits for chunk k, checks it, dispatches the
+            # evaluation and hands the state to the checkpoint (which copies it off the device)
+            # before dispatching chunk k+1, which donates the state; the records are written,
+            # and the evaluation fetched, while chunk k+1 runs.
+            pending = None  # (state) -> None: writes the records of the chunk before
             chunk_index = 0
             while True:
                 live = [i for i in range(size) if i not in self.failures
@@ -212,9 +216,8 @@ class _Loop:
                 state, metrics = self.program.chunk(length)(state, active,
                                                             self.feed.chunk(step, length))
                 if pending:
-                    self._log_chunk(state, *pending, evaluate=False)
-                pending = (moving, step, length, metrics)
-                step += length
+                    pending(state)
+                start, step = step, step + length
                 for i in moving:
                     self.steps[i] = step
                 stop_reason = stop_requests.reason(chunk_index)
@@ -222,30 +225,35 @@ class _Loop:
                 evaluate = step % tc.eval_every == 0 or step == tc.steps
                 save = step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason
                 if evaluate or save:
-                    self._log_chunk(state, *pending, evaluate=evaluate)
-                    pending = None
-                if save:
-                    for i in moving:
-                        if i not in self.failures:
+                    checked = self._check_chunk(state, moving, start, length, metrics)
+                    evaluations = ({i: self._evaluation(state, i) for i in checked}
+                                   if evaluate else {})
+                    if save:
+                        for i in checked:
                             self.checkpoints[i].save(step, self.program.trial(state, i))
                             self.saved[i] = step
+                    pending = functools.partial(self._write, checked, step, evaluations)
+                else:
+                    pending = functools.partial(self._log_chunk, moving, start, length, metrics)
                 if stop_reason and step < tc.steps:
+                    pending(state)
                     for checkpoints in self.checkpoints:
                         checkpoints.wait_until_committed()
                     raise Interrupted(self._stopped(stop_reason, step), step=step,
                                       reason=stop_reason)
             if pending:
-                self._log_chunk(state, *pending, evaluate=False)
+                pending(state)
             for i, log in enumerate(self.logs):  # resumed at the end, its last record lost
                 if i not in self.failures and log.latest.get("step") != self.steps[i]:
-                    log.write(self.steps[i], self._evaluation(state, i))
+                    log.write(self.steps[i], jax.device_get(self._evaluation(state, i)))
         return state
 
     def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
-        """``{"eval/NAME": value}`` of trial ``index`` on the test split."""
+        """``{"eval/NAME": value}`` of trial ``index`` on the test split, dispatched: values
+        may still be computing on the device (`jax.device_get` waits for them)."""
         trial_state = self.program.trial(state, index)
-        evaluated = jax.device_get(self.feed.evaluate(
-            self.tasks[index], trial_state["params"], trial_state["task_state"]))
+        evaluated = self.feed.evaluate(self.tasks[index], trial_state["params"],
+                                       trial_state["task_state"])
         return {f"eval/{k}": v for k, v in evaluated.items()}
 
     def _stopped(self, reason: str, step: int) -> str:
@@ -255,10 +263,19 @@ class _Loop:
         return (f"stopped by {reason} at step {step}: the checkpoints of its "
                 f"{self.group.size} trials are committed; run the same command again to resume")
 
-    def _log_chunk(self, state: dict, moving: Sequence[int], start: int, length: int,
-                   metrics: dict, evaluate: bool) -> None:
+    def _log_chunk(self, moving: Sequence[int], start: int, length: int, metrics: dict,
+                   state: dict) -> None:
         """Waits for the chunk from step ``start``, checks each trial, writes their records."""
+        checked = self._check_chunk(state, moving, start, length, metrics)
+        self._write(checked, start + length, {}, state)
+
+    def _check_chunk(self, state: dict, moving: Sequence[int], start: int, length: int,
+                     metrics: dict) -> dict[int, dict]:
+        """Waits for the chunk from step ``start``; returns its metrics per trial that went
+        well. A trial that met a NaN/Inf it did not skip raises `NonFiniteError`, or with
+        ``record_nonfinite`` joins ``failures``."""
         metrics = jax.device_get(metrics)
+        checked = {}
         for i in moving:
             if i in self.failures:
                 continue
@@ -269,14 +286,21 @@ class _Loop:
                     raise error
                 self.failures[i] = error
                 continue
+            checked[i] = trial_metrics
+        return checked
+
+    def _write(self, checked: dict[int, dict], step: int, evaluations: dict[int, dict],
+               state: dict) -> None:
+        """Writes the records of step ``step``: the checked chunk's train metrics and the trials'
+        ``evaluations`` (fetched here); ``state`` is unused (`pending`'s signature)."""
+        del state
+        for i, trial_metrics in checked.items():
             record = {f"train/{k}": v for k, v in trial_metrics.items()}
-            if evaluate:
-                record.update(self._evaluation(state, i))
-            self.logs[i].write(start + length, record)
-        going = [i for i in moving if i not in self.failures]
-        if going:
-            self.progress.update(min(self.steps[i] for i in going) - self.progress.n)
-            loss = self.program.trial(metrics, going[0])["loss"]
+            record.update(jax.device_get(evaluations.get(i, {})))
+            self.logs[i].write(step, record)
+        if checked:
+            self.progress.update(min(self.steps[i] for i in checked) - self.progress.n)
+            loss = next(iter(checked.values()))["loss"]
             self.progress.set_postfix(loss=f"{float(loss):.4g}")
 
     def _nonfinite(self, index: int, state: dict, start: int, length: int,
