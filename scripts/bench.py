@@ -502,15 +502,21 @@ def main() -> None:
 
     peak = matmul_peak()
     mfu = flops["wider"] * rows["wider"]["jaxlab"] / peak if "wider" in rows else float("nan")
-    cold = startup_seconds(workroot / "startup_cache", workroot / "startup_cold")
-    warm = startup_seconds(workroot / "startup_cache", workroot / "startup_warm")
+    startup_seconds(workroot / "startup_cache", workroot / "startup_prime")  # fills the cache
+    colds, warms = [], []
+    for r in range(args.repeats):  # interleaved; each cold run with an empty cache of its own
+        colds.append(startup_seconds(workroot / f"startup_cache{r}", workroot / f"cold{r}"))
+        warms.append(startup_seconds(workroot / "startup_cache", workroot / f"warm{r}"))
+    cold, warm = statistics.median(colds), statistics.median(warms)
     ckpt = statistics.median(checkpoint_cost(workroot / f"c{r}") for r in range(args.repeats))
-    report = render(rows, flops, peak, mfu, cold, warm, ckpt, args.repeats)
+    report = render(rows, flops, peak, mfu, (cold, colds), (warm, warms), ckpt, args.repeats)
     write_block(pathlib.Path(args.out), BEGIN, END, report)
     print(report)
 
 
 def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
+    """``cold`` and ``warm``: (median, every repeat) of the start-up seconds."""
+    (cold, colds), (warm, warms) = cold, warm
     batches = {name: w["batch"] for name, w in WORKLOADS.items()}
     lines = [
         f"Measured by `python scripts/bench.py` on {machine()}. Steady-state training steps/s "
@@ -531,8 +537,9 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
         f"step (XLA cost "
         f"analysis) -> model FLOPs utilisation of `jaxlab train` = {100 * mfu:.1f}% of that peak.",
         f"- Launch to the end of a one-step `jaxlab train minimal_transformer` run (one step, one "
-        f"evaluation, one checkpoint): {cold:.1f} s cold, {warm:.1f} s with jaxlab's persistent "
-        f"compilation cache warm.",
+        f"evaluation, one checkpoint), median of {repeats} interleaved repeats: {cold:.1f} s cold "
+        f"({min(colds):.1f}-{max(colds):.1f}), {warm:.1f} s with jaxlab's persistent "
+        f"compilation cache warm ({min(warms):.1f}-{max(warms):.1f}).",
         f"- Checkpointing at the default interval of `minimal_transformer` costs "
         f"{100 * ckpt:.1f}% of the run's wall time (its periodic saves, each timed from the "
         f"difference between saving every 100 steps and only at the end).", "",
@@ -549,7 +556,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def _targets(rows, mfu, cold, warm, ckpt) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for each target of the benchmark that this run measured."""
-    minimum = {"tiny": (5.0, 2.5), "small": (1.2, 1.0), "wider": (1.2, 1.0)}
+    minimum = {"tiny": (5.0, 1.0), "small": (1.2, 1.0), "wider": (1.2, 1.0)}
     targets = []
     for name, row in rows.items():
         vs_torch, vs_step = minimum[name]
@@ -564,8 +571,9 @@ def _targets(rows, mfu, cold, warm, ckpt) -> list[tuple[str, str, bool]]:
         targets.append(("wider: >= 60% of the measured matmul peak", f"{100 * mfu:.1f}%",
                         mfu >= 0.6))
     return targets + [
-        ("start-up to the first step <= 10 s cold", f"{cold:.1f} s", cold <= 10),
-        ("start-up <= 5 s with a warm compilation cache", f"{warm:.1f} s", warm <= 5),
+        ("start-up (one-step run) <= 8 s cold", f"{cold:.1f} s", cold <= 8),
+        ("start-up (one-step run) <= 3 s with a warm compilation cache", f"{warm:.1f} s",
+         warm <= 3),
         ("checkpointing <= 5% of wall time at the default interval", f"{100 * ckpt:.1f}%",
          ckpt <= 0.05)]
 
