@@ -224,3 +224,11 @@ def test_bad_loss_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match="InfoNCE with infonce_k=8"):
         jaxlab.train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+    config = jaxlab.load_config("koopman:smoke", {"loss.beta": -1.0})
+    with pytest.raises(UserError, match="beta and rollout non-negative"):
+        jaxlab.train(config, tmp_path / "run", quiet=True)
+    with pytest.raises(UserError, match="unknown loss form 'paper2'"):
+        jaxlab.load_config("koopman:form=paper2")
+    with pytest.raises(UserError, match="dt must be positive"):
+        jaxlab.load_config("koopman:dt=-0.1")
+    assert not (tmp_path / "run").exists()
