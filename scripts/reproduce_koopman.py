@@ -14,15 +14,9 @@ run's final numbers and evaluation curve).
     python scripts/reproduce_koopman.py --from-json   # rewrite only
 """
 import argparse
-import importlib.metadata
 import json
-import os
 import pathlib
-import platform
-import tempfile
 import time
-
-import jax
 
 import matplotlib
 
@@ -34,6 +28,7 @@ import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.koopman import information  # noqa: E402
+from report_runs import provenance, runs_directory  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "koopman.md"
@@ -238,11 +233,6 @@ def plot(rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def versions() -> str:
-    return ", ".join(f"{name} {importlib.metadata.version(name)}"
-                     for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
@@ -256,18 +246,10 @@ def main() -> None:
         record = json.loads(RUNS.read_text())
     else:
         start = time.time()
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = pathlib.Path(args.workdir or tmp)
-            # Seeds of one variant compile to the same programs: compile each once.
-            jax.config.update("jax_compilation_cache_dir", str(workdir / "compilation_cache"))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        with runs_directory(args.workdir) as workdir:
             rows = run_report(workdir, args.quick)
             persisted = {str(dt): persistence(dt) for dt in DTS}
-        minutes = (time.time() - start) / 60
-        record = {"rows": rows, "persistence": persisted, "machine": (
-            f"Wall time of the whole report: {minutes:.1f} min on {os.cpu_count()} visible CPUs "
-            f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end; "
-            f"{versions()}.")}
+        record = {"rows": rows, "persistence": persisted, "machine": provenance(start)}
     section = results_section(record["rows"], record["persistence"], record["machine"])
     if args.quick:
         print(section)

@@ -13,12 +13,8 @@ and docs/transformer_minimization_runs.json (every run's final numbers).
     python scripts/reproduce_transformer_minimization.py --from-json  # rewrite only
 """
 import argparse
-import importlib.metadata
 import json
-import os
 import pathlib
-import platform
-import tempfile
 import time
 
 import jax
@@ -35,6 +31,7 @@ from jaxlab import models  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.transformer_minimization.model import parameter_count  # noqa: E402
 from jaxlab.tasks.classification import parameter_total  # noqa: E402
+from report_runs import provenance, runs_directory  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "transformer_minimization.md"
@@ -277,12 +274,6 @@ def plot(rows) -> None:
     plt.close(fig)
 
 
-def versions() -> str:
-    """The packages whose numerics decide the table (a new jax or flax moves it by a few tenths)."""
-    return ", ".join(f"{name} {importlib.metadata.version(name)}"
-                     for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
@@ -295,18 +286,10 @@ def main() -> None:
         record = json.loads(RUNS.read_text())
     else:
         start = time.time()
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = pathlib.Path(args.workdir or tmp)
-            # Seeds of one variant compile to the same programs: compile each once.
-            jax.config.update("jax_compilation_cache_dir", str(workdir / "compilation_cache"))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        with runs_directory(args.workdir) as workdir:
             rows = run_grid(workdir, SEEDS[:1] if args.quick else SEEDS,
                             0.25 if args.quick else 1.0)
-        minutes = (time.time() - start) / 60
-        record = {"rows": rows, "machine": (
-            f"Wall time of the whole report: {minutes:.1f} min on {os.cpu_count()} visible CPUs "
-            f"({platform.machine()}), 1-minute load average {os.getloadavg()[0]:.1f} at the end; "
-            f"{versions()}.")}
+        record = {"rows": rows, "machine": provenance(start)}
         if args.quick:
             print(results_section(rows, record["machine"]))
             return
