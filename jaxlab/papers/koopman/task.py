@@ -132,8 +132,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         return closed_form_koopman(params, fit_windows)
 
     starts = np.arange(0, test_len - max(horizons), config.evaluation.start_stride)
-    test_trajectories = np.asarray(data.test["trajectory"])
-    test_std_D = test_trajectories.std(axis=(0, 1))
+    test_std_D = np.asarray(data.test["trajectory"]).std(axis=(0, 1))
     offset_D, scale_D = np.asarray(data.test["offset"][0]), np.asarray(data.test["scale"][0])
 
     @jax.jit
