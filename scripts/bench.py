@@ -16,7 +16,8 @@ Workloads (matching the PyTorch references in ../shared/bench/):
 on synthetic datasets of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
 the default `minimal_transformer` job reading digits from ``.npy`` files; it writes its own part
 of docs/BENCHMARKS.md. ``--end-to-end`` times the default `jaxlab train minimal_transformer` job
-from launch to exit, with a cold and a warm compilation cache, beside
+from launch to exit, with a cold and a warm compilation cache (and warm with the CPU split into
+one device per core, on a CPU host of several cores), beside
 scripts/bare_minimal_transformer.py (the same job as a bare script); its own part too.
 
 Steady-state steps/s is the median over repeats; each repeat is timed after a warm-up (for
