@@ -4,6 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxlab
+
 from jaxlab.data import batch_indices
 from jaxlab.data.sampling import FEISTEL_ROUNDS, permute
 
@@ -41,3 +43,52 @@ def test_each_position_goes_anywhere_with_equal_probability():
     counts = np.stack([np.bincount(images[:, i], minlength=n) for i in range(n)])
     # expected 500 per cell, binomial std ~21: a biased shuffle is far outside +-20%
     assert counts.min() > 400 and counts.max() < 600, counts
+
+
+def reference_indices(key, step, batch_size, num_examples):
+    """The batch of ``step`` computed with Python's unbounded integers: the epoch and position of
+    each of the stream's positions ``step*B .. step*B+B-1``, each permuted by its epoch's keys."""
+    positions = np.arange(step * batch_size, (step + 1) * batch_size, dtype=object)
+    epochs, offsets = positions // num_examples, positions % num_examples
+    out = np.empty(batch_size, np.int64)
+    for epoch in set(epochs):
+        keys = jax.random.bits(jax.random.fold_in(key, int(epoch)), (FEISTEL_ROUNDS,), jnp.uint32)
+        chosen = epochs == epoch
+        out[chosen] = permute(keys, jnp.asarray(offsets[chosen].astype(np.int64), jnp.uint32),
+                              num_examples)
+    return out
+
+
+@pytest.mark.parametrize("num_examples, batch_size, step", [
+    (1_281_167, 2048, 1_200_000),        # ImageNet: part * batch_size is past 2**31
+    (1_281_167, 4096, 2_000_000_000),    # a long run
+    (1_281_167, 2048, 1_281_166),        # the last step before the step count wraps an epoch
+    (1_281_167, 1_281_167, 123),         # a batch of the whole set
+    (2 ** 31 - 1, 4096, 2 ** 31 - 1),    # the largest set and step the int32 indices allow
+    (60_000, 3, 59_999),                 # a batch across two epochs
+])
+def test_batches_are_exact_at_imagenet_sizes(num_examples, batch_size, step):
+    key = jax.random.PRNGKey(7)
+    got = np.asarray(batch_indices(key, step, batch_size, num_examples))
+    np.testing.assert_array_equal(got, reference_indices(key, step, batch_size, num_examples))
+    assert got.min() >= 0 and got.max() < num_examples
+
+
+def test_every_example_once_per_epoch_at_imagenet_size():
+    """One whole epoch of 1,281,167 examples in batches of 2048, from a step whose product with
+    the batch size is past 2**31: each example once (positions e*N .. e*N+N-1)."""
+    num_examples, batch_size = 1_281_167, 2048
+    first = 1_100_000  # step * batch_size = 1,758 epochs and an offset
+    skip = -(first * batch_size) % num_examples  # positions before the next epoch starts
+    steps = first + np.arange((skip + num_examples) // batch_size + 1)
+    indices = jax.jit(jax.vmap(lambda s: batch_indices(jax.random.PRNGKey(0), s, batch_size,
+                                                       num_examples)))(steps)
+    stream = np.asarray(indices).reshape(-1)
+    epoch = stream[skip:skip + num_examples]
+    assert len(epoch) == num_examples
+    np.testing.assert_array_equal(np.bincount(epoch, minlength=num_examples), 1)
+
+
+def test_a_training_set_past_int32_indices_is_refused():
+    with pytest.raises(jaxlab.UserError, match="examples"):
+        batch_indices(jax.random.PRNGKey(0), 0, 32, 2 ** 31)

@@ -14,7 +14,10 @@ a CPU core, more than a training step of a small MLP.
 import jax
 import jax.numpy as jnp
 
+from jaxlab.errors import UserError
+
 FEISTEL_ROUNDS = 6
+MAX_EXAMPLES = 2 ** 31 - 1  # indices are int32
 
 
 def _mix(x: jax.Array) -> jax.Array:
@@ -52,21 +55,47 @@ def permute(round_keys: jax.Array, positions: jax.Array, num_examples: int) -> j
     return x.astype(jnp.int32)
 
 
-def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples: int) -> jax.Array:
-    """Indices (batch_size,) into the training set for ``step``; needs batch_size <= num_examples.
+def epoch_and_offset(step: jax.Array, batch_size: int, num_examples: int
+                     ) -> tuple[jax.Array, jax.Array]:
+    """``(epoch, offset)`` with ``step * batch_size == epoch * num_examples + offset`` and
+    ``0 <= offset < num_examples``, exact in 32-bit arithmetic for every int32 ``step``.
 
-    ``step * batch_size`` is written as ``epoch * num_examples + offset`` without forming the
-    product, so int32 does not overflow on long runs. A batch spans at most two epochs.
+    The product is never formed: ``step = whole * num_examples + part``, and ``part *
+    batch_size`` is reduced modulo ``num_examples`` one bit of ``batch_size`` at a time (each
+    partial value stays below ``2 * num_examples <= 2**32``).
     """
-    step = jnp.asarray(step, jnp.int32)
-    whole, part = step // num_examples, step % num_examples
-    epoch = whole * batch_size + (part * batch_size) // num_examples
-    offsets = (part * batch_size) % num_examples + jnp.arange(batch_size)
-    wrapped = offsets >= num_examples
+    n = jnp.uint32(num_examples)
+    step = jnp.asarray(step, jnp.int32).astype(jnp.uint32)
+    whole, part = step // n, step % n
+    quotient, remainder = jnp.uint32(0), jnp.uint32(0)
+
+    def reduce(q, r):
+        over = r >= n
+        return q + over.astype(jnp.uint32), jnp.where(over, r - n, r)
+
+    for bit in bin(batch_size)[2:]:
+        quotient, remainder = reduce(2 * quotient, 2 * remainder)
+        if bit == "1":
+            quotient, remainder = reduce(quotient, remainder + part)
+    epoch = whole * jnp.uint32(batch_size) + quotient  # <= step, since batch_size <= num_examples
+    return epoch.astype(jnp.int32), remainder
+
+
+def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples: int) -> jax.Array:
+    """Indices (batch_size,) into the training set for ``step``: positions ``step * batch_size``
+    onwards of the stream (`epoch_and_offset`), exact for any int32 step; needs ``batch_size <=
+    num_examples < 2**31``. A batch spans at most two epochs."""
+    if not 0 < batch_size <= num_examples <= MAX_EXAMPLES:
+        raise UserError(f"batches of {batch_size} from {num_examples} examples: the sampler "
+                        f"needs 0 < batch size <= examples <= {MAX_EXAMPLES}")
+    epoch, offset = epoch_and_offset(step, batch_size, num_examples)
+    offsets = offset + jnp.arange(batch_size, dtype=jnp.uint32)  # < 2 * num_examples <= 2**32
+    wrapped = offsets >= jnp.uint32(num_examples)
     round_keys = jax.vmap(lambda e: jax.random.bits(jax.random.fold_in(key, e), (FEISTEL_ROUNDS,),
                                                     jnp.uint32))(epoch + jnp.arange(2))
     keys = jnp.where(wrapped[:, None], round_keys[1], round_keys[0])
-    return permute(keys, offsets % num_examples, num_examples)
+    return permute(keys, jnp.where(wrapped, offsets - jnp.uint32(num_examples), offsets),
+                   num_examples)
 
 
 def sample_batch(arrays: dict[str, jax.Array], key: jax.Array, step: jax.Array,
