@@ -51,7 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data = dict(data)
     config.model = dict(constructor=MODEL, attention=preset.attention, triangular=preset.triangular,
                         patch_size=patch_size, width=preset.width, depth=preset.depth,
-                        heads=heads, mlp_dim=2 * preset.width, mlp=preset.mlp)
+                        heads=heads, mlp_dim=2 * preset.width, mlp=preset.mlp,
+                        dropout=0.0)  # ours; the paper trains without dropout
     config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
                             schedule="cosine", grad_clip_norm=1.0)
     config.train = dict(steps=3000, batch_size=128, log_every=100, eval_every=500,

@@ -29,11 +29,8 @@ import sys
 import threading
 import warnings
 
-USAGE_ERROR = 2
-NONFINITE = 3
-SWEEP_INCOMPLETE = 4
-STORAGE_ERROR = 74  # EX_IOERR (sysexits.h)
-INTERRUPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run again to continue
+from jaxlab.errors import (INTERRUPTED, NONFINITE, STORAGE_ERROR, SWEEP_INCOMPLETE,
+                           USAGE_ERROR)
 
 
 def _split_overrides(extra: list[str]) -> dict[str, str]:
@@ -178,11 +175,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit status.
+
+    ``train`` and ``sweep`` (in a single process) record SIGTERM/SIGINT from the start, those held
+    pending while the command started included (`jaxlab.preemption`), and stop at the next
+    chunk; the other commands take them as Python does (`console` makes Ctrl-C one line)."""
     warnings.formatwarning = _one_line_warning
     _quiet_background_errors()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    # Imported here so that `jaxlab --help` answers without loading JAX.
+    from jaxlab import preemption
+
+    if args.command in ("train", "sweep") and not _multi_process(args):
+        with preemption.StopSignals():
+            return _run(args, extra)
+    preemption.unblock()
+    return _run(args, extra)
+
+
+def _multi_process(args: argparse.Namespace) -> bool:
+    """Whether the command joins a multi-process run (JAX's preemption service takes SIGTERM)."""
+    return bool(getattr(args, "coordinator_address", None) or getattr(args, "num_processes", None)
+                or getattr(args, "distributed", False))
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import jax
 
     from jaxlab import compilation_cache, parallel, registry
@@ -237,14 +254,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quiet_background_errors() -> None:
-    """Keeps the libraries' own reports of a failure that jaxlab reports itself off the terminal:
-    Orbax's background-thread errors (absl logging), asyncio's unretrieved futures, and the
-    exceptions TensorStore's callbacks raise into a closed event loop. A failed checkpoint write
-    then reads as one ``jaxlab: error:`` line instead of hundreds of lines."""
+    """Keeps the libraries' own reports of a storage failure that jaxlab reports itself off the
+    terminal: Orbax's background-thread errors (absl logging), asyncio's unretrieved futures, and
+    the storage errors (`OSError`) that TensorStore's callbacks and Orbax's threads raise after
+    the loop has stopped. A failed checkpoint write then reads as one ``jaxlab: error:`` line
+    instead of hundreds. Any other error in a background thread is reported as usual."""
     for name in ("absl", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    sys.unraisablehook = lambda unraisable: None
-    threading.excepthook = lambda args: None
+    default_unraisable, default_thread = sys.unraisablehook, threading.excepthook
+
+    def unraisable(report) -> None:
+        if not _storage_error(report.exc_value):
+            default_unraisable(report)
+
+    def thread(report) -> None:
+        if not _storage_error(report.exc_value):
+            default_thread(report)
+
+    sys.unraisablehook, threading.excepthook = unraisable, thread
+
+
+def _storage_error(error: BaseException | None) -> bool:
+    """Whether ``error`` is (or was caused by) a failed write, or is a callback's complaint that
+    its event loop closed meanwhile."""
+    while error is not None:
+        if isinstance(error, OSError) or (isinstance(error, RuntimeError)
+                                          and "Event loop is closed" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -262,7 +300,11 @@ def console() -> None:
     worker threads of a pool, as on the Grain input path), or on an exception, the process ends
     the normal way.
     """
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("jaxlab: stopped by SIGINT", file=sys.stderr)
+        code = 130
     if any(thread is not threading.main_thread() and not thread.daemon
            for thread in threading.enumerate()):
         sys.exit(code)

@@ -1,6 +1,13 @@
 """Errors users see: bad input (`UserError`, exit status 2; `InUse` for a directory another process
 holds), a diverged run (`NonFiniteError`, 3), a storage that refused a write (`StorageError`, 74),
-and a run stopped by a signal after saving a checkpoint (`Interrupted`, 75)."""
+and a run stopped by a signal after saving a checkpoint (`Interrupted`, 75): the exit statuses of
+the ``jaxlab`` command and of a sweep's worker processes."""
+
+USAGE_ERROR = 2  # `UserError`
+NONFINITE = 3  # `NonFiniteError`
+SWEEP_INCOMPLETE = 4  # `jaxlab sweep`: some runs failed or are running elsewhere
+STORAGE_ERROR = 74  # `StorageError`: EX_IOERR (sysexits.h)
+INTERRUPTED = 75  # `Interrupted`: EX_TEMPFAIL (sysexits.h), a temporary failure, run again
 
 
 class UserError(ValueError):

@@ -7,17 +7,25 @@ TensorFlow). Orbax writes checkpoints to the same paths itself (TensorStore reac
 ``s3://`` natively). A remote path whose backend is missing, or a scheme jaxlab does not know, is
 refused with a `UserError` before anything is written (never a local directory named ``gs:``).
 
-Buckets have no appends and no atomic renames, so the two writers here behave per kind of path:
+Buckets have no appends and no atomic renames, so the writers here behave per kind of path:
 
-* `write_atomic`: a local file is written beside and renamed over the old one; a remote object
-  is replaced by a single upload (atomic by itself).
+* `write_atomic`: a local file is written to a new temporary file beside it, flushed to the disk
+  (``fsync``), renamed over the old one, and the rename flushed too; a remote object is replaced
+  by a single upload (atomic by itself).
 * `AppendFile`: a local file is appended and flushed record by record; a remote one is uploaded
   whole after every append (logs are small: one record per logged chunk).
+
+No local write follows a symbolic link: the temporary file is created new (``O_EXCL``), a rename
+replaces a link rather than its target, and files opened for appending are opened with
+``O_NOFOLLOW`` (a link there is refused, `UserError`).
 """
+import errno
 import importlib.util
+import io
 import os
 import re
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 from etils import epath
 
@@ -41,10 +49,12 @@ def is_remote(location: str | os.PathLike) -> bool:
 def path(location: str | os.PathLike, what: str = "path") -> epath.Path:
     """``location`` as an ``epath.Path``: local paths absolute (``~`` expanded), remote ones
     checked for a scheme and backend this installation can serve (`UserError` naming ``what``,
-    e.g. ``"workdir"``, otherwise)."""
+    e.g. ``"workdir"``, otherwise). An empty location is refused (it is not "here")."""
     if isinstance(location, epath.Path) and is_remote(location):
         return location
     text = os.fspath(location)
+    if not text.strip():
+        raise UserError(f"{what} is empty; give a directory, e.g. runs/demo")
     found = scheme(text)
     if found is None:
         return epath.Path(os.path.abspath(os.path.expanduser(text)))
@@ -60,16 +70,53 @@ def path(location: str | os.PathLike, what: str = "path") -> epath.Path:
 
 
 def write_atomic(destination: epath.Path, data: str | bytes) -> None:
-    """Writes ``data`` so that a reader sees the old content or the new, never a part."""
-    mode = "w" if isinstance(data, str) else "wb"
+    """Writes ``data`` (text as UTF-8) so that a reader sees the old content or the new, never a
+    part, even after a power loss; a symbolic link at ``destination`` is replaced, not followed."""
+    if isinstance(data, str):
+        data = data.encode()
     if is_remote(destination):
-        with destination.open(mode) as file:
+        with destination.open("wb") as file:
             file.write(data)
         return
-    tmp = destination.parent / f"{destination.name}.tmp"
-    with tmp.open(mode) as file:
-        file.write(data)
-    tmp.replace(destination)
+    directory = os.fspath(destination.parent)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{destination.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, os.fspath(destination))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flushes a directory's entries (a rename into it) to the disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_append(destination: epath.Path) -> BinaryIO:
+    """A local file opened for appending (created if needed); `UserError` if it is a symbolic
+    link, which jaxlab never writes through."""
+    try:
+        fd = os.open(os.fspath(destination),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserError(f"{destination} is a symbolic link; jaxlab writes only files it "
+                            f"made itself: remove the link") from None
+        raise
+    return os.fdopen(fd, "ab")
 
 
 class AppendFile:
@@ -85,7 +132,7 @@ class AppendFile:
         if self._remote:
             self._content = bytearray(initial)
         else:
-            self._file = open(os.fspath(destination), "ab")
+            self._file = open_append(destination)
 
     def append(self, data: bytes) -> None:
         if self._remote:
@@ -101,7 +148,8 @@ class AppendFile:
 
 
 def save_figure(figure: Any, destination: epath.Path, **options: Any) -> None:
-    """Writes a matplotlib ``figure`` as a PNG to a local or remote ``destination``; ``options``
-    go to ``savefig`` (``dpi`` defaults to 100)."""
-    with destination.open("wb") as file:
-        figure.savefig(file, format="png", **{"dpi": 100, **options})
+    """Writes a matplotlib ``figure`` as a PNG to a local or remote ``destination`` (`write_atomic`);
+    ``options`` go to ``savefig`` (``dpi`` defaults to 100)."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png", **{"dpi": 100, **options})
+    write_atomic(destination, png.getvalue())

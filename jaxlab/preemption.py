@@ -13,15 +13,35 @@ on any host and agrees on a common sync point, which Orbax's
 count, identical on every host.
 
 `StopSignals` is the recording alone, which a process sweep's scheduler uses to stop launching
-and pass the stop on to its workers.
+and pass the stop on to its workers. Recorders nest: an inner one starts from what the outer one
+has received, and passes on what it receives. The ``jaxlab`` command and a sweep's worker process
+start with the signals held pending (`held`): one that arrives while Python imports JAX or the
+program compiles is held pending and delivered to the first recorder, never lost in a callback.
 """
+import contextlib
 import signal
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Holds SIGTERM/SIGINT pending in this thread while active; a process started meanwhile
+    starts with them held, until its own `StopSignals` takes them."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def unblock() -> None:
+    """Delivers the SIGTERM/SIGINT held pending since the process started, and those after."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class StopSignals:
@@ -31,15 +51,26 @@ class StopSignals:
     def __init__(self):
         self.received: str | None = None
         self._previous = {}
+        self._outer: StopSignals | None = None
 
     def _install(self) -> bool:
         return threading.current_thread() is threading.main_thread()
 
     def __enter__(self):
         if self._install():
+            outer = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+            self._outer = outer if isinstance(outer, StopSignals) else None
+            self.received = self._outer.received if self._outer else None
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record)
+            unblock()  # the signals held back until now arrive here
         return self
+
+    def reinstall(self) -> None:
+        """Takes the signals back from a library that replaced their handlers (``ray.init``)."""
+        if self._previous:
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._record)
 
     def __exit__(self, *exc_info) -> None:
         for signum, handler in self._previous.items():
@@ -47,8 +78,9 @@ class StopSignals:
         self._previous.clear()
 
     def _record(self, signum, frame) -> None:
-        del frame
         self.received = self.received or signal.Signals(signum).name
+        if self._outer is not None:
+            self._outer._record(signum, frame)
 
 
 class StopRequests(StopSignals):

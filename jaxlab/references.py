@@ -89,7 +89,9 @@ def call(section: Mapping[str, Any], key: str, where: str, **fixed: Any) -> Any:
     """Calls what ``section[key]`` references with the section's other keys as keyword arguments,
     plus ``fixed`` (arguments the caller supplies, e.g. a model's ``num_classes``).
 
-    An argument the callable does not take is a `UserError` listing the ones it does.
+    An argument the callable does not take is a `UserError` listing the ones it does; an error
+    the call raises (a data file that does not exist, a bad value) is a `UserError` naming the
+    config key, the reference and where in the code it was raised.
     """
     function = resolve(section[key], f"{where}.{key}")
     kwargs = {k: v for k, v in section.items() if k != key}
@@ -104,13 +106,19 @@ def call(section: Mapping[str, Any], key: str, where: str, **fixed: Any) -> Any:
             taken = ", ".join(p for p in parameters if p not in fixed) or "-"
             raise UserError(f"{section[key]} does not take {where}."
                             f"{f', {where}.'.join(unknown)}; it takes: {taken}")
-    return function(**kwargs, **fixed)
+    try:
+        return function(**kwargs, **fixed)
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's code: reported as one line
+        raise UserError(f"{where}.{key}={section[key]!r} failed: {describe_error(error)}"
+                        ) from None
 
 
 def _import_module(name: str, reference: str, where: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except Exception as error:  # noqa: BLE001 - any failure of the user's module is reported
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of the user's module
         missing = error.name if isinstance(error, ModuleNotFoundError) else None
         if missing and f"{name}.".startswith(f"{missing}.") and missing not in sys.modules:
             raise UserError(f"{where}={reference!r}: no module named {missing!r} (is it "
@@ -136,7 +144,7 @@ def _import_file(path: pathlib.Path, reference: str, where: str) -> ModuleType:
         sys.path.append(str(root))
     try:
         module = importlib.import_module(name)
-    except Exception as error:  # noqa: BLE001 - any failure of the user's file is reported
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of the user's file
         raise UserError(f"{where}={reference!r}: importing {path} failed: "
                         f"{describe_error(error)}") from None
     if _file_of(module) != path:

@@ -86,6 +86,9 @@ def import_experiment(path: pathlib.Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as error:
+        raise UserError(f"experiment file {path} calls sys.exit({error.code!r}) when loaded; an "
+                        f"experiment file defines get_config(arg) and exits nothing") from None
     except Exception as error:  # noqa: BLE001 - any failure of the file is reported, one line
         raise UserError(f"experiment file {path} fails to load: "
                         f"{references.describe_error(error)}") from None
@@ -123,7 +126,7 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
         config = module.get_config(preset)
     except UserError as error:
         raise UserError(f"experiment {path.stem}: {error}") from None
-    except Exception as error:  # noqa: BLE001 - a failing get_config is reported, one line
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing get_config: one line
         raise UserError(f"get_config({preset!r}) of {path} failed: "
                         f"{references.describe_error(error)}") from None
     if not isinstance(config, ml_collections.ConfigDict):

@@ -5,13 +5,14 @@ A run's config has ``seed``, ``task`` (a reference, `jaxlab.references`), ``opti
 ``train`` with the keys of `REQUIRED`; the task's own sections are the task's to check.
 """
 import math
+import os
 import pathlib
 from typing import Any
 
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import references
+from jaxlab import paths, references
 from jaxlab.errors import UserError
 
 # Optional settings every config has (added where an experiment leaves them out), so that they can
@@ -40,12 +41,32 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
     return config
 
 
+def absolute_data_paths(data: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
+    """A copy of the ``config.data`` section whose relative local paths are made absolute against
+    ``base``: every string (but the loader) that holds a path separator or names a file or
+    directory that exists under ``base``. So ``config.json`` names the same files from any
+    working directory (``jaxlab eval``, a resume, a sweep's workers)."""
+    out = {}
+    for key, value in data.items():
+        if (key != "loader" and isinstance(value, str) and value and not paths.is_remote(value)
+                and not references.is_file_reference(value)):
+            path = pathlib.Path(value).expanduser()
+            if not path.is_absolute() and (os.sep in value or (base / path).exists()):
+                value = os.path.normpath(base / path)
+            elif path.is_absolute() or value.startswith("~"):
+                value = str(path)
+        out[key] = value
+    return out
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config`` as a run needs it: relative file references made absolute against the working
-    directory, `FRAMEWORK_DEFAULTS` added, and every setting checked (`UserError` naming the bad
+    """``config`` as a run needs it: relative file references and data paths made absolute
+    against the working directory (`absolute_data_paths`), `FRAMEWORK_DEFAULTS` added, and every setting checked (`UserError` naming the bad
     key and what was expected)."""
-    config = with_framework_defaults(ml_collections.ConfigDict(
-        references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())))
+    tree = references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())
+    if isinstance(tree.get("data"), dict):
+        tree["data"] = absolute_data_paths(tree["data"], pathlib.Path.cwd())
+    config = with_framework_defaults(ml_collections.ConfigDict(tree))
     _check_present(config)
     _check_finite(config)
     if not 0 <= config.seed < SEEDS:

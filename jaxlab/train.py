@@ -197,6 +197,12 @@ class _Loop:
                 tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0))
             stop_requests = stack.enter_context(
                 StopRequests(self.checkpoints[0].reached_preemption))
+            if stop_requests.received:  # during start-up: nothing trained, nothing to save
+                step = min(self.steps)
+                raise Interrupted(f"stopped by {stop_requests.received} during start-up, before "
+                                  f"training from step {step}; run the same command again to "
+                                  f"{'resume' if step else 'start'}", step=step,
+                                  reason=stop_requests.received)
             # The host writes chunk k's records while the device runs chunk k+1. At an
             # evaluation or a checkpoint the loop waits for chunk k, checks it, dispatches the
             # evaluation and hands the state to the checkpoint (which copies it off the device)

@@ -106,11 +106,24 @@ def check_config(workdir: epath.Path, config: ml_collections.ConfigDict,
                     f"(train(..., allow_config_change=True)) to resume it with this config")
 
 
-def _check_can_hold(workdir: epath.Path) -> None:
-    """`UserError` if ``workdir`` or one of its fixed entries is a file where a directory goes."""
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(f"workdir {workdir} is a file, not a directory; use another workdir")
-    checkpoints = workdir / CHECKPOINT_DIR
+PATH_MAX, NAME_MAX = 4096, 255  # Linux's limits, in bytes
+ENTRY_ROOM = 512  # the longest path jaxlab and Orbax write below a workdir, with room to spare
+
+
+def check_can_hold(directory: epath.Path, what: str = "workdir") -> None:
+    """`UserError`, before anything is written, if ``directory`` cannot hold a run: a file where
+    the directory (or its checkpoint directory) goes, or a path too long for the files below it."""
+    if not paths.is_remote(directory):
+        text = os.fsencode(os.fspath(directory))
+        if any(len(part) > NAME_MAX for part in text.split(b"/")):
+            raise UserError(f"{what} {directory}: a path component is longer than {NAME_MAX} "
+                            f"bytes, which the file system refuses; use a shorter name")
+        if len(text) > PATH_MAX - ENTRY_ROOM:
+            raise UserError(f"{what} path is {len(text)} bytes long; the files below it need it "
+                            f"under {PATH_MAX - ENTRY_ROOM}: use a shorter path")
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{what} {directory} is a file, not a directory; use another {what}")
+    checkpoints = directory / CHECKPOINT_DIR
     if checkpoints.exists() and not checkpoints.is_dir():
         raise UserError(f"{checkpoints} is a file, where the run keeps its checkpoint "
                         f"directory; move it away or use another workdir")
@@ -128,7 +141,7 @@ def claim(workdirs: Sequence[epath.Path], configs: Sequence[ml_collections.Confi
     to resume.
     """
     for workdir, config in zip(workdirs, configs):
-        _check_can_hold(workdir)
+        check_can_hold(workdir)
         check_config(workdir, config, allow_config_change)
     if jax.process_index() != 0:
         yield
@@ -143,6 +156,7 @@ def claim(workdirs: Sequence[epath.Path], configs: Sequence[ml_collections.Confi
 def lock(directory: epath.Path) -> Iterator[None]:
     """An exclusive lock on ``directory`` (created if needed), e.g. a sweep's; `UserError` if
     another process holds it, with nothing touched."""
+    check_can_hold(directory, "directory")
     with _locked(directory, None, True):
         yield
 
@@ -152,7 +166,12 @@ def holder(directory: epath.Path) -> str | None:
     path = directory / LOCK_FILE
     if paths.is_remote(directory) or not path.exists():
         return None
-    fd = os.open(os.fspath(path), os.O_RDONLY)
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # not a lock jaxlab made: `_locked` refuses it
+            return None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as error:
@@ -167,8 +186,13 @@ def holder(directory: epath.Path) -> str | None:
 @contextlib.contextmanager
 def _locked(directory: epath.Path, config: ml_collections.ConfigDict | None,
             allow_config_change: bool) -> Iterator[None]:
-    """Creates and locks ``directory``; on refusal removes what it created. With a ``config``,
-    checks it again under the lock (another run may have ended meanwhile)."""
+    """Creates and locks ``directory``. With a ``config``, checks it again under the lock
+    (another run may have ended meanwhile); refused then, it removes what it created.
+
+    Only the lock's holder ever removes the lock file, and a lock taken on a file that was
+    removed (or replaced) meanwhile is dropped and taken again, so two processes racing for one
+    new directory never both hold it and the refused one touches nothing.
+    """
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     if paths.is_remote(directory):
@@ -176,30 +200,60 @@ def _locked(directory: epath.Path, config: ml_collections.ConfigDict | None,
                       f"run: run one job per remote workdir", stacklevel=4)
         yield
         return
-    lock_path = directory / LOCK_FILE
-    lock_existed = lock_path.exists()
-    fd = os.open(os.fspath(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
+    lock_path = os.fspath(directory / LOCK_FILE)
+    fd, lock_created = _take_lock(lock_path, directory)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if config is not None and not allow_config_change:
+        if config is not None and not allow_config_change:
+            try:
                 check_config(directory, config)
-        except Exception as error:
-            if not lock_existed:
-                lock_path.unlink(missing_ok=True)
-            if created:
-                directory.rmdir()
-            if not isinstance(error, OSError) or error.errno not in (errno.EWOULDBLOCK,
-                                                                      errno.EAGAIN):
+            except UserError:
+                if lock_created:
+                    os.unlink(lock_path)
+                if created:
+                    with contextlib.suppress(OSError):  # not empty: someone else's files
+                        os.rmdir(os.fspath(directory))
                 raise
-            held_by = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise InUse(f"{directory} is in use by a running jaxlab process ({held_by}); "
-                            f"wait for it to finish or use another directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _take_lock(lock_path: str, directory: epath.Path) -> tuple[int, bool]:
+    """(descriptor holding an exclusive lock on ``lock_path``, whether this call created the
+    file); `InUse` if a live process holds it, `UserError` if it is a symbolic link."""
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            created = True
+        except FileExistsError:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_NOFOLLOW)
+            except FileNotFoundError:  # removed by its holder meanwhile: try again
+                continue
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise UserError(f"{lock_path} is a symbolic link; jaxlab writes only files "
+                                    f"it made itself: remove the link") from None
+                raise
+            created = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            held_by = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise InUse(f"{directory} is in use by a running jaxlab process ({held_by}); "
+                        f"wait for it to finish or use another directory") from None
+        try:
+            current = os.stat(lock_path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(fd).st_ino:
+            return fd, created
+        os.close(fd)  # locked a file its holder removed meanwhile: take the new one
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

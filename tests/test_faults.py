@@ -188,6 +188,9 @@ BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
      f"config.train.steps={2 ** 70} is past the step counter's range (int32, at most "
      f"2147483647)"),
     ([SMOKE, *RUN_ARGS, "--config.seed=4294967296"], "config.seed must be in 0..4294967295"),
+    ([SMOKE, *RUN_ARGS, "--config.model.dropout=1.5"], "config.model.dropout must be in [0, 1)"),
+    (["mlp_moons:smoke", *RUN_ARGS, "--config.model.hidden_sizes=(0,)"],
+     "config.model.hidden_sizes=(0,): every width must be a positive int"),
     (["/etc/hostname", *RUN_ARGS], "/etc/hostname is not an experiment file"),
     ([os.path.relpath("/etc/passwd"), *RUN_ARGS], "etc/passwd is not an experiment file"),
 ]
@@ -227,6 +230,7 @@ BROKEN_EXPERIMENTS = {  # file -> (its text, what the one error line says)
                      "returned a NoneType, expected an ml_collections.ConfigDict"),
     "get_config_raises": ("def get_config(arg):\n    return {}['x']\n",
                           "get_config('') of "),
+    "exits": ("import sys\nsys.exit(0)\n", "exits.py calls sys.exit(0) when loaded"),
 }
 
 
@@ -250,9 +254,9 @@ def test_jaxlab_list_names_the_broken_experiment_files_and_lists_the_others(tmp_
     listed = capsys.readouterr().out
     assert re.search(r"^my_moons +A 2->64->64->2 MLP", listed, re.M)
     assert re.search(r"^minimal_transformer +ViT-style", listed, re.M)
-    for name in ("syntax_error", "raises"):  # the ones whose import fails
-        assert re.search(rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py fails to "
-                         rf"load", listed, re.M), listed
+    for name in ("syntax_error", "raises", "exits"):  # the ones whose import fails
+        assert re.search(rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py "
+                         rf"(fails to load|calls sys.exit)", listed, re.M), listed
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -3,18 +3,56 @@
 ``config.model.constructor`` references the module class (or a function returning a module) of the
 tasks that take their model from the config, such as `jaxlab.tasks.classification`; `build` calls
 it with the section's other keys.
+
+A model with dropout (or anything else that acts only in training) takes a ``train`` argument in
+``__call__`` (or flax's ``deterministic``, its opposite): the tasks pass ``train=True`` with a
+``"dropout"`` key in the loss and ``train=False`` in evaluation (`mode`).
 """
+import inspect
 from typing import Any, Mapping
 
 from jaxlab import references
 from jaxlab.errors import UserError
 
+TRAIN_FLAGS = {"train": True, "deterministic": False}  # __call__ argument -> its training value
+
 
 def build(model_config: Mapping[str, Any], **fixed: Any) -> Any:
     """Calls ``model_config.constructor`` with the section's other keys and ``fixed`` (what the
-    task knows, e.g. ``num_classes``) as keyword arguments."""
+    task knows, e.g. ``num_classes``) as keyword arguments.
+
+    Refused (`UserError`): a key the task sets itself, and a dropout rate the model could never
+    apply (its ``__call__`` takes no `TRAIN_FLAGS` argument)."""
     if "constructor" not in model_config:
         raise UserError("config.model has no constructor: set config.model.constructor to a "
                         "reference such as 'jaxlab.models.mlp:MLPClassifier' or "
                         "'my_model.py:Net'")
-    return references.call(model_config, "constructor", "config.model", **fixed)
+    clash = sorted(set(fixed) & set(model_config))
+    if clash:
+        raise UserError(f"config.model.{clash[0]} is set by the task (from the data); remove it "
+                        f"from config.model")
+    model = references.call(model_config, "constructor", "config.model", **fixed)
+    rates = {k: v for k, v in model_config.items() if "dropout" in k and v}
+    if rates and train_flag(model) is None:
+        key = next(iter(rates))
+        raise UserError(f"config.model.{key}={rates[key]}: {model_config['constructor']} takes "
+                        f"no train (or deterministic) argument in __call__, so dropout would "
+                        f"never act; add one, or set config.model.{key}=0")
+    return model
+
+
+def train_flag(model: Any) -> str | None:
+    """The argument of ``model.__call__`` that switches training mode (`TRAIN_FLAGS`), or None."""
+    try:
+        parameters = inspect.signature(model.__call__).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((name for name in TRAIN_FLAGS if name in parameters), None)
+
+
+def mode(flag: str | None, training: bool) -> dict[str, bool]:
+    """The keyword argument that puts a model with ``flag`` (`train_flag`) in training or
+    evaluation mode; none for a model without one."""
+    if flag is None:
+        return {}
+    return {flag: TRAIN_FLAGS[flag] if training else not TRAIN_FLAGS[flag]}

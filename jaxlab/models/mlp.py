@@ -4,14 +4,27 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 
+from jaxlab.errors import UserError
+
 
 class MLPClassifier(nn.Module):
-    """Dense -> ReLU for each hidden width, then a linear head."""
+    """Dense -> ReLU (-> dropout of rate ``dropout`` in training) for each hidden width, then a
+    linear head."""
     hidden_sizes: Sequence[int]
     num_classes: int
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if any(not isinstance(size, int) or size < 1 for size in self.hidden_sizes):
+            raise UserError(f"config.model.hidden_sizes={tuple(self.hidden_sizes)}: every width "
+                            f"must be a positive int")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"config.model.dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
 
     @nn.compact
-    def __call__(self, x_BF: jax.Array) -> jax.Array:
+    def __call__(self, x_BF: jax.Array, train: bool = False) -> jax.Array:
         for i, size in enumerate(self.hidden_sizes):
             x_BF = nn.relu(nn.Dense(size, name=f"hidden{i}")(x_BF))
+            x_BF = nn.Dropout(self.dropout, deterministic=not train)(x_BF)
         return nn.Dense(self.num_classes, name="head")(x_BF)

@@ -6,7 +6,8 @@ locked for the sweep (a second sweep into it is refused), and each run trains in
 ``WORKDIR/RUN_NAME`` (named from its overrides) through the one training loop, which locks,
 resumes, checkpoints and logs it as a single run: in worker processes (`processes`, or Ray tasks,
 `ray_backend`), or together with the others as one vmapped program (`vmapped`). Re-running a sweep
-skips its finished runs and resumes the unfinished ones. ``results.csv`` and ``results.md``
+skips its finished runs and resumes the unfinished ones; a run whose directory holds a run of
+another config (a changed override, another experiment) is refused before anything starts. ``results.csv`` and ``results.md``
 (`results`) hold one row per run: overrides, status, final metrics, wall time, error.
 
     from jaxlab.sweep import axis, product
@@ -59,8 +60,11 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
         raise UserError(f"sweep directory {workdir}: sweeps run in a local directory (a mounted "
                         f"bucket works); single runs take remote workdirs")
     runs = plan(config, sweep, fixed_overrides, extra_dirs)
+    workdir_lib.check_can_hold(workdir, "sweep directory")
+    for run in runs:
+        _check_same_config(run, workdir)
     if vmap:
-        vmapped.check(_unfinished(runs, workdir), workdir)
+        vmapped.check(_unfinished(runs, workdir))
     elif backend == "ray":
         ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
@@ -72,8 +76,7 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
                 vmapped.train(todo, workdir, quiet=quiet)
                 stopped = None
             elif backend == "ray":
-                ray_backend.run(todo, workdir, parallel, address, quiet=quiet)
-                stopped = None
+                stopped = ray_backend.run(todo, workdir, parallel, address, quiet=quiet)
             else:
                 stopped = processes.run(todo, workdir, parallel, quiet=quiet)
         except Interrupted as interrupted:
@@ -85,6 +88,18 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
                           f"committed and {workdir / workdir_lib.RESULTS_MD} written; run the "
                           f"same command again to resume", step=None, reason=stopped)
     return rows
+
+
+def _check_same_config(run: Run, workdir: epath.Path) -> None:
+    """`UserError` if the run's directory holds a run (finished or not) of another config."""
+    differences = sorted(workdir_lib.config_differences(workdir / run.name, run.config),
+                         key=lambda line: not line.strip().startswith("experiment:"))
+    if differences:
+        shown = "; ".join(line.strip() for line in differences[:4])
+        more = f"; and {len(differences) - 4} more" if len(differences) > 4 else ""
+        raise UserError(f"sweep run {run.name}: {workdir / run.name} holds a run of another "
+                        f"config ({shown}{more}); use a new sweep directory, or remove that "
+                        f"run's directory to train it again")
 
 
 def _unfinished(runs: Sequence[Run], workdir: epath.Path) -> list[Run]:

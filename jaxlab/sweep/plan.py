@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import registry, run_config
+from jaxlab import references, registry, run_config
 from jaxlab.errors import UserError
 
 MAX_NAME_CHARS = 120
@@ -92,7 +92,13 @@ def experiment_points(spec: str, extra_dirs: Sequence[str] = ()) -> list[Point]:
     if not callable(get_sweep):
         raise UserError(f"experiment {path.stem} defines no get_sweep(arg); pass --sweep "
                         f"config.KEY=V1,V2 on the command line")
-    points = [{_strip(k): v for k, v in dict(p).items()} for p in get_sweep(preset)]
+    try:
+        points = [{_strip(k): v for k, v in dict(p).items()} for p in get_sweep(preset)]
+    except UserError:
+        raise
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing get_sweep: one line
+        raise UserError(f"get_sweep({preset!r}) of {path} failed: "
+                        f"{references.describe_error(error)}") from None
     if not points:
         raise UserError(f"get_sweep({preset!r}) of {path.stem} returned no runs")
     return points

@@ -19,10 +19,10 @@ from typing import Sequence
 
 from etils import epath
 
+from jaxlab import errors, paths, preemption
 from jaxlab import workdir as workdir_lib
 from jaxlab.config import to_json
 from jaxlab.preemption import StopSignals
-from jaxlab.sweep import worker
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, PENDING, RUNNING, announce, read_result, write_result
 from jaxlab.workdir import RESULT_FILE, RUN_LOG
@@ -37,7 +37,13 @@ def run_one(run_: Run, workdir: epath.Path, python_path: str | None = None) -> s
     run_dir = workdir / run_.name
     if workdir_lib.holder(run_dir):
         return RUNNING
-    return _record(_launch(run_, run_dir, False, python_path).wait(), run_dir)
+    process = _launch(run_, run_dir, False, python_path)
+    try:
+        while process.poll() is None:  # Python code between waits: a cancellation can land
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:  # the task is cancelled (a stopping sweep): the worker commits, stops
+        process.send_signal(signal.SIGTERM)
+    return _record(process.wait(), run_dir)
 
 
 def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool = True
@@ -75,7 +81,7 @@ def _launch(run_: Run, run_dir: epath.Path, shares_accelerator: bool,
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [python_path, env.get("PYTHONPATH")]))
     if shares_accelerator:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    with open(os.fspath(run_dir / RUN_LOG), "a") as log:
+    with paths.open_append(run_dir / RUN_LOG) as log, preemption.held():
         process = subprocess.Popen(
             [sys.executable, "-m", "jaxlab.sweep.worker", os.fspath(run_dir), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
@@ -86,10 +92,16 @@ def _launch(run_: Run, run_dir: epath.Path, shares_accelerator: bool,
 
 def _record(code: int, run_dir: epath.Path) -> str:
     """The run's status after its worker exited with ``code``; a worker that died without
-    recording an outcome (killed, crashed) is recorded as failed."""
+    recording an outcome is recorded as failed: killed by a signal (named), or crashed (its last
+    line of output)."""
     status = read_result(run_dir)["status"]
-    if status != PENDING or code in (worker.INTERRUPTED, worker.IN_USE):
+    if status != PENDING or code in (errors.INTERRUPTED, errors.USAGE_ERROR):
         return status
-    log = (run_dir / RUN_LOG).read_text().strip().splitlines()
-    write_result(run_dir, FAILED, error=f"exit status {code}: {log[-1] if log else ''}")
+    if code < 0:
+        error = (f"the worker was killed by {signal.Signals(-code).name}; the run's checkpoints "
+                 f"are kept and the next sweep resumes it")
+    else:
+        log = (run_dir / RUN_LOG).read_text().strip().splitlines()
+        error = f"exit status {code}: {log[-1] if log else ''}"
+    write_result(run_dir, FAILED, error=error)
     return FAILED

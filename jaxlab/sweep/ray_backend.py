@@ -10,6 +10,10 @@ single-node instance on 127.0.0.1, and jaxlab sets it unless the environment alr
 and pass its address. The sweep's directory must be on a filesystem every node sees; this jaxlab
 package is shipped to the workers with the job (``py_modules``). While runs train, a line per
 change says how many are done, running and queued.
+
+Stopping is the process backend's: SIGTERM or SIGINT launches nothing more and cancels the running
+tasks, whose worker processes each commit a checkpoint and exit 75 (the run stays pending); `run`
+returns once they have, with the signal's name.
 """
 import os
 import pathlib
@@ -18,10 +22,12 @@ from typing import Sequence
 from etils import epath
 
 from jaxlab.errors import UserError
+from jaxlab.preemption import StopSignals
 from jaxlab.sweep import processes
 from jaxlab.sweep.plan import Run
 
 SINGLE_NODE_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a loopback-only instance
+POLL_SECONDS = 0.2  # how often the scheduler looks for a stop while tasks run
 
 
 def require_ray(local: bool = False):
@@ -37,32 +43,49 @@ def require_ray(local: bool = False):
 
 
 def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, address: str | None, *,
-        quiet: bool = True) -> None:
+        quiet: bool = True) -> str | None:
     """Trains ``runs`` as Ray tasks (one CPU each) on the cluster at ``address`` (a new local
-    one, bound to 127.0.0.1, when None)."""
+    one, bound to 127.0.0.1, when None); returns the name of the signal that stopped the sweep
+    (the runs not launched stay pending), or None when every run ended."""
     ray = require_ray(local=address is None)
     started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]})
-    task = ray.remote(num_cpus=1)(_train_one)
-    try:
-        queue, pending, names, done = list(runs), [], {}, 0
-        while queue or pending:
-            while queue and len(pending) < parallel:
-                run_ = queue.pop(0)
-                ref = task.remote(run_, os.fspath(workdir))
-                pending.append(ref)
-                names[ref] = run_.name
-            _progress(done, len(pending), len(queue), quiet)
-            finished, pending = ray.wait(pending, num_returns=1)
-            for ref in finished:
-                done += 1
-                if not quiet:
-                    print(f"jaxlab sweep: {names[ref]}: {ray.get(ref)}", flush=True)
-    finally:
+    with StopSignals() as stop:
         if started_here:
-            ray.shutdown()
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]})
+            stop.reinstall()  # ray.init sets a SIGTERM handler of its own
+        try:
+            _schedule(ray, runs, workdir, parallel, stop, quiet)
+        finally:
+            if started_here:
+                ray.shutdown()
+    return stop.received
+
+
+def _schedule(ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop: StopSignals,
+              quiet: bool) -> None:
+    """Keeps ``parallel`` tasks in flight until every run ended or a stop was received; then
+    cancels the running tasks and waits for their workers to commit and exit."""
+    task = ray.remote(num_cpus=1)(_train_one)
+    queue, pending, names, done = list(runs), [], {}, 0
+    while (queue or pending) and not stop.received:
+        while queue and len(pending) < parallel:
+            run_ = queue.pop(0)
+            ref = task.remote(run_, os.fspath(workdir))
+            pending.append(ref)
+            names[ref] = run_.name
+        _progress(done, len(pending), len(queue), quiet)
+        finished, pending = [], pending
+        while not finished and not stop.received:
+            finished, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+        for ref in finished:
+            done += 1
+            if not quiet:
+                print(f"jaxlab sweep: {names[ref]}: {ray.get(ref)}", flush=True)
+    for ref in pending:
+        ray.cancel(ref)  # KeyboardInterrupt in the task: its worker gets SIGTERM
+    if pending:
+        ray.wait(pending, num_returns=len(pending))
 
 
 def _progress(done: int, running: int, queued: int, quiet: bool) -> None:

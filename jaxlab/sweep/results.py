@@ -7,6 +7,7 @@ recorded outcome is `RUNNING` while a live process holds its workdir's lock, els
 import csv
 import io
 import json
+import warnings
 from typing import Any, Mapping, Sequence
 
 from etils import epath
@@ -32,7 +33,14 @@ def read_sweep(workdir: epath.Path) -> dict[str, Point]:
     path = workdir / SWEEP_FILE
     if not path.is_file():
         raise UserError(f"{workdir} is not a sweep directory: {path} does not exist")
-    return json.loads(path.read_text())
+    try:
+        runs = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        runs = error
+    if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
+        raise UserError(f"{path} is damaged (not the JSON object of runs jaxlab writes); run the "
+                        f"sweep's command again to rewrite it")
+    return runs
 
 
 def write_sweep(workdir: epath.Path, runs: Mapping[str, Point]) -> None:
@@ -41,10 +49,18 @@ def write_sweep(workdir: epath.Path, runs: Mapping[str, Point]) -> None:
 
 def read_result(run_dir: epath.Path) -> dict[str, Any]:
     """A run's recorded outcome; without one, ``{"status": RUNNING}`` while a live process holds
-    the run's workdir, else ``{"status": PENDING}``."""
+    the run's workdir, else ``{"status": PENDING}``. A damaged record counts as none (with a
+    warning): the run resumes from its checkpoints and records its outcome anew."""
     path = run_dir / RESULT_FILE
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            result = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            result = None
+        if isinstance(result, dict) and result.get("status") in (DONE, FAILED):
+            return result
+        warnings.warn(f"{path} is damaged; the run counts as unfinished and resumes from its "
+                      f"checkpoints when the sweep runs again", stacklevel=2)
     return {"status": RUNNING if workdir_lib.holder(run_dir) else PENDING}
 
 

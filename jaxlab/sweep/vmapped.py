@@ -15,15 +15,12 @@ from jaxlab.train import run_trials
 from jaxlab.trials import Program, TrialGroup
 
 
-def check(runs: Sequence[Run], workdir: epath.Path) -> None:
-    """`UserError`, before anything is written, unless ``runs`` can train as one program in
-    their workdirs: their configs differ only in traceable leaves, and no workdir holds a run of
-    another config."""
+def check(runs: Sequence[Run]) -> None:
+    """`UserError`, before anything is written, unless ``runs`` can train as one program: their
+    configs differ only in traceable leaves."""
     if not runs:
         return
     group = TrialGroup.of([run.config for run in runs])
-    for run in runs:
-        workdir_lib.check_config(workdir / run.name, run.config)
     task = tasks.build(group.base)
     Program(group, task, parallel.make_mesh()).check_traceable(task.data.train)
 

@@ -1,9 +1,10 @@
 """A worker process of a process sweep: ``python -m jaxlab.sweep.worker RUN_DIR PARENT_PID``,
 the run's validated config as JSON on standard input.
 
-It first asks the kernel for SIGTERM when the sweep (``PARENT_PID``) dies (Linux's
-``PR_SET_PDEATHSIG``; elsewhere a worker can outlive a killed sweep), so it never trains on as an
-orphan: SIGTERM makes it commit a checkpoint and stop.
+It starts with SIGTERM/SIGINT held pending (`jaxlab.sweep.processes` launches it so), and first
+asks the kernel for SIGTERM when the sweep (``PARENT_PID``) dies (Linux's ``PR_SET_PDEATHSIG``;
+elsewhere a worker can outlive a killed sweep), so it never trains on as an orphan: SIGTERM, even
+one sent while it starts, makes it commit a checkpoint (if it trained) and stop.
 
 It trains the run through the one training loop and records the outcome in the run's
 ``RESULT_FILE``: `DONE` with the final metrics, `FAILED` with the error (NaN/Inf at a step, bad
@@ -20,14 +21,13 @@ import traceback
 
 import ml_collections
 
-from jaxlab import paths
+from jaxlab import errors, paths
 from jaxlab.errors import InUse, Interrupted, UserError
+from jaxlab.preemption import StopSignals
 from jaxlab.sweep.results import write_result
 from jaxlab.train import run_trials, summary_line
 from jaxlab.trials import DONE, FAILED, TrialGroup
 
-INTERRUPTED = 75  # as `jaxlab train`: EX_TEMPFAIL, run again to continue
-IN_USE = 2  # the run's workdir is held by another live process: nothing recorded
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -40,18 +40,22 @@ def die_with_parent(parent: int) -> None:
 
 
 def main(run_dir: str, parent: int) -> int:
-    die_with_parent(parent)
-    workdir = paths.path(run_dir, "workdir")
+    with StopSignals():
+        die_with_parent(parent)
+        return _train(paths.path(run_dir, "workdir"))
+
+
+def _train(workdir) -> int:
     config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
     try:
         (outcome,) = run_trials(TrialGroup.of([config]), [workdir], quiet=True,
                                 record_nonfinite=True)
     except Interrupted as stopped:
         print(f"jaxlab: {stopped}", file=sys.stderr)
-        return INTERRUPTED
+        return errors.INTERRUPTED
     except InUse as error:
         print(f"jaxlab: error: {error}", file=sys.stderr)
-        return IN_USE
+        return errors.USAGE_ERROR  # held by another live process: nothing recorded
     except Exception as error:  # recorded, so that the sweep goes on with the other runs
         if not isinstance(error, UserError):
             traceback.print_exc()

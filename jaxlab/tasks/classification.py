@@ -3,7 +3,10 @@
 The dataset (``config.data.loader``) holds inputs ``x`` (N, ...) and integer labels ``label``
 (N,) in both splits; the model (``config.model.constructor``) is called with the section's other
 keys and ``num_classes`` (1 + the largest label) and maps a batch of inputs to logits (B, C).
-uint8 inputs (images) are scaled to [0, 1].
+uint8 inputs (images) are scaled to [0, 1]. A model with a ``train`` (or ``deterministic``)
+argument trains in training mode with the step's key as its ``"dropout"`` key, and is evaluated
+in evaluation mode (`jaxlab.models.mode`). The model's variables must be ``params`` alone: mutable
+collections (BatchNorm's ``batch_stats``) are refused.
 """
 import jax
 import jax.numpy as jnp
@@ -52,16 +55,25 @@ def num_classes_of(dataset: data_lib.Dataset) -> int:
 def make_task(config: ml_collections.ConfigDict) -> Task:
     data = data_lib.load(config.data)
     model = models.build(config.model, num_classes=num_classes_of(data))
+    flag = models.train_flag(model)
 
-    def logits_of(params, inputs):
-        return model.apply(params, as_float_images(inputs))
+    def logits_of(params, inputs, dropout_key=None):
+        if dropout_key is None:
+            return model.apply(params, as_float_images(inputs), **models.mode(flag, False))
+        return model.apply(params, as_float_images(inputs), **models.mode(flag, True),
+                           rngs={"dropout": dropout_key})
 
     def init(key, batch):
-        return model.init(key, as_float_images(batch[INPUTS])), {}
+        variables = model.init(key, as_float_images(batch[INPUTS]), **models.mode(flag, False))
+        mutable = sorted(set(variables) - {"params"})
+        if mutable:
+            raise UserError(f"config.model.constructor={config.model.constructor!r} has the "
+                            f"mutable variable collections {', '.join(mutable)}, which the "
+                            f"classification task does not update; it trains 'params' only")
+        return variables, {}
 
     def loss(params, task_state, batch, key):
-        del key  # deterministic model
-        logits = logits_of(params, batch[INPUTS])
+        logits = logits_of(params, batch[INPUTS], key)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch[LABELS])
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch[LABELS])
         return losses.mean(), ({"accuracy": accuracy}, task_state)

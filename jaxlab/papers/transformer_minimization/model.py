@@ -110,20 +110,25 @@ class SelfAttention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """x + attention(LN(x)), then (optionally) x + MLP(LN(x))."""
+    """x + attention(LN(x)), then (optionally) x + MLP(LN(x)); in training, dropout of rate
+    ``dropout`` on each branch before it is added (ours: the paper trains without dropout, and
+    the default 0 leaves the block as the paper's)."""
     heads: int
     mlp_dim: int
     use_mlp: bool
     attention: str = "full"
     triangular: bool = False
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x_BTN: jax.Array) -> jax.Array:
+    def __call__(self, x_BTN: jax.Array, train: bool = False) -> jax.Array:
         attention = SelfAttention(self.heads, self.attention, self.triangular, name="attention")
-        x_BTN = x_BTN + attention(nn.LayerNorm(name="norm1")(x_BTN))
+        branch_BTN = attention(nn.LayerNorm(name="norm1")(x_BTN))
+        x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         if self.use_mlp:
             h_BTM = nn.gelu(nn.Dense(self.mlp_dim, name="mlp_in")(nn.LayerNorm(name="norm2")(x_BTN)))
-            x_BTN = x_BTN + nn.Dense(x_BTN.shape[-1], name="mlp_out")(h_BTM)
+            branch_BTN = nn.Dense(x_BTN.shape[-1], name="mlp_out")(h_BTM)
+            x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         return x_BTN
 
 
@@ -138,23 +143,24 @@ class VisionTransformer(nn.Module):
     use_mlp: bool = True
     attention: str = "full"
     triangular: bool = False
+    dropout: float = 0.0  # ours, see `EncoderBlock`
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         patches_BTP = patchify(images, self.patch_size)
         x_BTN = nn.Dense(self.width, name="embed")(patches_BTP)
         position_TN = self.param("position", nn.initializers.normal(0.02), x_BTN.shape[1:])
         x_BTN = x_BTN + position_TN
         for i in range(self.depth):
             x_BTN = EncoderBlock(self.heads, self.mlp_dim, self.use_mlp, self.attention,
-                                 self.triangular, name=f"block{i}")(x_BTN)
+                                 self.triangular, self.dropout, name=f"block{i}")(x_BTN, train)
         pooled_BN = nn.LayerNorm(name="norm")(x_BTN).mean(axis=1)
         return nn.Dense(self.num_classes, name="head")(pooled_BN)
 
 
 def classifier(num_classes: int, patch_size: int, width: int, depth: int, heads: int, mlp_dim: int,
-               mlp: bool = True, attention: str = "full", triangular: bool = False
-               ) -> VisionTransformer:
+               mlp: bool = True, attention: str = "full", triangular: bool = False,
+               dropout: float = 0.0) -> VisionTransformer:
     """The minimal_transformer experiment's ``config.model.constructor``: checks the attention
     settings (`UserError` naming the config key), then builds the `VisionTransformer`."""
     error = attention_settings_error(attention, heads, triangular)
@@ -163,9 +169,11 @@ def classifier(num_classes: int, patch_size: int, width: int, depth: int, heads:
     if width % heads:
         raise UserError(f"config.model.width={width} is not divisible by "
                         f"config.model.heads={heads}")
+    if not 0 <= dropout < 1:
+        raise UserError(f"config.model.dropout must be in [0, 1), got {dropout}")
     return VisionTransformer(num_classes=num_classes, patch_size=patch_size, width=width,
                              depth=depth, heads=heads, mlp_dim=mlp_dim, use_mlp=mlp,
-                             attention=attention, triangular=triangular)
+                             attention=attention, triangular=triangular, dropout=dropout)
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
