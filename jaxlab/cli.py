@@ -17,7 +17,7 @@ line, nothing written); 3 the loss or gradients became NaN/Inf (the last good ch
 intact; fix it and run the same command to resume); 4 (``jaxlab sweep``) not every run of the sweep is done: some failed, or are still running in
 another process (results.md says which); 75 stopped by SIGTERM/SIGINT after committing a
 checkpoint (a sweep: after its running runs committed theirs and its table was written; run the
-same command to resume).
+same command to resume); 130 Ctrl-C stopped another command (list, eval, report, data).
 """
 import argparse
 import atexit
