@@ -5,32 +5,47 @@ or Burgers data. alpha=0,gamma=0 is the Koopman autoencoder (KAE) baseline. See 
 
     jaxlab train koopman --workdir runs/koopman                       # the paper's loss and system
     jaxlab train koopman:alpha=0,gamma=0 --workdir runs/kae           # the KAE baseline
-    jaxlab train koopman:dt=0.01 --workdir runs/fine                  # Δt = 0.01, horizons 50/200/500
+    jaxlab train koopman:dt=0.01 --workdir runs/fine                  # Δt 0.01, horizons 50/200/500
     jaxlab train koopman:form=rollout --workdir runs/rollout          # + the project's rollout loss
     jaxlab train koopman:entropy=minimize --workdir runs/minus        # the released code's sign
     jaxlab train koopman:koopman=closed_form --workdir runs/ridge     # K by ridge regression
     jaxlab train koopman:system=burgers --workdir runs/burgers        # 64-point field, conv net
     jaxlab train koopman:smoke --workdir /tmp/smoke                   # seconds, for tests
 """
+
 import ml_collections
 
 from jaxlab.config import parse_preset
 from jaxlab.errors import UserError
 
-PRESET = dict(system="lorenz63", dt=0.0, form="paper", koopman="learned", alpha=2.0, beta=1.0,
-              gamma=0.1, entropy="maximize", noise=0.0, steps=8000, smoke=False)
+PRESET = dict(
+    system="lorenz63",
+    dt=0.0,
+    form="paper",
+    koopman="learned",
+    alpha=2.0,
+    beta=1.0,
+    gamma=0.1,
+    entropy="maximize",
+    noise=0.0,
+    steps=8000,
+    smoke=False,
+)
 FORMS = {"paper": 0.0, "rollout": 1.0}  # form -> weight of the project's rollout loss
 
 # Per system: default sampling interval, trajectory length and test horizons in time units (the
 # paper's Lorenz-63 horizons are 5, 20 and 50 steps of 0.1), encoder family, batch size (windows;
 # the conv net on 64-point fields costs ~10x the MLP per window on CPU).
 SYSTEM_DEFAULTS = {
-    "lorenz63": dict(dt=0.1, duration=100.0, horizon_times=(0.5, 2.0, 5.0), encoder="mlp",
-                     batch_size=16),
-    "pendulum": dict(dt=0.1, duration=40.0, horizon_times=(0.5, 2.0, 5.0), encoder="mlp",
-                     batch_size=16),
-    "burgers": dict(dt=0.05, duration=10.0, horizon_times=(0.25, 1.0, 2.5), encoder="conv",
-                    batch_size=16),
+    "lorenz63": dict(
+        dt=0.1, duration=100.0, horizon_times=(0.5, 2.0, 5.0), encoder="mlp", batch_size=16
+    ),
+    "pendulum": dict(
+        dt=0.1, duration=40.0, horizon_times=(0.5, 2.0, 5.0), encoder="mlp", batch_size=16
+    ),
+    "burgers": dict(
+        dt=0.05, duration=10.0, horizon_times=(0.25, 1.0, 2.5), encoder="conv", batch_size=16
+    ),
 }
 
 
@@ -50,31 +65,60 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.task = "jaxlab.papers.koopman.task:make_task"
     # Windows of 16 steps and batches of 16 windows: the released code's Kármán settings; windows
     # start every sample at the system's default dt, and as often per time unit at finer dt.
-    config.data = dict(loader="jaxlab.papers.koopman.dynamics:load", system=preset.system, dt=dt,
-                       train_trajectories=32, test_trajectories=8,
-                       length=round(system["duration"] / dt), window_len=16,
-                       window_stride=samples_per_default_step, noise=preset.noise, split_seed=0)
+    config.data = dict(
+        loader="jaxlab.papers.koopman.dynamics:load",
+        system=preset.system,
+        dt=dt,
+        train_trajectories=32,
+        test_trajectories=8,
+        length=round(system["duration"] / dt),
+        window_len=16,
+        window_stride=samples_per_default_step,
+        noise=preset.noise,
+        split_seed=0,
+    )
     # Latent dimension 32 as in the paper's Figure 20; the MLP widths are the project's choice.
     config.model = dict(encoder=system["encoder"], latent_dim=32, hidden=128, depth=2, channels=16)
     # Table 12, physical simulations: alpha = 2.0, gamma = 0.1, k = 3; beta is "–" there (a value
     # of the project's: K is trained by this term only). tau is not in the paper: 0.1 is the
     # released code's effective default.
-    config.loss = dict(alpha=preset.alpha, beta=preset.beta, gamma=preset.gamma,
-                       entropy_objective=preset.entropy, infonce_k=3, temperature=0.1,
-                       koopman=preset.koopman, ridge=0.1, rollout=FORMS[preset.form])
+    config.loss = dict(
+        alpha=preset.alpha,
+        beta=preset.beta,
+        gamma=preset.gamma,
+        entropy_objective=preset.entropy,
+        infonce_k=3,
+        temperature=0.1,
+        koopman=preset.koopman,
+        ridge=0.1,
+        rollout=FORMS[preset.form],
+    )
     config.evaluation = dict(
         horizons=(1,) + tuple(round(t / dt) for t in system["horizon_times"]),
-        start_stride=10 * samples_per_default_step)
-    config.optimizer = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, warmup_steps=100,
-                            schedule="cosine", grad_clip_norm=1.0)
-    config.train = dict(steps=preset.steps, batch_size=system["batch_size"], log_every=100,
-                        eval_every=500, checkpoint_every=2000, keep_checkpoints=2)
+        start_stride=10 * samples_per_default_step,
+    )
+    config.optimizer = dict(
+        name="adam",
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        warmup_steps=100,
+        schedule="cosine",
+        grad_clip_norm=1.0,
+    )
+    config.train = dict(
+        steps=preset.steps,
+        batch_size=system["batch_size"],
+        log_every=100,
+        eval_every=500,
+        checkpoint_every=2000,
+        keep_checkpoints=2,
+    )
     if preset.smoke:
-        config.data.update(train_trajectories=4, test_trajectories=2,
-                           length=120 * samples_per_default_step)
+        config.data.update(
+            train_trajectories=4, test_trajectories=2, length=120 * samples_per_default_step
+        )
         config.model.update(latent_dim=8, hidden=16, channels=4)
         config.evaluation.start_stride = 20 * samples_per_default_step
         config.optimizer.warmup_steps = 2
-        config.train.update(steps=20, batch_size=8, log_every=5, eval_every=10,
-                            checkpoint_every=10)
+        config.train.update(steps=20, batch_size=8, log_every=5, eval_every=10, checkpoint_every=10)
     return config

@@ -11,13 +11,15 @@ local files (4x4 patches). See docs/transformer_minimization.md.
     jaxlab train minimal_transformer:attention=symmetric,mlp=False --workdir runs/sym   # 4 heads
     jaxlab train minimal_transformer:attention=wqk_novo,mlp=False,depth=6 --workdir runs/min
     jaxlab train minimal_transformer:dataset=shapes --workdir runs/shapes
-    jaxlab train minimal_transformer:dataset=mnist --config.data.directory=data/mnist --workdir runs/m
+    jaxlab train minimal_transformer:dataset=mnist --config.data.directory=data/mnist \
+        --workdir runs/m
     jaxlab train minimal_transformer:smoke --workdir /tmp/smoke      # seconds, for tests
 
 ``heads`` left at 0 takes the variant's own number: 4 for full and symmetric, 1 for the variants
 the paper defines for one head. ``report`` and ``smoke`` fix the model size (width, depth, MLP
 width) and schedule themselves; the other preset keys still apply.
 """
+
 import ml_collections
 
 from jaxlab.config import parse_preset
@@ -25,8 +27,17 @@ from jaxlab.errors import UserError
 from jaxlab.papers.transformer_minimization.variants import default_heads
 
 # heads=0: the variant's own, 4 for full and symmetric, 1 for the single-head variants.
-PRESET = dict(mlp=True, depth=2, width=64, heads=0, attention="full", triangular=False,
-              dataset="digits", report=False, smoke=False)
+PRESET = dict(
+    mlp=True,
+    depth=2,
+    width=64,
+    heads=0,
+    attention="full",
+    triangular=False,
+    dataset="digits",
+    report=False,
+    smoke=False,
+)
 
 MODEL = "jaxlab.papers.transformer_minimization.model:classifier"
 REPORT_STEPS = {"digits": 800, "shapes": 2000}  # the report's schedule; other data sets: 800
@@ -41,32 +52,59 @@ DATA = {  # dataset -> (config.data, patch size)
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = parse_preset(arg, PRESET)
     if preset.dataset not in DATA:
-        raise UserError(f"preset dataset={preset.dataset!r} is unknown; expected one of "
-                        f"{', '.join(DATA)}")
+        raise UserError(
+            f"preset dataset={preset.dataset!r} is unknown; expected one of {', '.join(DATA)}"
+        )
     data, patch_size = DATA[preset.dataset]
     heads = preset.heads or default_heads(preset.attention, preset.triangular)
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = "jaxlab.tasks.classification:make_task"
     config.data = dict(data)
-    config.model = dict(constructor=MODEL, attention=preset.attention, triangular=preset.triangular,
-                        patch_size=patch_size, width=preset.width, depth=preset.depth,
-                        heads=heads, mlp_dim=2 * preset.width, mlp=preset.mlp,
-                        dropout=0.0)  # ours; the paper trains without dropout
-    config.optimizer = dict(name="adamw", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
-                            schedule="cosine", grad_clip_norm=1.0)
-    config.train = dict(steps=3000, batch_size=128, log_every=100, eval_every=500,
-                        checkpoint_every=1000, keep_checkpoints=3)
+    config.model = dict(
+        constructor=MODEL,
+        attention=preset.attention,
+        triangular=preset.triangular,
+        patch_size=patch_size,
+        width=preset.width,
+        depth=preset.depth,
+        heads=heads,
+        mlp_dim=2 * preset.width,
+        mlp=preset.mlp,
+        dropout=0.0,
+    )  # ours; the paper trains without dropout
+    config.optimizer = dict(
+        name="adamw",
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        warmup_steps=100,
+        schedule="cosine",
+        grad_clip_norm=1.0,
+    )
+    config.train = dict(
+        steps=3000,
+        batch_size=128,
+        log_every=100,
+        eval_every=500,
+        checkpoint_every=1000,
+        keep_checkpoints=3,
+    )
     if preset.report:  # scripts/reproduce_transformer_minimization.py: 6 encoders, MLP 4N, short
         config.model.update(width=32, depth=6, heads=heads, mlp_dim=128)
         config.optimizer.update(learning_rate=3e-3, warmup_steps=50)
         steps = REPORT_STEPS.get(preset.dataset, 800)
-        config.train.update(steps=steps, batch_size=64, log_every=100,
-                            eval_every=steps, checkpoint_every=steps,
-                            keep_checkpoints=1)
+        config.train.update(
+            steps=steps,
+            batch_size=64,
+            log_every=100,
+            eval_every=steps,
+            checkpoint_every=steps,
+            keep_checkpoints=1,
+        )
     if preset.smoke:
         config.model.width, config.model.mlp_dim, config.model.depth = 16, 32, 1
         config.optimizer.warmup_steps = 2
-        config.train.update(steps=20, batch_size=32, log_every=5, eval_every=10,
-                            checkpoint_every=10)
+        config.train.update(
+            steps=20, batch_size=32, log_every=5, eval_every=10, checkpoint_every=10
+        )
     return config

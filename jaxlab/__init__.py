@@ -1,13 +1,14 @@
 """jaxlab: a functional JAX experiment framework.
 
-    import jaxlab
-    config = jaxlab.load_config("minimal_transformer", overrides={"train.steps": 500})
-    metrics = jaxlab.train(config, workdir="runs/demo")
-    metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
-    config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
-    table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
-    workdir = jaxlab.notebook.workdir("minimal_transformer", {"train.steps": 500})  # stable name
+import jaxlab
+config = jaxlab.load_config("minimal_transformer", overrides={"train.steps": 500})
+metrics = jaxlab.train(config, workdir="runs/demo")
+metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
+config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
+table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
+workdir = jaxlab.notebook.workdir("minimal_transformer", {"train.steps": 500})  # stable name
 """
+
 __version__ = "0.2.0"
 
 from jaxlab import notebook
@@ -18,5 +19,16 @@ from jaxlab.sweep import sweep  # shadows the module: import its helpers `from j
 from jaxlab.train import evaluate_workdir as evaluate
 from jaxlab.train import restore, train
 
-__all__ = ["Interrupted", "NonFiniteError", "UserError", "evaluate", "initialize_distributed",
-           "list_experiments", "load_config", "notebook", "restore", "sweep", "train"]
+__all__ = [
+    "Interrupted",
+    "NonFiniteError",
+    "UserError",
+    "evaluate",
+    "initialize_distributed",
+    "list_experiments",
+    "load_config",
+    "notebook",
+    "restore",
+    "sweep",
+    "train",
+]

@@ -22,9 +22,11 @@ leaves behind:
   error damaged) gives way to an older one the log covers, when one reads, so that the lost
   records are recomputed rather than missing; it is renamed ``STEP.ahead-of-log``.
 """
+
 import contextlib
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -53,20 +55,31 @@ class Checkpoints:
     def __init__(self, directory: epath.Path, keep: int, *, owner: bool = False):
         self.directory = directory
         self._owner = owner and jax.process_index() == 0
-        unfinished = (self.directory.glob(f"*{ocp.path.atomicity.TMP_DIR_SUFFIX}*")
-                      if owner and self.directory.exists() else ())
+        unfinished = (
+            self.directory.glob(f"*{ocp.path.atomicity.TMP_DIR_SUFFIX}*")
+            if owner and self.directory.exists()
+            else ()
+        )
         for path in sorted(unfinished):
-            warnings.warn(f"ignoring {path}: an unfinished checkpoint write (the run that wrote it "
-                          f"was stopped); it is removed", CheckpointWarning, stacklevel=2)
+            warnings.warn(
+                f"ignoring {path}: an unfinished checkpoint write (the run that wrote it "
+                f"was stopped); it is removed",
+                CheckpointWarning,
+                stacklevel=2,
+            )
         # The whole state is Orbax's single default item ("STEP/default/").
         handlers, state_handler = ocp.handlers.DefaultCheckpointHandlerRegistry(), _state_handler()
         for args in (ocp.args.PyTreeSave, ocp.args.PyTreeRestore):
             handlers.add(DEFAULT_ITEM, args, state_handler)
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-            enable_async_checkpointing=True, create=True, cleanup_tmp_directories=owner)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              handler_registry=handlers)
+            enable_async_checkpointing=True,
+            create=True,
+            cleanup_tmp_directories=owner,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, handler_registry=handlers
+        )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -82,9 +95,14 @@ class Checkpoints:
         """Restores ``step`` with the shapes, dtypes and shardings of ``target`` (arrays or
         `jax.ShapeDtypeStruct`s)."""
         abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
-        return self._manager.restore(step, args=ocp.args.PyTreeRestore(
-            abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)))
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target
+        )
+        return self._manager.restore(
+            step,
+            args=ocp.args.PyTreeRestore(
+                abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)
+            ),
+        )
 
     def restore_latest(self, target: Any, newest: int | None = None) -> tuple[int, Any] | None:
         """(step, state) of the newest complete, readable checkpoint; None when there is none.
@@ -97,18 +115,22 @@ class Checkpoints:
         steps = sorted(self._manager.all_steps(), reverse=True)
         ahead = [step for step in steps if newest is not None and step > newest]
         if ahead and len(ahead) < len(steps):
-            found = self._newest_readable(steps[len(ahead):], target, required=False)
+            found = self._newest_readable(steps[len(ahead) :], target, required=False)
             if found is not None:
-                self._move_aside([self.directory / str(step) for step in ahead], AHEAD_SUFFIX,
-                                 f"newer than the last step metrics.jsonl records ({newest})")
+                self._move_aside(
+                    [self.directory / str(step) for step in ahead],
+                    AHEAD_SUFFIX,
+                    f"newer than the last step metrics.jsonl records ({newest})",
+                )
                 return found
         return self._newest_readable(steps, target, required=True)
 
-    def _newest_readable(self, steps: list[int], target: Any,
-                         required: bool) -> tuple[int, Any] | None:
+    def _newest_readable(
+        self, steps: list[int], target: Any, required: bool
+    ) -> tuple[int, Any] | None:
         """The first of ``steps`` that restores; the unreadable ones before it are moved aside.
         When none reads: `UserError` if ``required`` (and any was tried), else None."""
-        skipped = []
+        skipped: list[epath.Path] = []
         for step in steps:
             path = self.directory / str(step)
             problem = self._incompleteness(step, target)
@@ -120,13 +142,14 @@ class Checkpoints:
             if problem is None:
                 self._move_aside(skipped, UNREADABLE_SUFFIX, "unreadable")
                 return step, state
-            warnings.warn(f"ignoring checkpoint {path}: {problem}", CheckpointWarning,
-                          stacklevel=3)
+            warnings.warn(f"ignoring checkpoint {path}: {problem}", CheckpointWarning, stacklevel=3)
             skipped.append(path)
         if skipped and required:
-            raise UserError(f"no readable checkpoint in {self.directory}: "
-                            + "; ".join(f"{p.name} skipped" for p in skipped)
-                            + ". Move the directory away to start again from scratch")
+            raise UserError(
+                f"no readable checkpoint in {self.directory}: "
+                + "; ".join(f"{p.name} skipped" for p in skipped)
+                + ". Move the directory away to start again from scratch"
+            )
         return None
 
     def _incompleteness(self, step: int, target: Any) -> str | None:
@@ -143,10 +166,13 @@ class Checkpoints:
             return "its tree metadata (_METADATA) is missing"
         differences = _shape_differences(saved, target)
         if differences:
-            raise UserError(f"checkpoint {self.directory / str(step)} holds a train state of "
-                            f"another structure than this config builds ({len(differences)} "
-                            f"arrays differ):\n" + "\n".join(differences[:8])
-                            + "\nuse a new workdir for a changed model")
+            raise UserError(
+                f"checkpoint {self.directory / str(step)} holds a train state of "
+                f"another structure than this config builds ({len(differences)} "
+                f"arrays differ):\n"
+                + "\n".join(differences[:8])
+                + "\nuse a new workdir for a changed model"
+            )
         return None
 
     def _move_aside(self, paths: list[epath.Path], suffix: str, why: str) -> None:
@@ -159,8 +185,11 @@ class Checkpoints:
             while destination.exists():
                 destination, number = path.with_name(f"{path.name}{suffix}.{number}"), number + 1
             path.rename(destination)
-            warnings.warn(f"moved the checkpoint {path} ({why}) to {destination}",
-                          CheckpointWarning, stacklevel=4)
+            warnings.warn(
+                f"moved the checkpoint {path} ({why}) to {destination}",
+                CheckpointWarning,
+                stacklevel=4,
+            )
         self._manager.reload()
 
     def reached_preemption(self, step: int) -> bool:
@@ -187,15 +216,23 @@ class Checkpoints:
             yield
         except Exception as error:  # noqa: BLE001 - whatever Orbax/TensorStore raise here
             text = str(error)
-            cause = ("no space left on device" if "No space left on device" in text
-                     else _first_line(error))
+            cause = (
+                "no space left on device"
+                if "No space left on device" in text
+                else _first_line(error)
+            )
             self._manager.reload()
             intact = self._manager.latest_step()
-            kept = f"the newest intact checkpoint is step {intact}" if intact is not None \
+            kept = (
+                f"the newest intact checkpoint is step {intact}"
+                if intact is not None
                 else "no checkpoint was completed"
-            raise StorageError(f"writing a checkpoint in {self.directory} failed: {cause}; "
-                               f"{kept}: fix the storage and run the same command again to "
-                               f"resume") from None
+            )
+            raise StorageError(
+                f"writing a checkpoint in {self.directory} failed: {cause}; "
+                f"{kept}: fix the storage and run the same command again to "
+                f"resume"
+            ) from None
 
     def __enter__(self) -> "Checkpoints":
         return self
@@ -212,8 +249,10 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
     registry = ocp.type_handlers.create_type_handler_registry(
         (jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False)),
         (np.ndarray, ocp.type_handlers.NumpyHandler()),
-        (int, ocp.type_handlers.ScalarHandler()), (float, ocp.type_handlers.ScalarHandler()),
-        (np.number, ocp.type_handlers.ScalarHandler()))
+        (int, ocp.type_handlers.ScalarHandler()),
+        (float, ocp.type_handlers.ScalarHandler()),
+        (np.number, ocp.type_handlers.ScalarHandler()),
+    )
     return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
@@ -222,8 +261,10 @@ def _shape_differences(saved: Any, target: Any) -> list[str]:
     saved, target = _leaf_signatures(saved), _leaf_signatures(target)
     differing = [p for p in saved.keys() | target.keys() if saved.get(p) != target.get(p)]
     differing.sort(key=lambda p: (p.startswith("opt_state"), p))  # parameters first
-    return [f"  {p}: {saved.get(p, '(absent)')} in the checkpoint, {target.get(p, '(absent)')} now"
-            for p in differing]
+    return [
+        f"  {p}: {saved.get(p, '(absent)')} in the checkpoint, {target.get(p, '(absent)')} now"
+        for p in differing
+    ]
 
 
 def _leaf_signatures(tree: Any) -> dict[str, str]:

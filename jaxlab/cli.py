@@ -4,21 +4,24 @@
     jaxlab train EXPERIMENT[:preset] --workdir DIR [--config.a.b=value ...] [--quiet]
     jaxlab train --config=path/to/exp.py[:preset] --workdir DIR ...      (the config_flags form)
     jaxlab eval WORKDIR
-    jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...] [--zip config.b=3,4 ...]
-                 [--config.a.b=value ...] [--parallel N] [--vmap] [--backend local|ray --address A]
+    jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...]
+                 [--zip config.b=3,4 ...] [--config.a.b=value ...] [--parallel N] [--vmap]
+                 [--backend local|ray --address A]
     jaxlab report WORKDIR|SWEEP_DIR [--metric NAME] [--descending]
     jaxlab data convert SOURCE DESTINATION [--from arrays|mnist|cifar10] [--format npy|array_record]
                  [--test PATH | --test-fraction F [--split-seed S]]
 
-Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset,
-unknown or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:``
-line, nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept);
-74 the storage refused a write (a full disk, a lost permission: the checkpoints written before are
-intact; fix it and run the same command to resume); 4 (``jaxlab sweep``) not every run of the sweep is done: some failed, or are still running in
-another process (results.md says which); 75 stopped by SIGTERM/SIGINT after committing a
-checkpoint (a sweep: after its running runs committed theirs and its table was written; run the
-same command to resume); 130 Ctrl-C stopped another command (list, eval, report, data).
+Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset, unknown
+or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:`` line,
+nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept); 74 the
+storage refused a write (a full disk, a lost permission: the checkpoints written before are intact;
+fix it and run the same command to resume); 4 (``jaxlab sweep``) not every run of the sweep is done:
+some failed, or are still running in another process (results.md says which); 75 stopped by
+SIGTERM/SIGINT after committing a checkpoint (a sweep: after its running runs committed theirs and
+its table was written; run the same command to resume); 130 Ctrl-C stopped another command (list,
+eval, report, data).
 """
+
 import argparse
 import atexit
 import collections
@@ -29,8 +32,7 @@ import sys
 import threading
 import warnings
 
-from jaxlab.errors import (INTERRUPTED, NONFINITE, STORAGE_ERROR, SWEEP_INCOMPLETE,
-                           USAGE_ERROR)
+from jaxlab.errors import INTERRUPTED, NONFINITE, STORAGE_ERROR, SWEEP_INCOMPLETE, USAGE_ERROR
 
 
 def _split_overrides(extra: list[str]) -> dict[str, str]:
@@ -41,8 +43,9 @@ def _split_overrides(extra: list[str]) -> dict[str, str]:
     while items:
         item = items.pop(0)
         if not item.startswith("--config."):
-            raise UserError(f"unrecognised argument {item!r}; overrides look like "
-                            f"--config.train.steps=500")
+            raise UserError(
+                f"unrecognised argument {item!r}; overrides look like --config.train.steps=500"
+            )
         key, sep, value = item[2:].partition("=")
         if not sep:
             if not items:
@@ -62,114 +65,189 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         points = command_line_points(args.sweep, args.zip)
     else:
         points = experiment_points(experiment, args.experiments_dir)
-    rows = sweep(experiment, points, args.workdir, parallel=args.parallel, vmap=args.vmap,
-                 backend=args.backend, address=args.address, fixed_overrides=overrides,
-                 extra_dirs=args.experiments_dir, quiet=False)
+    rows = sweep(
+        experiment,
+        points,
+        args.workdir,
+        parallel=args.parallel,
+        vmap=args.vmap,
+        backend=args.backend,
+        address=args.address,
+        fixed_overrides=overrides,
+        extra_dirs=args.experiments_dir,
+        quiet=False,
+    )
     counts = collections.Counter(row["status"] for row in rows)
     shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    print(f"jaxlab sweep: {len(rows)} runs: {shown}; results in {args.workdir}/{RESULTS_MD}",
-          flush=True)
+    print(
+        f"jaxlab sweep: {len(rows)} runs: {shown}; results in {args.workdir}/{RESULTS_MD}",
+        flush=True,
+    )
     return 0 if counts[DONE] == len(rows) else SWEEP_INCOMPLETE
 
 
 def _convert(args: argparse.Namespace) -> None:
     from jaxlab.data.convert import convert
 
-    lines = convert(args.source, args.destination, kind=args.kind, fmt=args.format,
-                    test=args.test, test_fraction=args.test_fraction, split_seed=args.split_seed)
+    lines = convert(
+        args.source,
+        args.destination,
+        kind=args.kind,
+        fmt=args.format,
+        test=args.test,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+    )
     suffix = ".array_record" if args.format == "array_record" else ""
-    print("\n".join([f"jaxlab data: wrote {args.destination}", *lines,
-                      f'use: config.data = dict(loader="jaxlab.data.arrays:load", '
-                      f'train="{args.destination}/train{suffix}", '
-                      f'test="{args.destination}/test{suffix}")']))
+    print(
+        "\n".join(
+            [
+                f"jaxlab data: wrote {args.destination}",
+                *lines,
+                f'use: config.data = dict(loader="jaxlab.data.arrays:load", '
+                f'train="{args.destination}/train{suffix}", '
+                f'test="{args.destination}/test{suffix}")',
+            ]
+        )
+    )
 
 
 def _experiment_arguments(command: argparse.ArgumentParser) -> None:
     """The experiment, positional or as ``--config=SPEC`` (ml_collections ``config_flags``)."""
-    command.add_argument("experiment", nargs="?",
-                         help="NAME, NAME:preset, or path/to/file.py[:preset]")
-    command.add_argument("--config", dest="config_spec", metavar="SPEC",
-                         help="the experiment, as ml_collections' config_flags users write it: "
-                              "--config=path/to/exp.py[:preset] (same as the positional form)")
+    command.add_argument(
+        "experiment", nargs="?", help="NAME, NAME:preset, or path/to/file.py[:preset]"
+    )
+    command.add_argument(
+        "--config",
+        dest="config_spec",
+        metavar="SPEC",
+        help="the experiment, as ml_collections' config_flags users write it: "
+        "--config=path/to/exp.py[:preset] (same as the positional form)",
+    )
 
 
 def _experiment(args: argparse.Namespace) -> str:
     from jaxlab.errors import UserError
 
     if (args.experiment is None) == (args.config_spec is None):
-        raise UserError("name the experiment once: jaxlab train NAME[:preset] ... or jaxlab "
-                        "train --config=path/to/exp.py[:preset] ...")
+        raise UserError(
+            "name the experiment once: jaxlab train NAME[:preset] ... or jaxlab "
+            "train --config=path/to/exp.py[:preset] ..."
+        )
     return args.experiment or args.config_spec
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="jaxlab", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     registry_dirs = argparse.ArgumentParser(add_help=False)
-    registry_dirs.add_argument("--experiments-dir", action="append", default=[],
-                               help="a directory of your experiment files, searched before the "
-                                    "built-ins (repeatable; also $JAXLAB_EXPERIMENTS, "
-                                    "os.pathsep-separated)")
+    registry_dirs.add_argument(
+        "--experiments-dir",
+        action="append",
+        default=[],
+        help="a directory of your experiment files, searched before the "
+        "built-ins (repeatable; also $JAXLAB_EXPERIMENTS, "
+        "os.pathsep-separated)",
+    )
     multihost = argparse.ArgumentParser(add_help=False)
     group = multihost.add_argument_group("multi-process runs (every process runs the same command)")
     group.add_argument("--coordinator-address", help="host:port of process 0")
     group.add_argument("--num-processes", type=int)
     group.add_argument("--process-id", type=int)
-    group.add_argument("--distributed", action="store_true",
-                       help="auto-detect the processes (TPU pod slices, SLURM)")
-    group.add_argument("--heartbeat-timeout", type=int, metavar="SECONDS",
-                       help="end the run this long after a process stops answering (JAX's "
-                            "default: 100; also $JAXLAB_HEARTBEAT_TIMEOUT)")
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="auto-detect the processes (TPU pod slices, SLURM)",
+    )
+    group.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="end the run this long after a process stops answering (JAX's "
+        "default: 100; also $JAXLAB_HEARTBEAT_TIMEOUT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the experiment registry", parents=[registry_dirs])
-    train = commands.add_parser("train", help="train an experiment (resumes its workdir)",
-                                parents=[multihost, registry_dirs],
-                                epilog="Overrides: --config.KEY=VALUE, typed like the default.")
+    train = commands.add_parser(
+        "train",
+        help="train an experiment (resumes its workdir)",
+        parents=[multihost, registry_dirs],
+        epilog="Overrides: --config.KEY=VALUE, typed like the default.",
+    )
     _experiment_arguments(train)
     train.add_argument("--workdir", required=True)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
-    train.add_argument("--allow-config-change", action="store_true",
-                       help="resume a workdir whose config differs from this one (listed as a "
-                            "warning), e.g. to continue with a longer schedule")
-    evaluate = commands.add_parser("eval", help="evaluate a workdir's newest checkpoint",
-                                   parents=[multihost])
+    train.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume a workdir whose config differs from this one (listed as a "
+        "warning), e.g. to continue with a longer schedule",
+    )
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a workdir's newest checkpoint", parents=[multihost]
+    )
     evaluate.add_argument("workdir")
     sweep = commands.add_parser(
-        "sweep", help="train many runs of an experiment that differ in overrides",
+        "sweep",
+        help="train many runs of an experiment that differ in overrides",
         parents=[registry_dirs],
         epilog="Without --sweep/--zip, the experiment file's get_sweep(preset) gives the runs. "
-               "Fixed overrides: --config.KEY=VALUE. See docs/sweeps.md.")
+        "Fixed overrides: --config.KEY=VALUE. See docs/sweeps.md.",
+    )
     _experiment_arguments(sweep)
     sweep.add_argument("--workdir", required=True, help="the sweep's directory (one per run in it)")
-    sweep.add_argument("--sweep", action="append", default=[], metavar="config.KEY=V1,V2",
-                       help="values of one key; several --sweep give their product")
-    sweep.add_argument("--zip", action="append", default=[], metavar="config.KEY=V1,V2",
-                       help="values that vary together with the other --zip keys")
+    sweep.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="config.KEY=V1,V2",
+        help="values of one key; several --sweep give their product",
+    )
+    sweep.add_argument(
+        "--zip",
+        action="append",
+        default=[],
+        metavar="config.KEY=V1,V2",
+        help="values that vary together with the other --zip keys",
+    )
     sweep.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1)")
-    sweep.add_argument("--vmap", action="store_true",
-                       help="train all runs as one vmapped program (seed/numeric leaves only)")
+    sweep.add_argument(
+        "--vmap",
+        action="store_true",
+        help="train all runs as one vmapped program (seed/numeric leaves only)",
+    )
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     data = commands.add_parser("data", help="data files for the Grain input path")
     convert = data.add_subparsers(dest="data_command", required=True).add_parser(
-        "convert", help="write a dataset as the files the Grain input path streams",
+        "convert",
+        help="write a dataset as the files the Grain input path streams",
         description="Writes SOURCE (a .npz / .npy file, a directory of .npy files, an "
-                    ".array_record file, or the MNIST / CIFAR-10 distribution's directory) as "
-                    "DESTINATION/train and DESTINATION/test.")
+        ".array_record file, or the MNIST / CIFAR-10 distribution's directory) as "
+        "DESTINATION/train and DESTINATION/test.",
+    )
     convert.add_argument("source")
     convert.add_argument("destination", help="a new directory")
-    convert.add_argument("--from", dest="kind", default="arrays",
-                         help="arrays (default), mnist or cifar10")
+    convert.add_argument(
+        "--from", dest="kind", default="arrays", help="arrays (default), mnist or cifar10"
+    )
     convert.add_argument("--format", default="npy", help="npy (default) or array_record")
     convert.add_argument("--test", default="", help="the test split's source (arrays)")
-    convert.add_argument("--test-fraction", type=float, default=0.0,
-                         help="or: this fraction of the source, drawn at random, as test split")
+    convert.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="or: this fraction of the source, drawn at random, as test split",
+    )
     convert.add_argument("--split-seed", type=int, default=0)
-    report = commands.add_parser("report", help="table of final metrics and PNGs of a run or a "
-                                                "sweep")
+    report = commands.add_parser(
+        "report", help="table of final metrics and PNGs of a run or a sweep"
+    )
     report.add_argument("workdir")
-    report.add_argument("--metric", default=None,
-                        help="sweep: the metric to sort and plot by (default eval/loss)")
+    report.add_argument(
+        "--metric", default=None, help="sweep: the metric to sort and plot by (default eval/loss)"
+    )
     report.add_argument("--descending", action="store_true", help="sweep: largest first")
     return parser
 
@@ -195,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _multi_process(args: argparse.Namespace) -> bool:
     """Whether the command joins a multi-process run (JAX's preemption service takes SIGTERM)."""
-    return bool(getattr(args, "coordinator_address", None) or getattr(args, "num_processes", None)
-                or getattr(args, "distributed", False))
+    return bool(
+        getattr(args, "coordinator_address", None)
+        or getattr(args, "num_processes", None)
+        or getattr(args, "distributed", False)
+    )
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -211,9 +292,13 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
         if args.command in ("train", "eval"):
             compilation_cache.enable()
-            parallel.initialize_distributed(args.coordinator_address, args.num_processes,
-                                            args.process_id, auto=args.distributed,
-                                            heartbeat_timeout=args.heartbeat_timeout)
+            parallel.initialize_distributed(
+                args.coordinator_address,
+                args.num_processes,
+                args.process_id,
+                auto=args.distributed,
+                heartbeat_timeout=args.heartbeat_timeout,
+            )
         if args.command == "list":
             for exp in registry.list_experiments(args.experiments_dir):
                 if exp.error:
@@ -222,10 +307,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
                 preset = ",".join(f"{k}={v}" for k, v in exp.preset.items()) or "-"
                 print(f"{exp.name:24s} {exp.description}\n{'':24s} preset: {preset}")
         elif args.command == "train":
-            config = registry.load_config(_experiment(args), _split_overrides(extra),
-                                          args.experiments_dir)
-            train(config, args.workdir, quiet=args.quiet,
-                  allow_config_change=args.allow_config_change)
+            config = registry.load_config(
+                _experiment(args), _split_overrides(extra), args.experiments_dir
+            )
+            train(
+                config, args.workdir, quiet=args.quiet, allow_config_change=args.allow_config_change
+            )
         elif args.command == "eval":
             metrics = evaluate_workdir(args.workdir)
             if jax.process_index() == 0:
@@ -278,8 +365,9 @@ def _storage_error(error: BaseException | None) -> bool:
     """Whether ``error`` is (or was caused by) a failed write, or is a callback's complaint that
     its event loop closed meanwhile."""
     while error is not None:
-        if isinstance(error, OSError) or (isinstance(error, RuntimeError)
-                                          and "Event loop is closed" in str(error)):
+        if isinstance(error, OSError) or (
+            isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+        ):
             return True
         error = error.__cause__ or error.__context__
     return False
@@ -305,8 +393,10 @@ def console() -> None:
     except KeyboardInterrupt:
         print("jaxlab: stopped by SIGINT", file=sys.stderr)
         code = 130
-    if any(thread is not threading.main_thread() and not thread.daemon
-           for thread in threading.enumerate()):
+    if any(
+        thread is not threading.main_thread() and not thread.daemon
+        for thread in threading.enumerate()
+    ):
         sys.exit(code)
     atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs at this point
     sys.stdout.flush()

@@ -4,6 +4,7 @@ program loads the compiled executables from disk instead of compiling them again
 The directory is ``$JAXLAB_COMPILATION_CACHE`` (``off`` disables it), by default
 ``~/.cache/jaxlab/jax``. Every compilation that takes at least 0.1 s is cached.
 """
+
 import os
 import pathlib
 

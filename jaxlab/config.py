@@ -7,10 +7,12 @@ Two string forms reach a config:
 * overrides, ``{"train.steps": "500"}`` (from ``--config.train.steps=500`` on the command line, or
   from Python), each checked against the type of the value it replaces.
 """
+
 import ast
 import difflib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
@@ -24,12 +26,16 @@ def parse_preset(arg: str | None, defaults: Mapping[str, Any]) -> ml_collections
         key, sep, text = item.partition("=")
         key = key.strip()
         if key not in defaults:
-            raise UserError(f"unknown preset key {key!r} in {arg!r}; "
-                            f"this experiment's preset keys are: {', '.join(defaults) or '(none)'}")
+            raise UserError(
+                f"unknown preset key {key!r} in {arg!r}; "
+                f"this experiment's preset keys are: {', '.join(defaults) or '(none)'}"
+            )
         if not sep:
             if not isinstance(defaults[key], bool):
-                raise UserError(f"malformed preset item {item!r} in {arg!r}: expected key=value "
-                                f"(only boolean keys may stand alone)")
+                raise UserError(
+                    f"malformed preset item {item!r} in {arg!r}: expected key=value "
+                    f"(only boolean keys may stand alone)"
+                )
             text = "True"
         values[key] = parse_value(text.strip(), defaults[key], f"preset key {key!r}")
     return ml_collections.ConfigDict(values)
@@ -61,7 +67,9 @@ def parse_value(text: str, default: Any, what: str) -> Any:
     except (ValueError, SyntaxError):
         if default is None:
             return text
-        raise UserError(f"{what} expects a {type(default).__name__} literal, got {text!r}") from None
+        raise UserError(
+            f"{what} expects a {type(default).__name__} literal, got {text!r}"
+        ) from None
     if default is not None and not isinstance(value, type(default)):
         if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
             return type(default)(value)
@@ -89,8 +97,9 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
     """Returns a copy of ``config`` with ``overrides`` (dotted key -> value or string) applied.
 
     String values are parsed against the default's type; other values must already have it (an int
@@ -116,13 +125,17 @@ def apply_overrides(config: ml_collections.ConfigDict,
 def _typed(value: Any, default: Any, what: str) -> Any:
     if isinstance(value, str):
         return parse_value(value, default, what)
-    if default is None or isinstance(value, type(default)) and not (
-            isinstance(value, bool) and not isinstance(default, bool)):
+    if (
+        default is None
+        or isinstance(value, type(default))
+        and not (isinstance(value, bool) and not isinstance(default, bool))
+    ):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    raise UserError(f"{what} expects a {type(default).__name__}, got {value!r} "
-                    f"({type(value).__name__})")
+    raise UserError(
+        f"{what} expects a {type(default).__name__}, got {value!r} ({type(value).__name__})"
+    )
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

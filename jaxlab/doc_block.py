@@ -1,5 +1,6 @@
 """Generated blocks in hand-written Markdown: a script rewrites the text between its two marker
 lines and leaves everything around them as the authors wrote it."""
+
 import pathlib
 
 
@@ -9,8 +10,12 @@ def write_block(path: pathlib.Path, begin: str, end: str, content: str) -> None:
     path = pathlib.Path(path)
     text = path.read_text() if path.exists() else ""
     block = f"{begin}\n{content}\n{end}"
-    if begin in text and end in text[text.index(begin):]:
-        text = text[:text.index(begin)] + block + text[text.index(end, text.index(begin)) + len(end):]
+    if begin in text and end in text[text.index(begin) :]:
+        text = (
+            text[: text.index(begin)]
+            + block
+            + text[text.index(end, text.index(begin)) + len(end) :]
+        )
     else:
         text = text + ("\n" if text else "") + block + "\n"
     path.write_text(text)

@@ -9,6 +9,7 @@
 
 Both draw the same examples for the same step, so a run trains the same on either path.
 """
+
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -57,13 +58,27 @@ class DeviceFeed:
 class HostFeed:
     """Batches and test chunks read on the host with Grain (see the module docstring)."""
 
-    def __init__(self, data: Dataset, mesh: jax.sharding.Mesh, data_keys: Sequence[jax.Array],
-                 batch_size: int, chunk_length: int, total_steps: int, prefetch: int):
+    def __init__(
+        self,
+        data: Dataset,
+        mesh: jax.sharding.Mesh,
+        data_keys: Sequence[jax.Array],
+        batch_size: int,
+        chunk_length: int,
+        total_steps: int,
+        prefetch: int,
+    ):
         self._data, self._mesh = data, mesh
         self._chunk_length, self._total = chunk_length, total_steps
         self._keys, self._batch_size = list(data_keys), batch_size
-        self._reader = stream.ChunkReader(data.train, data_keys, batch_size, mesh,
-                                          trial_axis=len(data_keys) > 1, prefetch=prefetch)
+        self._reader = stream.ChunkReader(
+            data.train,
+            data_keys,
+            batch_size,
+            mesh,
+            trial_axis=len(data_keys) > 1,
+            prefetch=prefetch,
+        )
         self._replicated = parallel.replicated(mesh)
 
     @functools.cached_property
@@ -75,36 +90,53 @@ class HostFeed:
         return self._reader.batches(start, length, self._total, self._chunk_length)
 
     def probe(self, trial: int, step: int) -> dict:
-        reader = stream.ChunkReader(self._data.train, [self._keys[trial]], self._batch_size,
-                                    self._mesh, trial_axis=False, prefetch=1)
+        reader = stream.ChunkReader(
+            self._data.train,
+            [self._keys[trial]],
+            self._batch_size,
+            self._mesh,
+            trial_axis=False,
+            prefetch=1,
+        )
         return reader.read(step, 1)
 
     def evaluate(self, task: Task, params: Any, task_state: Any) -> dict[str, Any]:
-        totals, count = {}, 0
-        for examples, arrays in stream.test_chunks(self._data.test, EVAL_CHUNK,
-                                                   self._replicated):
+        assert task.evaluate_sums is not None  # `check` refuses the Grain path without it
+        totals: dict[str, Any] = {}
+        count = 0
+        for examples, arrays in stream.test_chunks(self._data.test, EVAL_CHUNK, self._replicated):
             sums = task.evaluate_sums(params, task_state, arrays)
             totals = {k: totals.get(k, 0) + v for k, v in sums.items()}
             count += examples
         return {name: np.asarray(jax.device_get(total)) / count for name, total in totals.items()}
 
 
-def make(group_configs: Sequence[Any], data: Dataset, mesh: jax.sharding.Mesh
-         ) -> "DeviceFeed | HostFeed":
+def make(
+    group_configs: Sequence[Any], data: Dataset, mesh: jax.sharding.Mesh
+) -> "DeviceFeed | HostFeed":
     """The feed of a loop over trials of ``group_configs`` (one config per trial)."""
     train = group_configs[0].train
     if train.data_pipeline != "grain":
         return DeviceFeed(data, mesh)
-    return HostFeed(data, mesh, [data_key(c.seed) for c in group_configs], train.batch_size,
-                    train.log_every, train.steps, train.prefetch)
+    return HostFeed(
+        data,
+        mesh,
+        [data_key(c.seed) for c in group_configs],
+        train.batch_size,
+        train.log_every,
+        train.steps,
+        train.prefetch,
+    )
 
 
 def check(config, task: Task) -> None:
     """`UserError` if ``task`` cannot run on the input path ``config`` asks for."""
     if config.train.data_pipeline == "grain" and task.evaluate_sums is None:
-        raise UserError(f"config.train.data_pipeline='grain' streams the test split in chunks, "
-                        f"which needs the task's evaluate_sums; config.task={config.task!r} "
-                        f"defines none: use config.train.data_pipeline='device'")
+        raise UserError(
+            f"config.train.data_pipeline='grain' streams the test split in chunks, "
+            f"which needs the task's evaluate_sums; config.task={config.task!r} "
+            f"defines none: use config.train.data_pipeline='device'"
+        )
 
 
 def example_batch(config, task: Task, seed: int) -> dict | None:

@@ -1,10 +1,11 @@
 """Where metrics go: ``metrics.jsonl`` (one JSON object per logged step) and TensorBoard events.
 
-``metrics.jsonl`` is the record; the TensorBoard event file is derived from it. On resume the
-lines of steps after the restored step (and unreadable lines) are dropped, and the event files are
-replaced by one new file that replays the kept lines: TensorBoard then shows each step once, in order, however often
-the run was killed. Only process 0 writes.
+``metrics.jsonl`` is the record; the TensorBoard event file is derived from it. On resume the lines
+of steps after the restored step (and unreadable lines) are dropped, and the event files are
+replaced by one new file that replays the kept lines: TensorBoard then shows each step once, in
+order, however often the run was killed. Only process 0 writes.
 """
+
 import json
 import math
 import socket
@@ -44,7 +45,8 @@ def read_metrics(workdir: epath.Path, *, warn: bool = True) -> list[dict]:
     path = workdir / METRICS_FILE
     if not path.exists():
         return []
-    records, dropped = [], []
+    records: list[dict] = []
+    dropped: list[int] = []
     lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -54,15 +56,23 @@ def read_metrics(workdir: epath.Path, *, warn: bool = True) -> list[dict]:
         except json.JSONDecodeError:
             record = None
         last_step = records[-1]["step"] if records else 0
-        if (isinstance(record, dict) and isinstance(record.get("step"), int)
-                and record["step"] > last_step and number < len(lines)):
+        if (
+            isinstance(record, dict)
+            and isinstance(record.get("step"), int)
+            and record["step"] > last_step
+            and number < len(lines)
+        ):
             records.append(record)
         else:
             dropped.append(number)
     if dropped and warn:
-        warnings.warn(f"{path}: left out {len(dropped)} unreadable line(s) (line "
-                      f"{', '.join(map(str, dropped[:5]))}{', ...' if len(dropped) > 5 else ''}):"
-                      f" a torn write or a damaged file", LogWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: left out {len(dropped)} unreadable line(s) (line "
+            f"{', '.join(map(str, dropped[:5]))}{', ...' if len(dropped) > 5 else ''}):"
+            f" a torn write or a damaged file",
+            LogWarning,
+            stacklevel=2,
+        )
     return records
 
 
@@ -70,18 +80,26 @@ def _event_record(event: Event) -> bytes:
     """One TFRecord: length, its masked CRC-32C, the serialised event, its masked CRC-32C."""
     data = event.SerializeToString()
     header = struct.pack("<Q", len(data))
-    return (header + struct.pack("<I", masked_crc32c(header)) + data
-            + struct.pack("<I", masked_crc32c(data)))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
 
 
 def scalar_events(record: dict[str, Any], wall_time: float) -> bytes:
     """The finite scalars of one metrics record as one TensorBoard event at ``record["step"]``."""
-    values = [Summary.Value(tag=name, simple_value=value) for name, value in record.items()
-              if name != "step" and isinstance(value, (int, float)) and math.isfinite(value)]
+    values = [
+        Summary.Value(tag=name, simple_value=value)
+        for name, value in record.items()
+        if name != "step" and isinstance(value, (int, float)) and math.isfinite(value)
+    ]
     if not values:
         return b""
-    return _event_record(Event(wall_time=wall_time, step=record["step"],
-                               summary=Summary(value=values)))
+    return _event_record(
+        Event(wall_time=wall_time, step=record["step"], summary=Summary(value=values))
+    )
 
 
 class MetricsLog:
@@ -97,13 +115,15 @@ class MetricsLog:
         if not self._enabled:
             return
         self._metrics = paths.AppendFile(
-            workdir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept).encode())
+            workdir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept).encode()
+        )
         stale = sorted(workdir.glob(f"{EVENTS_PREFIX}*"))
         now = time.time()
         header = _event_record(Event(wall_time=now, file_version="brain.Event:2"))
         self._events = paths.AppendFile(
             workdir / f"{EVENTS_PREFIX}{int(now)}.{socket.gethostname()}.jaxlab",
-            header + b"".join(scalar_events(r, now) for r in kept))
+            header + b"".join(scalar_events(r, now) for r in kept),
+        )
         for path in stale:
             if path.name != self._events.path.name:
                 path.unlink()

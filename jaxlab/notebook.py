@@ -10,6 +10,7 @@ Drive mounted at ``/content/drive``, ``MyDrive/jaxlab_runs`` there (kept when th
 recycled); on Colab without it ``/content/jaxlab_runs`` (kept while the runtime lives); else
 ``runs`` in the working directory. Remote roots (``gs://``...) work as for any workdir.
 """
+
 import os
 import sys
 from collections.abc import Mapping
@@ -30,13 +31,15 @@ def workdir_root(root: str | os.PathLike | None = None) -> epath.Path:
     if os.environ.get("JAXLAB_WORKDIR_ROOT"):
         return paths.path(os.environ["JAXLAB_WORKDIR_ROOT"], "JAXLAB_WORKDIR_ROOT")
     if "google.colab" in sys.modules:
-        return epath.Path(f"{DRIVE}/jaxlab_runs" if os.path.isdir(DRIVE)
-                          else "/content/jaxlab_runs")
+        return epath.Path(
+            f"{DRIVE}/jaxlab_runs" if os.path.isdir(DRIVE) else "/content/jaxlab_runs"
+        )
     return epath.Path("runs").absolute()
 
 
-def workdir(spec: str, overrides: Mapping[str, Any] | None = None,
-            root: str | os.PathLike | None = None) -> epath.Path:
+def workdir(
+    spec: str, overrides: Mapping[str, Any] | None = None, root: str | os.PathLike | None = None
+) -> epath.Path:
     """``ROOT/SPEC/OVERRIDES``: the same directory for the same experiment and overrides, e.g.
     ``runs/minimal_transformer_mlp=False/train.steps=1500``."""
     return workdir_root(root) / directory_name(spec) / run_name(dict(overrides or {}))

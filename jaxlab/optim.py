@@ -1,4 +1,5 @@
 """The optimizer and learning-rate schedule of ``config.optimizer``."""
+
 import ml_collections
 import optax
 
@@ -13,15 +14,19 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
     elif opt.schedule == "cosine":
         decay = optax.cosine_decay_schedule(opt.learning_rate, max(total_steps - warmup, 1))
     else:
-        raise UserError(f"config.optimizer.schedule must be 'constant' or 'cosine', "
-                        f"got {opt.schedule!r}")
+        raise UserError(
+            f"config.optimizer.schedule must be 'constant' or 'cosine', got {opt.schedule!r}"
+        )
     if warmup == 0:
         return decay
-    return optax.join_schedules([optax.linear_schedule(0.0, opt.learning_rate, warmup), decay],
-                                [warmup])
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, opt.learning_rate, warmup), decay], [warmup]
+    )
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    opt: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
     """``adam``, ``adamw`` or ``sgd`` (momentum 0.9), after optional global-norm clipping."""
     schedule = make_schedule(opt, total_steps)
     if opt.name == "adam":

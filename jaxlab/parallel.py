@@ -6,8 +6,10 @@ devices, a GPU, a TPU slice, and several hosts: with several processes the mesh 
 of all of them, every process runs the same program, and each computes the part of the global
 batch that falls on its own devices.
 """
+
 import os
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -20,8 +22,9 @@ DATA_AXIS = "data"
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A mesh with one ``data`` axis over ``devices`` (default: every device of every process)."""
     devices = list(devices) if devices is not None else jax.devices()
-    return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
-                         devices=devices)
+    return jax.make_mesh(
+        (len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices
+    )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -36,13 +39,19 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     devices = mesh.devices.size
     if batch_size % devices:
-        raise UserError(f"config.train.batch_size={batch_size} is not divisible by the number of "
-                        f"devices ({devices}); use a multiple of {devices}")
+        raise UserError(
+            f"config.train.batch_size={batch_size} is not divisible by the number of "
+            f"devices ({devices}); use a multiple of {devices}"
+        )
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None, process_id: int | None = None,
-                           auto: bool = False, heartbeat_timeout: int | None = None) -> bool:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    auto: bool = False,
+    heartbeat_timeout: int | None = None,
+) -> bool:
     """Joins a multi-process run; returns whether one was joined. Call before any other JAX use.
 
     Explicit: ``coordinator_address`` (host:port of process 0), ``num_processes``, ``process_id``,
@@ -64,21 +73,26 @@ def initialize_distributed(coordinator_address: str | None = None,
     if not auto and all(v is None for v in explicit):
         return False
     if not auto and any(v is None for v in explicit):
-        raise UserError("a multi-process launch needs all three of coordinator address, number of "
-                        "processes and process id (flags --coordinator-address, --num-processes, "
-                        "--process-id or JAXLAB_* environment variables); got "
-                        f"address={coordinator_address}, processes={num_processes}, "
-                        f"id={process_id}")
-    if not auto and not 0 <= process_id < num_processes:
-        raise UserError(f"process id {process_id} is outside 0..{num_processes - 1}")
-    heartbeat_timeout = (heartbeat_timeout if heartbeat_timeout is not None
-                         else _env_int("JAXLAB_HEARTBEAT_TIMEOUT"))
+        raise UserError(
+            "a multi-process launch needs all three of coordinator address, number of "
+            "processes and process id (flags --coordinator-address, --num-processes, "
+            "--process-id or JAXLAB_* environment variables); got "
+            f"address={coordinator_address}, processes={num_processes}, "
+            f"id={process_id}"
+        )
+    if not auto and process_id is not None and num_processes is not None:
+        if not 0 <= process_id < num_processes:
+            raise UserError(f"process id {process_id} is outside 0..{num_processes - 1}")
+    heartbeat_timeout = (
+        heartbeat_timeout if heartbeat_timeout is not None else _env_int("JAXLAB_HEARTBEAT_TIMEOUT")
+    )
     if heartbeat_timeout is not None and heartbeat_timeout < 1:
         raise UserError(f"the heartbeat timeout must be at least 1 s, got {heartbeat_timeout}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                               **({"heartbeat_timeout_seconds": heartbeat_timeout}
-                                  if heartbeat_timeout is not None else {}))
+    options: dict[str, Any] = {}
+    if heartbeat_timeout is not None:
+        options["heartbeat_timeout_seconds"] = heartbeat_timeout
+    jax.distributed.initialize(coordinator_address, num_processes, process_id, **options)
     return True
 
 

@@ -19,6 +19,7 @@ No local write follows a symbolic link: the temporary file is created new (``O_E
 replaces a link rather than its target, and files opened for appending are opened with
 ``O_NOFOLLOW`` (a link there is refused, `UserError`).
 """
+
 import errno
 import importlib.util
 import io
@@ -59,13 +60,17 @@ def path(location: str | os.PathLike, what: str = "path") -> epath.Path:
     if found is None:
         return epath.Path(os.path.abspath(os.path.expanduser(text)))
     if found not in REMOTE_BACKENDS:
-        raise UserError(f"{what} {text}: jaxlab cannot read or write {found}:// paths; use a "
-                        f"local path or one of {', '.join(f'{s}://' for s in REMOTE_BACKENDS)}")
+        raise UserError(
+            f"{what} {text}: jaxlab cannot read or write {found}:// paths; use a "
+            f"local path or one of {', '.join(f'{s}://' for s in REMOTE_BACKENDS)}"
+        )
     backends = REMOTE_BACKENDS[found]
     if not any(importlib.util.find_spec(name) for name in backends):
-        raise UserError(f"{what} {text}: {found}:// paths need one of the packages "
-                        f"{' or '.join(backends)}, and none is installed; pip install "
-                        f"{backends[0]} (and authenticate with your cloud's tools)")
+        raise UserError(
+            f"{what} {text}: {found}:// paths need one of the packages "
+            f"{' or '.join(backends)}, and none is installed; pip install "
+            f"{backends[0]} (and authenticate with your cloud's tools)"
+        )
     return epath.Path(text)
 
 
@@ -109,12 +114,15 @@ def open_append(destination: epath.Path) -> BinaryIO:
     """A local file opened for appending (created if needed); `UserError` if it is a symbolic
     link, which jaxlab never writes through."""
     try:
-        fd = os.open(os.fspath(destination),
-                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(
+            os.fspath(destination), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644
+        )
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise UserError(f"{destination} is a symbolic link; jaxlab writes only files it "
-                            f"made itself: remove the link") from None
+            raise UserError(
+                f"{destination} is a symbolic link; jaxlab writes only files it "
+                f"made itself: remove the link"
+            ) from None
         raise
     return os.fdopen(fd, "ab")
 
@@ -148,8 +156,8 @@ class AppendFile:
 
 
 def save_figure(figure: Any, destination: epath.Path, **options: Any) -> None:
-    """Writes a matplotlib ``figure`` as a PNG to a local or remote ``destination`` (`write_atomic`);
-    ``options`` go to ``savefig`` (``dpi`` defaults to 100)."""
+    """Writes a matplotlib ``figure`` as a PNG to a local or remote ``destination``
+    (`write_atomic`); ``options`` go to ``savefig`` (``dpi`` defaults to 100)."""
     png = io.BytesIO()
     figure.savefig(png, format="png", **{"dpi": 100, **options})
     write_atomic(destination, png.getvalue())

@@ -18,10 +18,11 @@ has received, and passes on what it receives. The ``jaxlab`` command and a sweep
 start with the signals held pending (`held`): one that arrives while Python imports JAX or the
 program compiles is held pending and delivered to the first recorder, never lost in a callback.
 """
+
 import contextlib
 import signal
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 

@@ -1,6 +1,7 @@
 """The training progress bar (steps/s, time left, the latest loss): tqdm's terminal bar when
 stderr is a terminal; in a Jupyter or Colab notebook its notebook bar (a text bar in the cell
 where ipywidgets is missing); otherwise, and with ``quiet``, none."""
+
 import importlib.util
 import sys
 
@@ -21,7 +22,9 @@ def bar(total: int, initial: int, *, shown: bool) -> tqdm.tqdm:
     if shown and in_notebook():
         if importlib.util.find_spec("ipywidgets") is not None:  # the notebook bar's widgets
             from tqdm.notebook import tqdm as notebook_bar
+
             return notebook_bar(**settings)
         return tqdm.tqdm(**settings, file=sys.stderr, mininterval=0.5)
-    return tqdm.tqdm(**settings, file=sys.stderr, dynamic_ncols=True,
-                     disable=not (shown and sys.stderr.isatty()))
+    return tqdm.tqdm(
+        **settings, file=sys.stderr, dynamic_ncols=True, disable=not (shown and sys.stderr.isatty())
+    )

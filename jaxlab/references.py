@@ -23,14 +23,16 @@ Two different files cannot be imported under one module name: a file whose name 
 module already imported (another ``task.py`` of another directory, an installed package) is
 refused with a `UserError` naming both.
 """
+
 import importlib
 import inspect
 import pathlib
 import re
 import sys
 import traceback
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 from jaxlab.errors import UserError
 
@@ -40,8 +42,10 @@ _REFERENCE = re.compile(r"^(?P<module>[^:]+):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Z
 def _split(reference: Any, where: str) -> tuple[str, str]:
     match = _REFERENCE.match(reference) if isinstance(reference, str) else None
     if match is None:
-        raise UserError(f"{where}={reference!r} is not a reference to code; expected "
-                        f"'package.module:name' or 'path/to/file.py:name'")
+        raise UserError(
+            f"{where}={reference!r} is not a reference to code; expected "
+            f"'package.module:name' or 'path/to/file.py:name'"
+        )
     return match["module"], match["attribute"]
 
 
@@ -100,19 +104,21 @@ def call(section: Mapping[str, Any], key: str, where: str, **fixed: Any) -> Any:
     except (TypeError, ValueError):  # no signature to check (a builtin): let the call decide
         parameters = None
     if parameters is not None and not any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    ):
         unknown = sorted(set(kwargs) - set(parameters))
         if unknown:
             taken = ", ".join(p for p in parameters if p not in fixed) or "-"
-            raise UserError(f"{section[key]} does not take {where}."
-                            f"{f', {where}.'.join(unknown)}; it takes: {taken}")
+            raise UserError(
+                f"{section[key]} does not take {where}."
+                f"{f', {where}.'.join(unknown)}; it takes: {taken}"
+            )
     try:
         return function(**kwargs, **fixed)
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's code: reported as one line
-        raise UserError(f"{where}.{key}={section[key]!r} failed: {describe_error(error)}"
-                        ) from None
+        raise UserError(f"{where}.{key}={section[key]!r} failed: {describe_error(error)}") from None
 
 
 def _import_module(name: str, reference: str, where: str) -> ModuleType:
@@ -121,11 +127,13 @@ def _import_module(name: str, reference: str, where: str) -> ModuleType:
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of the user's module
         missing = error.name if isinstance(error, ModuleNotFoundError) else None
         if missing and f"{name}.".startswith(f"{missing}.") and missing not in sys.modules:
-            raise UserError(f"{where}={reference!r}: no module named {missing!r} (is it "
-                            f"installed or on PYTHONPATH? a file is written path/to/file.py:name)"
-                            ) from None
-        raise UserError(f"{where}={reference!r}: importing module {name} failed: "
-                        f"{describe_error(error)}") from None
+            raise UserError(
+                f"{where}={reference!r}: no module named {missing!r} (is it "
+                f"installed or on PYTHONPATH? a file is written path/to/file.py:name)"
+            ) from None
+        raise UserError(
+            f"{where}={reference!r}: importing module {name} failed: {describe_error(error)}"
+        ) from None
 
 
 def _import_file(path: pathlib.Path, reference: str, where: str) -> ModuleType:
@@ -138,18 +146,23 @@ def _import_file(path: pathlib.Path, reference: str, where: str) -> ModuleType:
     name = ".".join(parts)
     existing = sys.modules.get(name)
     if existing is not None and _file_of(existing) != path:
-        raise UserError(f"{where}={reference!r}: {path} would be imported as module {name!r}, a "
-                        f"name already taken by {_origin(existing)}; rename one of them")
+        raise UserError(
+            f"{where}={reference!r}: {path} would be imported as module {name!r}, a "
+            f"name already taken by {_origin(existing)}; rename one of them"
+        )
     if str(root) not in sys.path:
         sys.path.append(str(root))
     try:
         module = importlib.import_module(name)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of the user's file
-        raise UserError(f"{where}={reference!r}: importing {path} failed: "
-                        f"{describe_error(error)}") from None
+        raise UserError(
+            f"{where}={reference!r}: importing {path} failed: {describe_error(error)}"
+        ) from None
     if _file_of(module) != path:
-        raise UserError(f"{where}={reference!r}: {path} would be imported as module {name!r}, a "
-                        f"name already taken by {_origin(module)}; rename one of them")
+        raise UserError(
+            f"{where}={reference!r}: {path} would be imported as module {name!r}, a "
+            f"name already taken by {_origin(module)}; rename one of them"
+        )
     return module
 
 
@@ -176,4 +189,3 @@ def describe_error(error: BaseException) -> str:
         if user:
             where = f" ({user[-1].filename}, line {user[-1].lineno})"
     return f"{type(error).__name__}: {text[0] if text else ''}{where}"[:400]
-

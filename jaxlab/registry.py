@@ -13,13 +13,15 @@ A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``. The config 
 returns names its code by reference (`jaxlab.references`); file references in it are made
 absolute against the experiment file's directory.
 """
+
 import dataclasses
 import importlib.util
 import os
 import pathlib
 import sys
+from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -71,27 +73,37 @@ def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:
 def _describe(path: pathlib.Path) -> Experiment:
     module = import_experiment(path)
     doc = (module.__doc__ or "").strip()
-    return Experiment(name=path.stem, path=path, description=doc.splitlines()[0] if doc else "",
-                      preset=dict(getattr(module, "PRESET", {})))
+    return Experiment(
+        name=path.stem,
+        path=path,
+        description=doc.splitlines()[0] if doc else "",
+        preset=dict(getattr(module, "PRESET", {})),
+    )
 
 
 def import_experiment(path: pathlib.Path) -> ModuleType:
     """Executes the experiment file ``path`` afresh (edits are seen without a restart)."""
     if path.suffix != ".py":
-        raise UserError(f"{path} is not an experiment file: expected a Python file NAME.py with "
-                        f"get_config(arg)")
+        raise UserError(
+            f"{path} is not an experiment file: expected a Python file NAME.py with get_config(arg)"
+        )
     module_name = f"jaxlab_experiment_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{path} cannot be imported as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except SystemExit as error:
-        raise UserError(f"experiment file {path} calls sys.exit({error.code!r}) when loaded; an "
-                        f"experiment file defines get_config(arg) and exits nothing") from None
+        raise UserError(
+            f"experiment file {path} calls sys.exit({error.code!r}) when loaded; an "
+            f"experiment file defines get_config(arg) and exits nothing"
+        ) from None
     except Exception as error:  # noqa: BLE001 - any failure of the file is reported, one line
-        raise UserError(f"experiment file {path} fails to load: "
-                        f"{references.describe_error(error)}") from None
+        raise UserError(
+            f"experiment file {path} fails to load: {references.describe_error(error)}"
+        ) from None
     if not callable(getattr(module, "get_config", None)):
         raise UserError(f"experiment file {path} defines no get_config(arg) function")
     return module
@@ -110,12 +122,15 @@ def resolve(spec: str, extra_dirs: Sequence[str] = ()) -> tuple[pathlib.Path, st
         if path.is_file():
             return path, preset
     known = [e.name for e in list_experiments(extra_dirs)]
-    raise UserError(f"unknown experiment {target!r}; known experiments: {', '.join(known)} "
-                    f"(run `jaxlab list`, or pass a path to an experiment file)")
+    raise UserError(
+        f"unknown experiment {target!r}; known experiments: {', '.join(known)} "
+        f"(run `jaxlab list`, or pass a path to an experiment file)"
+    )
 
 
-def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
-                extra_dirs: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def load_config(
+    spec: str, overrides: Mapping[str, Any] | None = None, extra_dirs: Sequence[str] = ()
+) -> ml_collections.ConfigDict:
     """The validated config of an experiment spec with ``overrides`` (dotted key -> value) applied.
 
     ``config.experiment`` records the spec, so a workdir knows which experiment it holds.
@@ -127,12 +142,18 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None,
     except UserError as error:
         raise UserError(f"experiment {path.stem}: {error}") from None
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing get_config: one line
-        raise UserError(f"get_config({preset!r}) of {path} failed: "
-                        f"{references.describe_error(error)}") from None
+        raise UserError(
+            f"get_config({preset!r}) of {path} failed: {references.describe_error(error)}"
+        ) from None
     if not isinstance(config, ml_collections.ConfigDict):
-        raise UserError(f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
-                        f"expected an ml_collections.ConfigDict")
-    config = run_config.with_framework_defaults(ml_collections.ConfigDict(  # overrides may set them
-        references.absolute_file_references(config.to_dict(), path.resolve().parent)))
+        raise UserError(
+            f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
+            f"expected an ml_collections.ConfigDict"
+        )
+    config = run_config.with_framework_defaults(
+        ml_collections.ConfigDict(  # overrides may set them
+            references.absolute_file_references(config.to_dict(), path.resolve().parent)
+        )
+    )
     config.experiment = f"{path.stem}:{preset}" if preset else path.stem
     return run_config.validate(config_lib.apply_overrides(config, overrides or {}))

@@ -1,8 +1,10 @@
 """``jaxlab report DIR``: for a run, its final metrics as a table and its curves as a PNG; for a
 sweep, the runs' table sorted by a metric, that metric against each swept value (mean ± std over
 seeds) and the training curves of all runs."""
+
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from etils import epath
@@ -12,8 +14,13 @@ from jaxlab import paths
 from jaxlab.errors import UserError
 from jaxlab.metrics_log import read_metrics
 from jaxlab.sweep.results import DONE, collect, markdown_table, read_sweep, table_columns
-from jaxlab.workdir import (METRICS_FILE, METRICS_PLOT, SWEEP_CURVES_PLOT, SWEEP_FILE,
-                            SWEEP_METRIC_PLOT)
+from jaxlab.workdir import (
+    METRICS_FILE,
+    METRICS_PLOT,
+    SWEEP_CURVES_PLOT,
+    SWEEP_FILE,
+    SWEEP_METRIC_PLOT,
+)
 
 SEED_KEY = "seed"
 
@@ -30,9 +37,9 @@ def scalar_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]
     return series
 
 
-def report(workdir: str, metric: str | None = None, descending: bool = False) -> str:
+def report(location: str, metric: str | None = None, descending: bool = False) -> str:
     """Writes the plots of a run or of a sweep (`sweep_report`) and returns a Markdown table."""
-    workdir = paths.path(workdir, "workdir")
+    workdir = paths.path(location, "workdir")
     if (workdir / SWEEP_FILE).is_file():
         return sweep_report(workdir, metric, descending)
     records = read_metrics(workdir)
@@ -40,14 +47,24 @@ def report(workdir: str, metric: str | None = None, descending: bool = False) ->
         raise UserError(f"no metrics in {workdir / METRICS_FILE}: is {workdir} a jaxlab workdir?")
     series = scalar_series(records)
     plot_curves(series, workdir / METRICS_PLOT, title=str(workdir))
-    rows = [f"| {name} | {steps[-1]} | {values[-1]:.4g} |"
-            for name, (steps, values) in sorted(series.items())]
-    return "\n".join(["| metric | step | value |", "|---|---|---|", *rows,
-                      "", f"curves: {workdir / METRICS_PLOT}"])
+    rows = [
+        f"| {name} | {steps[-1]} | {values[-1]:.4g} |"
+        for name, (steps, values) in sorted(series.items())
+    ]
+    return "\n".join(
+        [
+            "| metric | step | value |",
+            "|---|---|---|",
+            *rows,
+            "",
+            f"curves: {workdir / METRICS_PLOT}",
+        ]
+    )
 
 
-def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: epath.Path,
-                title: str) -> None:
+def plot_curves(
+    series: dict[str, tuple[list[int], list[float]]], path: epath.Path, title: str
+) -> None:
     """One small panel per metric, against the step."""
     names = sorted(series)
     cols = min(3, len(names))
@@ -63,42 +80,58 @@ def plot_curves(series: dict[str, tuple[list[int], list[float]]], path: epath.Pa
     _save(fig, axes, len(names), title, path)
 
 
-def sweep_report(sweep_dir: epath.Path, metric: str | None = None,
-                 descending: bool = False) -> str:
+def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: bool = False) -> str:
     """The sweep's table sorted by ``metric`` (default ``eval/loss``, else ``train/loss``;
     failed and pending runs last); writes `SWEEP_METRIC_PLOT` and `SWEEP_CURVES_PLOT`."""
     runs = read_sweep(sweep_dir)
     rows = collect(sweep_dir, runs)
     done = [row for row in rows if row["status"] == DONE]
     if not done:
-        raise UserError(f"no finished runs in the sweep {sweep_dir} (statuses: "
-                        f"{', '.join(sorted({r['status'] for r in rows}))})")
-    available = sorted({k for row in done for k, v in row.items()
-                        if "/" in k and isinstance(v, (int, float))})
-    metric = metric or next((m for m in ("eval/loss", "train/loss") if m in available),
-                            available[0] if available else None)
+        raise UserError(
+            f"no finished runs in the sweep {sweep_dir} (statuses: "
+            f"{', '.join(sorted({r['status'] for r in rows}))})"
+        )
+    available = sorted(
+        {k for row in done for k, v in row.items() if "/" in k and isinstance(v, (int, float))}
+    )
+    metric = metric or next(
+        (m for m in ("eval/loss", "train/loss") if m in available),
+        available[0] if available else None,
+    )
     if metric not in available:
         raise UserError(f"unknown metric {metric!r}; the runs have: {', '.join(available)}")
     sign = -1.0 if descending else 1.0
-    ordered = sorted(rows, key=lambda r: (not _finite(r.get(metric)),
-                                          sign * r[metric] if _finite(r.get(metric)) else 0.0))
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            not _finite(r.get(metric)),
+            sign * r[metric] if _finite(r.get(metric)) else 0.0,
+        ),
+    )
     swept = list(dict.fromkeys(k for overrides in runs.values() for k in overrides))
     plot_against_swept(done, swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
     curves = {name: scalar_series(read_metrics(sweep_dir / name)) for name in runs}
-    plot_sweep_curves({n: c for n, c in curves.items() if c}, sweep_dir / SWEEP_CURVES_PLOT,
-                      title=str(sweep_dir))
+    plot_sweep_curves(
+        {n: c for n, c in curves.items() if c}, sweep_dir / SWEEP_CURVES_PLOT, title=str(sweep_dir)
+    )
     order = "descending" if descending else "ascending"
-    return "\n".join([markdown_table(ordered, table_columns(ordered)), "",
-                      f"sorted by {metric} ({order}); {len(done)} of {len(rows)} runs done",
-                      f"plots: {sweep_dir / SWEEP_METRIC_PLOT}, {sweep_dir / SWEEP_CURVES_PLOT}"])
+    return "\n".join(
+        [
+            markdown_table(ordered, table_columns(ordered)),
+            "",
+            f"sorted by {metric} ({order}); {len(done)} of {len(rows)} runs done",
+            f"plots: {sweep_dir / SWEEP_METRIC_PLOT}, {sweep_dir / SWEEP_CURVES_PLOT}",
+        ]
+    )
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
-                       path: epath.Path) -> None:
+def plot_against_swept(
+    rows: Sequence[dict], swept: Sequence[str], metric: str, path: epath.Path
+) -> None:
     """One panel per swept key (the seed only when nothing else is swept): ``metric`` against
     the key's values, mean ± std over the runs that differ only in the seed, one line for each
     setting of the other swept keys."""
@@ -113,8 +146,13 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
                 label = tuple(row.get(k) for k in others)
                 lines.setdefault(label, {}).setdefault(row.get(key), []).append(row[metric])
         for label, points in sorted(lines.items(), key=lambda item: str(item[0])):
-            xs = sorted(points, key=lambda x: (not isinstance(x, (int, float)), str(x)
-                                               if not isinstance(x, (int, float)) else x))
+            xs = sorted(
+                points,
+                key=lambda x: (
+                    not isinstance(x, (int, float)),
+                    str(x) if not isinstance(x, (int, float)) else x,
+                ),
+            )
             numeric = all(isinstance(x, (int, float)) for x in xs)
             positions = xs if numeric else list(range(len(xs)))
             means = [float(np.mean(points[x])) for x in xs]
@@ -127,8 +165,11 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(f"final {metric}")
-        ax.set_title("mean ± std over seeds" if SEED_KEY in swept and key != SEED_KEY
-                     else f"{metric} per run")
+        ax.set_title(
+            "mean ± std over seeds"
+            if SEED_KEY in swept and key != SEED_KEY
+            else f"{metric} per run"
+        )
         ax.grid(alpha=0.3)
         if len(lines) > 1 and len(lines) <= 10:
             ax.legend(fontsize=7)
@@ -139,13 +180,15 @@ def plot_against_swept(rows: Sequence[dict], swept: Sequence[str], metric: str,
 def _log_scale(rows: Sequence[dict], key: str) -> bool:
     """Positive numeric values spanning more than a factor 10 (learning rates) get a log axis."""
     values = [row.get(key) for row in rows]
-    if not values or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+    numbers = [v for v in values if isinstance(v, (int, float)) and v > 0]
+    if not values or len(numbers) < len(values):
         return False
-    return max(values) / min(values) > 10
+    return max(numbers) / min(numbers) > 10
 
 
-def plot_sweep_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]],
-                      path: epath.Path, title: str) -> None:
+def plot_sweep_curves(
+    curves: dict[str, dict[str, tuple[list[int], list[float]]]], path: epath.Path, title: str
+) -> None:
     """One panel per metric, one line per run."""
     names = sorted({metric for series in curves.values() for metric in series})
     if not names:

@@ -4,6 +4,7 @@ before anything is written (rather than a crash, a NaN or a silently wrong run l
 A run's config has ``seed``, ``task`` (a reference, `jaxlab.references`), ``optimizer`` and
 ``train`` with the keys of `REQUIRED`; the task's own sections are the task's to check.
 """
+
 import math
 import os
 import pathlib
@@ -17,17 +18,32 @@ from jaxlab.errors import UserError
 
 # Optional settings every config has (added where an experiment leaves them out), so that they can
 # be overridden like any other key.
-FRAMEWORK_DEFAULTS = {"train.skip_nonfinite_steps": False, "train.data_pipeline": "device",
-                      "train.prefetch": 2}
-PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
-REQUIRED = {  # section -> key -> type
-    "train": {"steps": int, "batch_size": int, "log_every": int, "eval_every": int,
-              "checkpoint_every": int, "keep_checkpoints": int},
-    "optimizer": {"name": str, "learning_rate": float, "weight_decay": float,
-                  "warmup_steps": int, "schedule": str, "grad_clip_norm": float},
+FRAMEWORK_DEFAULTS = {
+    "train.skip_nonfinite_steps": False,
+    "train.data_pipeline": "device",
+    "train.prefetch": 2,
 }
-MAX_STEP = 2 ** 31 - 1  # the train state's step counter is an int32
-SEEDS = 2 ** 32  # PRNGKey(seed) keeps 32 bits without x64: larger seeds would collide
+PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
+REQUIRED: dict[str, dict[str, type]] = {  # section -> key -> type
+    "train": {
+        "steps": int,
+        "batch_size": int,
+        "log_every": int,
+        "eval_every": int,
+        "checkpoint_every": int,
+        "keep_checkpoints": int,
+    },
+    "optimizer": {
+        "name": str,
+        "learning_rate": float,
+        "weight_decay": float,
+        "warmup_steps": int,
+        "schedule": str,
+        "grad_clip_norm": float,
+    },
+}
+MAX_STEP = 2**31 - 1  # the train state's step counter is an int32
+SEEDS = 2**32  # PRNGKey(seed) keeps 32 bits without x64: larger seeds would collide
 
 
 def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -35,8 +51,11 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
     config = ml_collections.ConfigDict(config.to_dict())
     for key, value in FRAMEWORK_DEFAULTS.items():
         section, leaf = key.split(".")
-        if section in config and isinstance(config[section], ml_collections.ConfigDict) \
-                and leaf not in config[section]:
+        if (
+            section in config
+            and isinstance(config[section], ml_collections.ConfigDict)
+            and leaf not in config[section]
+        ):
             config[section][leaf] = value
     return config
 
@@ -48,8 +67,13 @@ def absolute_data_paths(data: dict[str, Any], base: pathlib.Path) -> dict[str, A
     working directory (``jaxlab eval``, a resume, a sweep's workers)."""
     out = {}
     for key, value in data.items():
-        if (key != "loader" and isinstance(value, str) and value and not paths.is_remote(value)
-                and not references.is_file_reference(value)):
+        if (
+            key != "loader"
+            and isinstance(value, str)
+            and value
+            and not paths.is_remote(value)
+            and not references.is_file_reference(value)
+        ):
             path = pathlib.Path(value).expanduser()
             if not path.is_absolute() and (os.sep in value or (base / path).exists()):
                 value = os.path.normpath(base / path)
@@ -60,9 +84,9 @@ def absolute_data_paths(data: dict[str, Any], base: pathlib.Path) -> dict[str, A
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config`` as a run needs it: relative file references and data paths made absolute
-    against the working directory (`absolute_data_paths`), `FRAMEWORK_DEFAULTS` added, and every setting checked (`UserError` naming the bad
-    key and what was expected)."""
+    """``config`` as a run needs it: relative file references and data paths made absolute against
+    the working directory (`absolute_data_paths`), `FRAMEWORK_DEFAULTS` added, and every setting
+    checked (`UserError` naming the bad key and what was expected)."""
     tree = references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())
     if isinstance(tree.get("data"), dict):
         tree["data"] = absolute_data_paths(tree["data"], pathlib.Path.cwd())
@@ -70,32 +94,39 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check_present(config)
     _check_finite(config)
     if not 0 <= config.seed < SEEDS:
-        raise UserError(f"config.seed must be in 0..{SEEDS - 1} (PRNGKey keeps 32 bits), got "
-                        f"{config.seed}")
+        raise UserError(
+            f"config.seed must be in 0..{SEEDS - 1} (PRNGKey keeps 32 bits), got {config.seed}"
+        )
     references.resolve(config.task, "config.task")
     train, opt = config.train, config.optimizer
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         if not 0 < train[key] <= MAX_STEP:
-            raise UserError(f"config.train.{key} must be positive, got {train[key]}"
-                            if train[key] <= 0 else
-                            f"config.train.{key}={train[key]} is past the step counter's range "
-                            f"(int32, at most {MAX_STEP})")
+            raise UserError(
+                f"config.train.{key} must be positive, got {train[key]}"
+                if train[key] <= 0
+                else f"config.train.{key}={train[key]} is past the step counter's range "
+                f"(int32, at most {MAX_STEP})"
+            )
     for key in ("eval_every", "checkpoint_every"):
         if train[key] % train.log_every:
-            raise UserError(f"config.train.{key}={train[key]} must be a multiple of "
-                            f"config.train.log_every={train.log_every} (steps run in chunks of "
-                            f"log_every inside one compiled program)")
+            raise UserError(
+                f"config.train.{key}={train[key]} must be a multiple of "
+                f"config.train.log_every={train.log_every} (steps run in chunks of "
+                f"log_every inside one compiled program)"
+            )
     if train.data_pipeline not in PIPELINES:
-        raise UserError(f"config.train.data_pipeline must be one of {', '.join(PIPELINES)}, got "
-                        f"{train.data_pipeline!r}")
+        raise UserError(
+            f"config.train.data_pipeline must be one of {', '.join(PIPELINES)}, got "
+            f"{train.data_pipeline!r}"
+        )
     if train.prefetch < 1:
         raise UserError(f"config.train.prefetch must be at least 1, got {train.prefetch}")
     if train.keep_checkpoints < 1:
-        raise UserError(f"config.train.keep_checkpoints must be at least 1, "
-                        f"got {train.keep_checkpoints}")
+        raise UserError(
+            f"config.train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}"
+        )
     if opt.learning_rate <= 0:
-        raise UserError(f"config.optimizer.learning_rate must be positive, got "
-                        f"{opt.learning_rate}")
+        raise UserError(f"config.optimizer.learning_rate must be positive, got {opt.learning_rate}")
     for key in ("weight_decay", "grad_clip_norm", "warmup_steps"):
         if opt[key] < 0:
             raise UserError(f"config.optimizer.{key} must be zero or positive, got {opt[key]}")
@@ -106,21 +137,25 @@ def _check_present(config: ml_collections.ConfigDict) -> None:
     if not isinstance(config.get("seed"), int) or isinstance(config.get("seed"), bool):
         raise UserError(f"config.seed must be an int, got {config.get('seed')!r}")
     if not isinstance(config.get("task"), str):
-        raise UserError("config.task must reference the task's make_task function, e.g. "
-                        "'jaxlab.tasks.classification:make_task' or 'my_task.py:make_task'")
+        raise UserError(
+            "config.task must reference the task's make_task function, e.g. "
+            "'jaxlab.tasks.classification:make_task' or 'my_task.py:make_task'"
+        )
     for section, keys in REQUIRED.items():
         if not isinstance(config.get(section), ml_collections.ConfigDict):
-            raise UserError(f"the config has no {section} section (config.{section} with "
-                            f"{', '.join(keys)})")
+            raise UserError(
+                f"the config has no {section} section (config.{section} with {', '.join(keys)})"
+            )
         for key, kind in keys.items():
             if key not in config[section]:
-                raise UserError(f"config.{section} has no {key} (a {kind.__name__}); every run "
-                                f"needs {', '.join(f'{section}.{k}' for k in keys)}")
+                raise UserError(
+                    f"config.{section} has no {key} (a {kind.__name__}); every run "
+                    f"needs {', '.join(f'{section}.{k}' for k in keys)}"
+                )
             value = config[section][key]
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (number if kind is float else type(value) is kind):
-                raise UserError(f"config.{section}.{key} must be a {kind.__name__}, got "
-                                f"{value!r}")
+                raise UserError(f"config.{section}.{key} must be a {kind.__name__}, got {value!r}")
 
 
 def _check_finite(config: ml_collections.ConfigDict) -> None:

@@ -1,4 +1,5 @@
 """The train state: ``{step, params, task_state, opt_state, rng}``, a dict Orbax saves whole."""
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -21,14 +22,25 @@ def data_key(seed) -> jax.Array:
     return jax.random.fold_in(keys_of(seed)[1], DATA_STREAM)
 
 
-def init_state(task: Task, tx: optax.GradientTransformation, seed: int, batch_size: int,
-               example: dict | None = None) -> dict:
+def init_state(
+    task: Task,
+    tx: optax.GradientTransformation,
+    seed: int,
+    batch_size: int,
+    example: dict | None = None,
+) -> dict:
     """The train state at step 0; ``rng`` is the run's root key. The model is initialised on
     ``example``, or, when it is None, on the batch of step 0 drawn from the training arrays."""
     init_key, root = keys_of(seed)
     if example is None:
-        example = sample_batch(task.data.train, jax.random.fold_in(root, DATA_STREAM), 0,
-                               batch_size)
+        example = sample_batch(
+            task.data.train, jax.random.fold_in(root, DATA_STREAM), 0, batch_size
+        )
     params, task_state = task.init(init_key, example)
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "task_state": task_state,
-            "opt_state": tx.init(params), "rng": root}
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "task_state": task_state,
+        "opt_state": tx.init(params),
+        "rng": root,
+    }

@@ -6,6 +6,7 @@ arrays it holds, or, on the Grain input path, read on the host with the same ind
 ``fold_in(fold_in(root, STEP_STREAM), step)``. A step whose loss or gradient norm is NaN or Inf is
 not applied (see `make_train_chunk`).
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -15,9 +16,16 @@ from jaxlab.state import DATA_STREAM, STEP_STREAM
 from jaxlab.tasks import Task
 
 
-def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: int,
-                     length: int, batch_sharding: jax.sharding.Sharding, *,
-                     skip_nonfinite: bool = False, batches_given: bool = False):
+def make_train_chunk(
+    task: Task,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    length: int,
+    batch_sharding: jax.sharding.Sharding,
+    *,
+    skip_nonfinite: bool = False,
+    batches_given: bool = False,
+):
     """(state, data) -> (state after ``length`` steps, mean train metrics of those steps).
 
     ``data`` is the training arrays, from which each step samples its batch on the device, or
@@ -32,8 +40,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
 
     def sampled(state, train_arrays):
         num_examples = next(iter(train_arrays.values())).shape[0]
-        indices = batch_indices(jax.random.fold_in(state["rng"], DATA_STREAM), state["step"],
-                                batch_size, num_examples)
+        indices = batch_indices(
+            jax.random.fold_in(state["rng"], DATA_STREAM), state["step"], batch_size, num_examples
+        )
         return {name: value[indices] for name, value in train_arrays.items()}
 
     def train_step(state, batch):
@@ -41,10 +50,16 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
         (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
-            params, state["task_state"], batch, step_key)
+            params, state["task_state"], batch, step_key
+        )
         updates, opt_state = tx.update(grads, state["opt_state"], params)
-        new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
-                     "task_state": task_state, "opt_state": opt_state, "rng": state["rng"]}
+        new_state = {
+            "step": step + 1,
+            "params": optax.apply_updates(params, updates),
+            "task_state": task_state,
+            "opt_state": opt_state,
+            "rng": state["rng"],
+        }
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
@@ -63,8 +78,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, batch_size: i
         else:
             step_fn = lambda carry, _: guarded_step(carry, sampled(carry[0], data))  # noqa: E731
             xs = None
-        (state, _), (metrics, finite) = jax.lax.scan(step_fn, (state, jnp.zeros((), bool)), xs,
-                                                     length=length)
+        (state, _), (metrics, finite) = jax.lax.scan(
+            step_fn, (state, jnp.zeros((), bool)), xs, length=length
+        )
         if not skip_nonfinite:
             return state, jax.tree.map(jnp.mean, metrics)
         applied = finite.sum()

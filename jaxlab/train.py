@@ -7,6 +7,7 @@ steps inside one ``lax.scan``: batches are sampled on device as a pure function 
 and the host reads metrics once per chunk. Evaluation and (asynchronous) checkpoints happen at
 chunk boundaries.
 """
+
 import contextlib
 import dataclasses
 import functools
@@ -14,7 +15,8 @@ import math
 import os
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -44,28 +46,33 @@ class Setup:
     state: dict  # the initial train state, replicated over the mesh
 
 
-def prepare(config: ml_collections.ConfigDict,
-            devices: Sequence[jax.Device] | None = None) -> Setup:
+def prepare(
+    config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
+) -> Setup:
     """Mesh, task, optimizer and initial state of ``config``; raises `UserError` on bad input."""
     tc = config.train
     mesh = parallel.make_mesh(devices)
     parallel.check_batch_size(tc.batch_size, mesh)
     task = tasks.build(config)
     if tc.batch_size > task.data.num_train:
-        raise UserError(f"config.train.batch_size={tc.batch_size} is larger than the training set "
-                        f"({task.data.num_train} examples)")
+        raise UserError(
+            f"config.train.batch_size={tc.batch_size} is larger than the training set "
+            f"({task.data.num_train} examples)"
+        )
     feed.check(config, task)
     tx = make_optimizer(config.optimizer, tc.steps)
-    state = jax.jit(lambda example: init_state(task, tx, config.seed, tc.batch_size, example),
-                    out_shardings=parallel.replicated(mesh))(
-        feed.example_batch(config, task, config.seed))
+    state = jax.jit(
+        lambda example: init_state(task, tx, config.seed, tc.batch_size, example),
+        out_shardings=parallel.replicated(mesh),
+    )(feed.example_batch(config, task, config.seed))
     return Setup(mesh, task, tx, state)
 
 
-def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
-            ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
-    """(config, setup, train state) of the newest checkpoint of ``workdir``, placed on ``devices``."""
-    workdir = paths.path(workdir, "workdir")
+def restore(
+    location: str | os.PathLike, devices: Sequence[jax.Device] | None = None
+) -> tuple[ml_collections.ConfigDict, Setup, dict]:
+    """(config, setup, train state) of the newest checkpoint of ``location``, on ``devices``."""
+    workdir = paths.path(location, "workdir")
     config = run_config.validate(workdir_lib.read_config(workdir))
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
@@ -80,20 +87,31 @@ def restore(workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = N
     return config, setup, restored[1]
 
 
-def evaluate_workdir(workdir: str | os.PathLike,
-                     devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+def evaluate_workdir(
+    workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
+) -> dict[str, Any]:
     """Restores the newest readable checkpoint of ``workdir`` and evaluates it on the test split."""
     config, setup, state = restore(workdir, devices)
-    metrics = jax.device_get(feed.make([config], setup.task.data, setup.mesh).evaluate(
-        setup.task, state["params"], state["task_state"]))
-    return {"step": int(state["step"]),
-            **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()}}
+    metrics = jax.device_get(
+        feed.make([config], setup.task.data, setup.mesh).evaluate(
+            setup.task, state["params"], state["task_state"]
+        )
+    )
+    return {
+        "step": int(state["step"]),
+        **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()},
+    }
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quiet: bool = False,
-          devices: Sequence[jax.Device] | None = None,
-          allow_config_change: bool = False) -> dict[str, Any]:
-    """Trains ``config`` in ``workdir`` (resuming from its newest checkpoint); returns final metrics.
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    quiet: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    allow_config_change: bool = False,
+) -> dict[str, Any]:
+    """Trains ``config`` in ``workdir`` (resuming its newest checkpoint); returns final metrics.
 
     Everything that can be wrong with the input is checked before anything is written to
     ``workdir``: a `UserError` leaves it untouched. A workdir holding a run of another config is
@@ -103,16 +121,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, quie
     checkpoint of the step reached is committed.
     """
     config = run_config.validate(config)
-    (outcome,) = run_trials(TrialGroup.of([config]), [paths.path(workdir, "workdir")],
-                            quiet=quiet, devices=devices, allow_config_change=allow_config_change)
+    (outcome,) = run_trials(
+        TrialGroup.of([config]),
+        [paths.path(workdir, "workdir")],
+        quiet=quiet,
+        devices=devices,
+        allow_config_change=allow_config_change,
+    )
     if not quiet and jax.process_index() == 0:
         print(summary_line(config.experiment, outcome.metrics), flush=True)
     return outcome.metrics
 
 
-def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool = False,
-               devices: Sequence[jax.Device] | None = None, allow_config_change: bool = False,
-               record_nonfinite: bool = False) -> list[TrialOutcome]:
+def run_trials(
+    group: TrialGroup,
+    workdirs: Sequence[epath.Path],
+    *,
+    quiet: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    allow_config_change: bool = False,
+    record_nonfinite: bool = False,
+) -> list[TrialOutcome]:
     """The one training loop: trains the validated trials of ``group``, trial i in
     ``workdirs[i]``, each resuming from its own newest readable checkpoint; returns their outcomes.
 
@@ -124,10 +153,16 @@ def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool
     start_time = time.time()
     setup = prepare(group.base, devices)
     program = Program(group, setup.task, setup.mesh)
-    trial_tasks = ([tasks.build(config) for config in group.configs] if group.task_varies
-                   else [setup.task] * group.size)
-    examples = ([feed.example_batch(c, setup.task, c.seed) for c in group.configs]
-                if program.batches_given else None)
+    trial_tasks = (
+        [tasks.build(config) for config in group.configs]
+        if group.task_varies
+        else [setup.task] * group.size
+    )
+    examples = (
+        [feed.example_batch(c, setup.task, c.seed) for c in group.configs]
+        if program.batches_given
+        else None
+    )
     initial = program.init(setup.state, examples)
     with workdir_lib.claim(workdirs, group.configs, allow_config_change):
         loop = _Loop(group, setup, program, trial_tasks, workdirs, quiet, record_nonfinite)
@@ -137,24 +172,36 @@ def run_trials(group: TrialGroup, workdirs: Sequence[epath.Path], *, quiet: bool
     for i, (task, workdir) in enumerate(zip(trial_tasks, workdirs)):
         if i in loop.failures:
             error = loop.failures[i]
-            outcomes.append(TrialOutcome(trials.FAILED, {**error.metrics, "step": error.step},
-                                         str(error)))
+            outcomes.append(
+                TrialOutcome(trials.FAILED, {**error.metrics, "step": error.step}, str(error))
+            )
             continue
         if task.plot is not None and jax.process_index() == 0:
             trial_state = program.trial(state, i)
-            task.plot(trial_state["params"], trial_state["task_state"], loop.feed.test_arrays,
-                      workdir)
-        outcomes.append(TrialOutcome(trials.DONE, {**loop.logs[i].latest, "step": loop.steps[i],
-                                                   "wall_time_s": wall}))
+            task.plot(
+                trial_state["params"], trial_state["task_state"], loop.feed.test_arrays, workdir
+            )
+        outcomes.append(
+            TrialOutcome(
+                trials.DONE, {**loop.logs[i].latest, "step": loop.steps[i], "wall_time_s": wall}
+            )
+        )
     return outcomes
 
 
 class _Loop:
     """The host side of `run_trials`: chunks, logs, evaluations, checkpoints, stops."""
 
-    def __init__(self, group: TrialGroup, setup: Setup, program: Program,
-                 trial_tasks: Sequence[Task], workdirs: Sequence[epath.Path], quiet: bool,
-                 record_nonfinite: bool):
+    def __init__(
+        self,
+        group: TrialGroup,
+        setup: Setup,
+        program: Program,
+        trial_tasks: Sequence[Task],
+        workdirs: Sequence[epath.Path],
+        quiet: bool,
+        record_nonfinite: bool,
+    ):
         self.group, self.setup, self.program, self.tasks = group, setup, program, trial_tasks
         self.workdirs, self.quiet, self.record_nonfinite = workdirs, quiet, record_nonfinite
         self.feed = feed.make(group.configs, setup.task.data, setup.mesh)
@@ -170,39 +217,60 @@ class _Loop:
         tc, size = self.group.base.train, self.group.size
         with contextlib.ExitStack() as stack:  # closed in reverse: checkpoints last, committed
             self.checkpoints = [
-                stack.enter_context(Checkpoints(w / CHECKPOINT_DIR, keep=tc.keep_checkpoints,
-                                                owner=True)) for w in self.workdirs]
+                stack.enter_context(
+                    Checkpoints(w / CHECKPOINT_DIR, keep=tc.keep_checkpoints, owner=True)
+                )
+                for w in self.workdirs
+            ]
             records = [read_metrics(w) for w in self.workdirs]
-            restored = [c.restore_latest(self.program.trial(initial, i),
-                                         newest=logged[-1]["step"] if logged else None)
-                        for i, (c, logged) in enumerate(zip(self.checkpoints, records))]
+            restored = [
+                c.restore_latest(
+                    self.program.trial(initial, i), newest=logged[-1]["step"] if logged else None
+                )
+                for i, (c, logged) in enumerate(zip(self.checkpoints, records))
+            ]
             for workdir, config in zip(self.workdirs, self.group.configs):
                 workdir_lib.write_config(workdir, config)
             self.steps = [r[0] if r else 0 for r in restored]
             self.saved = [r[0] if r else None for r in restored]
             state = initial
             if any(restored):
-                state = self.program.stack([r[1] if r else self.program.trial(initial, i)
-                                            for i, r in enumerate(restored)])
+                state = self.program.stack(
+                    [r[1] if r else self.program.trial(initial, i) for i, r in enumerate(restored)]
+                )
             for workdir, logged, step in zip(self.workdirs, records, self.steps):
                 if step and (not logged or logged[-1]["step"] < step):
-                    warnings.warn(f"{workdir / METRICS_FILE} records no step after "
-                                  f"{logged[-1]['step'] if logged else 0}, and no checkpoint it "
-                                  f"covers reads: the records up to step {step} are lost (the "
-                                  f"training is not: it resumes from step {step})", LogWarning)
-            self.logs = [stack.enter_context(contextlib.closing(
-                MetricsLog(w, [r for r in logged if r["step"] <= s])))
-                for w, logged, s in zip(self.workdirs, records, self.steps)]
-            self.progress = stack.enter_context(progress.bar(
-                tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0))
+                    warnings.warn(
+                        f"{workdir / METRICS_FILE} records no step after "
+                        f"{logged[-1]['step'] if logged else 0}, and no checkpoint it "
+                        f"covers reads: the records up to step {step} are lost (the "
+                        f"training is not: it resumes from step {step})",
+                        LogWarning,
+                        stacklevel=2,
+                    )
+            self.logs = [
+                stack.enter_context(
+                    contextlib.closing(MetricsLog(w, [r for r in logged if r["step"] <= s]))
+                )
+                for w, logged, s in zip(self.workdirs, records, self.steps)
+            ]
+            self.progress = stack.enter_context(
+                progress.bar(
+                    tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0
+                )
+            )
             stop_requests = stack.enter_context(
-                StopRequests(self.checkpoints[0].reached_preemption))
+                StopRequests(self.checkpoints[0].reached_preemption)
+            )
             if stop_requests.received:  # during start-up: nothing trained, nothing to save
                 step = min(self.steps)
-                raise Interrupted(f"stopped by {stop_requests.received} during start-up, before "
-                                  f"training from step {step}; run the same command again to "
-                                  f"{'resume' if step else 'start'}", step=step,
-                                  reason=stop_requests.received)
+                raise Interrupted(
+                    f"stopped by {stop_requests.received} during start-up, before "
+                    f"training from step {step}; run the same command again to "
+                    f"{'resume' if step else 'start'}",
+                    step=step,
+                    reason=stop_requests.received,
+                )
             # The host writes chunk k's records while the device runs chunk k+1. At an
             # evaluation or a checkpoint the loop waits for chunk k, checks it, dispatches the
             # evaluation and hands the state to the checkpoint (which copies it off the device)
@@ -211,16 +279,18 @@ class _Loop:
             pending = None  # (state) -> None: writes the records of the chunk before
             chunk_index = 0
             while True:
-                live = [i for i in range(size) if i not in self.failures
-                        and self.steps[i] < tc.steps]
+                live = [
+                    i for i in range(size) if i not in self.failures and self.steps[i] < tc.steps
+                ]
                 if not live:
                     break
                 step = min(self.steps[i] for i in live)
                 moving = [i for i in live if self.steps[i] == step]
                 length = min(tc.log_every, tc.steps - step)
                 active = np.isin(np.arange(size), moving)  # ignored by a single run
-                state, metrics = self.program.chunk(length)(state, active,
-                                                            self.feed.chunk(step, length))
+                state, metrics = self.program.chunk(length)(
+                    state, active, self.feed.chunk(step, length)
+                )
                 if pending:
                     pending(state)
                 start, step = step, step + length
@@ -232,8 +302,9 @@ class _Loop:
                 save = step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason
                 if evaluate or save:
                     checked = self._check_chunk(state, moving, start, length, metrics)
-                    evaluations = ({i: self._evaluation(state, i) for i in checked}
-                                   if evaluate else {})
+                    evaluations = (
+                        {i: self._evaluation(state, i) for i in checked} if evaluate else {}
+                    )
                     if save:
                         for i in checked:
                             self.checkpoints[i].save(step, self.program.trial(state, i))
@@ -245,8 +316,9 @@ class _Loop:
                     pending(state)
                     for checkpoints in self.checkpoints:
                         checkpoints.wait_until_committed()
-                    raise Interrupted(self._stopped(stop_reason, step), step=step,
-                                      reason=stop_reason)
+                    raise Interrupted(
+                        self._stopped(stop_reason, step), step=step, reason=stop_reason
+                    )
             if pending:
                 pending(state)
             for i, log in enumerate(self.logs):  # resumed at the end, its last record lost
@@ -258,25 +330,32 @@ class _Loop:
         """``{"eval/NAME": value}`` of trial ``index`` on the test split, dispatched: values
         may still be computing on the device (`jax.device_get` waits for them)."""
         trial_state = self.program.trial(state, index)
-        evaluated = self.feed.evaluate(self.tasks[index], trial_state["params"],
-                                       trial_state["task_state"])
+        evaluated = self.feed.evaluate(
+            self.tasks[index], trial_state["params"], trial_state["task_state"]
+        )
         return {f"eval/{k}": v for k, v in evaluated.items()}
 
     def _stopped(self, reason: str, step: int) -> str:
         if self.group.size == 1:
-            return (f"stopped by {reason} at step {step}: its checkpoint is committed in "
-                    f"{self.checkpoints[0].directory}; run the same command again to resume")
-        return (f"stopped by {reason} at step {step}: the checkpoints of its "
-                f"{self.group.size} trials are committed; run the same command again to resume")
+            return (
+                f"stopped by {reason} at step {step}: its checkpoint is committed in "
+                f"{self.checkpoints[0].directory}; run the same command again to resume"
+            )
+        return (
+            f"stopped by {reason} at step {step}: the checkpoints of its "
+            f"{self.group.size} trials are committed; run the same command again to resume"
+        )
 
-    def _log_chunk(self, moving: Sequence[int], start: int, length: int, metrics: dict,
-                   state: dict) -> None:
+    def _log_chunk(
+        self, moving: Sequence[int], start: int, length: int, metrics: dict, state: dict
+    ) -> None:
         """Waits for the chunk from step ``start``, checks each trial, writes their records."""
         checked = self._check_chunk(state, moving, start, length, metrics)
         self._write(checked, start + length, {}, state)
 
-    def _check_chunk(self, state: dict, moving: Sequence[int], start: int, length: int,
-                     metrics: dict) -> dict[int, dict]:
+    def _check_chunk(
+        self, state: dict, moving: Sequence[int], start: int, length: int, metrics: dict
+    ) -> dict[int, dict]:
         """Waits for the chunk from step ``start``; returns its metrics per trial that went
         well. A trial that met a NaN/Inf it did not skip raises `NonFiniteError`, or with
         ``record_nonfinite`` joins ``failures``."""
@@ -295,8 +374,9 @@ class _Loop:
             checked[i] = trial_metrics
         return checked
 
-    def _write(self, checked: dict[int, dict], step: int, evaluations: dict[int, dict],
-               state: dict) -> None:
+    def _write(
+        self, checked: dict[int, dict], step: int, evaluations: dict[int, dict], state: dict
+    ) -> None:
         """Writes the records of step ``step``: the checked chunk's train metrics and the trials'
         ``evaluations`` (fetched here); ``state`` is unused (`pending`'s signature)."""
         del state
@@ -309,20 +389,26 @@ class _Loop:
             loss = next(iter(checked.values()))["loss"]
             self.progress.set_postfix(loss=f"{float(loss):.4g}")
 
-    def _nonfinite(self, index: int, state: dict, start: int, length: int,
-                   metrics: dict) -> NonFiniteError | None:
+    def _nonfinite(
+        self, index: int, state: dict, start: int, length: int, metrics: dict
+    ) -> NonFiniteError | None:
         """The error of trial ``index`` if its chunk from step ``start`` met a NaN/Inf it did not
         skip, else None."""
         saved = self.saved[index]
-        kept = f"checkpoints up to step {saved} are untouched" if saved else \
-            "no checkpoint was written"
+        kept = (
+            f"checkpoints up to step {saved} are untouched"
+            if saved
+            else "no checkpoint was written"
+        )
         config = self.group.configs[index]
         if config.train.get("skip_nonfinite_steps", False):
             if metrics["skipped_steps"] == length:
                 return NonFiniteError(
                     f"every step from {start + 1} to {start + length} had a non-finite loss or "
                     f"gradient norm (skipped); stopped: the run has diverged; {kept}",
-                    step=start + 1, metrics=metrics)
+                    step=start + 1,
+                    metrics=metrics,
+                )
             return None
         if math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"]):
             return None  # a chunk's mean is finite only if every step's value was
@@ -331,21 +417,35 @@ class _Loop:
         single = self.program.trial(state, index)
         reached = int(single["step"])
         tx = make_optimizer(config.optimizer, config.train.steps)
-        probe = jax.jit(make_train_chunk(self.tasks[index], tx, config.train.batch_size, 1,
-                                         parallel.batch_sharded(self.setup.mesh),
-                                         batches_given=self.program.batches_given))
+        probe = jax.jit(
+            make_train_chunk(
+                self.tasks[index],
+                tx,
+                config.train.batch_size,
+                1,
+                parallel.batch_sharded(self.setup.mesh),
+                batches_given=self.program.batches_given,
+            )
+        )
         probed = jax.device_get(probe(single, self.feed.probe(index, reached))[1])
-        values = {f"train/{k}": float(probed[k])
-                  for k in ["loss", *sorted(probed.keys() - {"loss"})]}
+        values = {
+            f"train/{k}": float(probed[k]) for k in ["loss", *sorted(probed.keys() - {"loss"})]
+        }
         bad = {k: v for k, v in values.items() if not math.isfinite(v)} or values
         shown = ", ".join(f"{k}={v}" for k, v in bad.items())
         return NonFiniteError(
             f"non-finite {shown} at step {reached + 1}; stopped without saving it ({kept}). "
             f"Lower the learning rate, or set config.train.skip_nonfinite_steps=True to skip "
-            f"such steps", step=reached + 1, metrics=values)
+            f"such steps",
+            step=reached + 1,
+            metrics=values,
+        )
 
 
 def summary_line(experiment: str, final: dict[str, Any]) -> str:
-    shown = " ".join(f"{k}={v:.4g}" for k, v in final.items()
-                     if isinstance(v, float) and k != "wall_time_s")
-    return f"jaxlab: {experiment} step={final['step']} {shown} wall_time={final['wall_time_s']:.1f}s"
+    shown = " ".join(
+        f"{k}={v:.4g}" for k, v in final.items() if isinstance(v, float) and k != "wall_time_s"
+    )
+    return (
+        f"jaxlab: {experiment} step={final['step']} {shown} wall_time={final['wall_time_s']:.1f}s"
+    )

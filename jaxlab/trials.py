@@ -19,8 +19,10 @@ stops) without changing the program. For T = 1 the state, the metrics and the ch
 run's own, without the trial axis (`Program.trial` and `Program.stack` are then the identity), so
 a single run compiles and runs the program it always did, with nothing added.
 """
+
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -42,6 +44,7 @@ DONE, FAILED = "done", "failed"
 class TrialOutcome:
     """How a trial ended: `DONE` with its final metrics, or `FAILED` (NaN/Inf) with the metrics
     of the step that failed (and ``step``) and the error."""
+
     status: str
     metrics: dict[str, Any]
     error: str = ""
@@ -50,6 +53,7 @@ class TrialOutcome:
 @dataclasses.dataclass(frozen=True)
 class TrialGroup:
     """Validated configs, one per trial, equal except at the ``traced`` keys."""
+
     configs: tuple[ml_collections.ConfigDict, ...]
     traced: tuple[str, ...]
 
@@ -83,8 +87,7 @@ class TrialGroup:
 
 def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
     """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
-    flats = [{key: config_lib.get_leaf(c, key) for key in config_lib.flat_keys(c)}
-             for c in configs]
+    flats = [{key: config_lib.get_leaf(c, key) for key in config_lib.flat_keys(c)} for c in configs]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
     for key in differing:
@@ -95,7 +98,8 @@ def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
                 f"--vmap cannot sweep config.{key} (values {_shown(values)}): it changes shapes "
                 f"or code paths. Runs trained as one program may differ only in the seed and in "
                 f"numeric leaves outside {', '.join(UNTRACEABLE_SECTIONS)} (learning rate, "
-                f"weight decay, loss weights); sweep config.{key} without --vmap")
+                f"weight decay, loss weights); sweep config.{key} without --vmap"
+            )
     return differing
 
 
@@ -104,8 +108,9 @@ def _shown(values: Sequence[Any]) -> str:
     return ", ".join(unique[:4]) + (", ..." if len(unique) > 4 else "")
 
 
-def traced_config(config: ml_collections.ConfigDict,
-                  values: dict[str, jax.Array]) -> ml_collections.ConfigDict:
+def traced_config(
+    config: ml_collections.ConfigDict, values: dict[str, jax.Array]
+) -> ml_collections.ConfigDict:
     """A copy of ``config`` whose ``values`` leaves (dotted key -> array) are replaced."""
     copy = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
     for key, value in values.items():
@@ -121,11 +126,11 @@ class Program:
     """The compiled init and chunks of a group on ``mesh`` (``task``: the base config's)."""
 
     def __init__(self, group: TrialGroup, task: tasks.Task, mesh: jax.sharding.Mesh):
-        self.group, self.task = group, task
+        self.group, self.task, self.mesh = group, task, mesh
         self.replicated = parallel.replicated(mesh)
         self.batch_sharding = parallel.batch_sharded(mesh)
         self.values = jax.device_put(group.values(), self.replicated)
-        self._chunks = {}
+        self._chunks: dict[int, Any] = {}  # chunk length -> compiled chunk
 
     def _build(self, values: dict[str, jax.Array]):
         """(config, task, optimizer) of one trial whose traced leaves are ``values``."""
@@ -152,10 +157,11 @@ class Program:
         """The group's state made of per-trial states (the inverse of `trial`)."""
         if self.group.size == 1:
             return per_trial[0]
-        return jax.device_put(jax.tree.map(lambda *xs: jax.numpy.stack(xs), *per_trial),
-                              self.replicated)
+        return jax.device_put(
+            jax.tree.map(lambda *xs: jax.numpy.stack(xs), *per_trial), self.replicated
+        )
 
-    def init(self, single_state: Any, examples: Sequence[dict] | None = None) -> Any:
+    def init(self, single_state: Any, examples: Sequence[dict | None] | None = None) -> Any:
         """The group's initial state; for one trial, ``single_state`` (`jaxlab.train.prepare`'s).
         ``examples``: each trial's batch of step 0, read on the host (the Grain input path)."""
         if self.group.size == 1:
@@ -165,32 +171,48 @@ class Program:
             return jax.jit(init, out_shardings=self.replicated)(self.values)
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *examples)
         return jax.jit(jax.vmap(self._init_one), out_shardings=self.replicated)(
-            self.values, stacked)
+            self.values, stacked
+        )
 
     def _chunk_fn(self, length: int):
         base = self.group.base
         skip = base.train.get("skip_nonfinite_steps", False)
         if self.group.size == 1:
             tx = make_optimizer(base.optimizer, base.train.steps)
-            plain = make_train_chunk(self.task, tx, base.train.batch_size, length,
-                                     self.batch_sharding, skip_nonfinite=skip,
-                                     batches_given=self.batches_given)
+            plain = make_train_chunk(
+                self.task,
+                tx,
+                base.train.batch_size,
+                length,
+                self.batch_sharding,
+                skip_nonfinite=skip,
+                batches_given=self.batches_given,
+            )
 
             def one_trial(state, active, values, data):
                 del active, values  # a single run is always active
                 return plain(state, data)
+
             return one_trial
 
         def chunk_one(state, values, data):
             _, task, tx = self._build(values)
-            return make_train_chunk(task, tx, base.train.batch_size, length,
-                                    self.batch_sharding, skip_nonfinite=skip,
-                                    batches_given=self.batches_given)(state, data)
+            return make_train_chunk(
+                task,
+                tx,
+                base.train.batch_size,
+                length,
+                self.batch_sharding,
+                skip_nonfinite=skip,
+                batches_given=self.batches_given,
+            )(state, data)
 
         def all_trials(state, active, values, data):
             new_state, metrics = jax.vmap(
-                chunk_one, in_axes=(0, 0, 0 if self.batches_given else None))(state, values, data)
+                chunk_one, in_axes=(0, 0, 0 if self.batches_given else None)
+            )(state, values, data)
             return jax.vmap(select)(active, new_state, state), metrics
+
         return all_trials
 
     def chunk(self, length: int):
@@ -198,13 +220,17 @@ class Program:
         length with the state donated; ``data``: the training arrays on the device, or the
         chunk's batches (`batches_given`)."""
         if length not in self._chunks:
-            compiled = jax.jit(self._chunk_fn(length), donate_argnums=0,
-                               out_shardings=(self.replicated, self.replicated))
-            self._chunks[length] = (
-                lambda state, active, arrays, fn=compiled: fn(state, active, self.values, arrays))
+            compiled = jax.jit(
+                self._chunk_fn(length),
+                donate_argnums=0,
+                out_shardings=(self.replicated, self.replicated),
+            )
+            self._chunks[length] = lambda state, active, arrays, fn=compiled: fn(
+                state, active, self.values, arrays
+            )
         return self._chunks[length]
 
-    def check_traceable(self, train_split: dict) -> None:
+    def check_traceable(self, train_split: Mapping[str, Any]) -> None:
         """Traces init and one chunk without running them; a traced key used where a traced
         value cannot be (shapes, Python control flow) is a `UserError` naming it."""
         try:
@@ -220,26 +246,34 @@ class Program:
                     raise UserError(
                         f"--vmap cannot sweep config.{key}: it is used where a traced value "
                         f"cannot be (shapes or Python control flow): {type(error).__name__}: "
-                        f"{str(error).splitlines()[0]}; sweep it without --vmap") from None
+                        f"{str(error).splitlines()[0]}; sweep it without --vmap"
+                    ) from None
             raise
 
-    def _trace(self, group: TrialGroup, train_split: dict) -> None:
-        program = Program(group, self.task, self.replicated.mesh)
+    def _trace(self, group: TrialGroup, train_split: Mapping[str, Any]) -> None:
+        program = Program(group, self.task, self.mesh)
         values, size, train = program.values, group.size, group.base.train
 
         def rows(*lead):  # shapes only: nothing is read
-            return {name: jax.ShapeDtypeStruct((*lead, *array.shape[1:]), array.dtype)
-                    for name, array in train_split.items()}
+            return {
+                name: jax.ShapeDtypeStruct((*lead, *array.shape[1:]), array.dtype)
+                for name, array in train_split.items()
+            }
+
         if self.batches_given:
-            state = jax.eval_shape(jax.vmap(program._init_one), values,
-                                   rows(size, train.batch_size))
+            state = jax.eval_shape(
+                jax.vmap(program._init_one), values, rows(size, train.batch_size)
+            )
             data = rows(size, train.log_every, train.batch_size)
         else:
             state = jax.eval_shape(jax.vmap(program._init_one, axis_size=size), values)
             data = rows(len(next(iter(train_split.values()))))
         if size == 1:
             state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-            data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), data) \
-                if self.batches_given else data
+            data = (
+                jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), data)
+                if self.batches_given
+                else data
+            )
         active = jax.ShapeDtypeStruct((size,), bool)
         jax.eval_shape(program._chunk_fn(train.log_every), state, active, values, data)

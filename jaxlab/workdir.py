@@ -19,6 +19,7 @@ whole-file write is `jaxlab.paths.write_atomic`.
 
 Only process 0 of a multi-process run takes the locks and writes ``config.json``.
 """
+
 import contextlib
 import errno
 import fcntl
@@ -26,7 +27,7 @@ import json
 import os
 import socket
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import ml_collections
@@ -57,8 +58,10 @@ def read_config_tree(workdir: epath.Path) -> dict | None:
     try:
         tree = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not readable JSON ({error}); it is not a config jaxlab "
-                        f"wrote: restore it, or use a new workdir") from None
+        raise UserError(
+            f"{path} is not readable JSON ({error}); it is not a config jaxlab "
+            f"wrote: restore it, or use a new workdir"
+        ) from None
     if not isinstance(tree, dict):
         raise UserError(f"{path} holds a JSON {type(tree).__name__}, not a jaxlab config")
     return tree
@@ -68,8 +71,9 @@ def read_config(workdir: epath.Path) -> ml_collections.ConfigDict:
     """The resolved config a run wrote into ``workdir``."""
     tree = read_config_tree(workdir)
     if tree is None:
-        raise UserError(f"{workdir} is not a jaxlab workdir: {workdir / CONFIG_FILE} does not "
-                        f"exist")
+        raise UserError(
+            f"{workdir} is not a jaxlab workdir: {workdir / CONFIG_FILE} does not exist"
+        )
     return ml_collections.ConfigDict(tree)
 
 
@@ -87,12 +91,15 @@ def config_differences(workdir: epath.Path, config: ml_collections.ConfigDict) -
     old = _flatten(tree)
     new = _flatten(json.loads(config_lib.to_json(config)))
     differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    return [f"  {k}: {old.get(k, '(absent)')!r} in the workdir, {new.get(k, '(absent)')!r} now"
-            for k in differing]
+    return [
+        f"  {k}: {old.get(k, '(absent)')!r} in the workdir, {new.get(k, '(absent)')!r} now"
+        for k in differing
+    ]
 
 
-def check_config(workdir: epath.Path, config: ml_collections.ConfigDict,
-                 allow_change: bool = False) -> None:
+def check_config(
+    workdir: epath.Path, config: ml_collections.ConfigDict, allow_change: bool = False
+) -> None:
     """Refuses (`UserError`) a workdir holding a run of another config, naming the differences."""
     differences = config_differences(workdir, config)
     if not differences:
@@ -101,9 +108,11 @@ def check_config(workdir: epath.Path, config: ml_collections.ConfigDict,
     if allow_change:
         warnings.warn(f"resuming {workdir} with a changed config:\n{listing}", stacklevel=3)
         return
-    raise UserError(f"workdir {workdir} holds a run with a different config:\n{listing}\n"
-                    f"use a new workdir, or pass --allow-config-change "
-                    f"(train(..., allow_config_change=True)) to resume it with this config")
+    raise UserError(
+        f"workdir {workdir} holds a run with a different config:\n{listing}\n"
+        f"use a new workdir, or pass --allow-config-change "
+        f"(train(..., allow_config_change=True)) to resume it with this config"
+    )
 
 
 PATH_MAX, NAME_MAX = 4096, 255  # Linux's limits, in bytes
@@ -116,22 +125,31 @@ def check_can_hold(directory: epath.Path, what: str = "workdir") -> None:
     if not paths.is_remote(directory):
         text = os.fsencode(os.fspath(directory))
         if any(len(part) > NAME_MAX for part in text.split(b"/")):
-            raise UserError(f"{what} {directory}: a path component is longer than {NAME_MAX} "
-                            f"bytes, which the file system refuses; use a shorter name")
+            raise UserError(
+                f"{what} {directory}: a path component is longer than {NAME_MAX} "
+                f"bytes, which the file system refuses; use a shorter name"
+            )
         if len(text) > PATH_MAX - ENTRY_ROOM:
-            raise UserError(f"{what} path is {len(text)} bytes long; the files below it need it "
-                            f"under {PATH_MAX - ENTRY_ROOM}: use a shorter path")
+            raise UserError(
+                f"{what} path is {len(text)} bytes long; the files below it need it "
+                f"under {PATH_MAX - ENTRY_ROOM}: use a shorter path"
+            )
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{what} {directory} is a file, not a directory; use another {what}")
     checkpoints = directory / CHECKPOINT_DIR
     if checkpoints.exists() and not checkpoints.is_dir():
-        raise UserError(f"{checkpoints} is a file, where the run keeps its checkpoint "
-                        f"directory; move it away or use another workdir")
+        raise UserError(
+            f"{checkpoints} is a file, where the run keeps its checkpoint "
+            f"directory; move it away or use another workdir"
+        )
 
 
 @contextlib.contextmanager
-def claim(workdirs: Sequence[epath.Path], configs: Sequence[ml_collections.ConfigDict],
-          allow_config_change: bool = False) -> Iterator[None]:
+def claim(
+    workdirs: Sequence[epath.Path],
+    configs: Sequence[ml_collections.ConfigDict],
+    allow_config_change: bool = False,
+) -> Iterator[None]:
     """Checks every config against its workdir, creates the workdirs and locks them all; unlocks
     on exit.
 
@@ -184,8 +202,9 @@ def holder(directory: epath.Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(directory: epath.Path, config: ml_collections.ConfigDict | None,
-            allow_config_change: bool) -> Iterator[None]:
+def _locked(
+    directory: epath.Path, config: ml_collections.ConfigDict | None, allow_config_change: bool
+) -> Iterator[None]:
     """Creates and locks ``directory``. With a ``config``, checks it again under the lock
     (another run may have ended meanwhile); refused then, it removes what it created.
 
@@ -196,8 +215,11 @@ def _locked(directory: epath.Path, config: ml_collections.ConfigDict | None,
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     if paths.is_remote(directory):
-        warnings.warn(f"{directory} is a remote workdir, which cannot be locked against a second "
-                      f"run: run one job per remote workdir", stacklevel=4)
+        warnings.warn(
+            f"{directory} is a remote workdir, which cannot be locked against a second "
+            f"run: run one job per remote workdir",
+            stacklevel=4,
+        )
         yield
         return
     lock_path = os.fspath(directory / LOCK_FILE)
@@ -234,8 +256,10 @@ def _take_lock(lock_path: str, directory: epath.Path) -> tuple[int, bool]:
                 continue
             except OSError as error:
                 if error.errno == errno.ELOOP:
-                    raise UserError(f"{lock_path} is a symbolic link; jaxlab writes only files "
-                                    f"it made itself: remove the link") from None
+                    raise UserError(
+                        f"{lock_path} is a symbolic link; jaxlab writes only files "
+                        f"it made itself: remove the link"
+                    ) from None
                 raise
             created = False
         try:
@@ -245,8 +269,10 @@ def _take_lock(lock_path: str, directory: epath.Path) -> tuple[int, bool]:
             os.close(fd)
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            raise InUse(f"{directory} is in use by a running jaxlab process ({held_by}); "
-                        f"wait for it to finish or use another directory") from None
+            raise InUse(
+                f"{directory} is in use by a running jaxlab process ({held_by}); "
+                f"wait for it to finish or use another directory"
+            ) from None
         try:
             current = os.stat(lock_path, follow_symlinks=False)
         except FileNotFoundError:

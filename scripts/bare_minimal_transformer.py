@@ -11,6 +11,7 @@ accuracy; run it as a whole process (imports and compilation count).
 
     python scripts/bare_minimal_transformer.py
 """
+
 import time
 
 import flax.linen as nn
@@ -50,12 +51,14 @@ def main():
     images = (digits.images / 16.0).astype(np.float32)
     labels = digits.target.astype(np.int32)
     order = np.random.default_rng(0).permutation(len(labels))
-    test, train = order[:round(0.2 * len(order))], order[round(0.2 * len(order)):]
+    test, train = order[: round(0.2 * len(order))], order[round(0.2 * len(order)) :]
 
     model = ViT()
     params = model.init(jax.random.PRNGKey(0), images[:1])
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, 1e-3, 100),
-                                     optax.cosine_decay_schedule(1e-3, STEPS - 100)], [100])
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, 1e-3, 100), optax.cosine_decay_schedule(1e-3, STEPS - 100)],
+        [100],
+    )
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
     opt_state = tx.init(params)
 
@@ -63,6 +66,7 @@ def main():
     def step(params, opt_state, x, y):
         def loss_fn(p):
             return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -78,7 +82,9 @@ def main():
         if i % EVAL_EVERY == 0:
             acc = float(accuracy(params, images[test], labels[test]))
             print(f"step {i} loss {float(loss):.4f} test accuracy {acc:.4f}", flush=True)
-    print(f"bare script: test accuracy {acc:.4f}, {time.perf_counter() - start:.1f} s after imports")
+    print(
+        f"bare script: test accuracy {acc:.4f}, {time.perf_counter() - start:.1f} s after imports"
+    )
 
 
 if __name__ == "__main__":

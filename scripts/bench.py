@@ -24,6 +24,7 @@ Steady-state steps/s is the median over repeats; each repeat is timed after a wa
 `jaxlab train`: the chunks after the first, from the run's own `perf/steps_per_sec` records,
 with evaluation, logging and checkpoints at their defaults).
 """
+
 import argparse
 import functools
 import math
@@ -55,7 +56,9 @@ from jaxlab.trials import Program, TrialGroup
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TORCH_SCRIPTS = REPO.parent / "shared" / "bench"
-SCAN_LENGTH = 100  # steps fused per compiled call in the hand-written scan loop (= jaxlab's log_every)
+SCAN_LENGTH = (
+    100  # steps fused per compiled call in the hand-written scan loop (= jaxlab's log_every)
+)
 
 
 class TinyMLP(nn.Module):
@@ -67,8 +70,9 @@ class TinyMLP(nn.Module):
 
 
 def vit(width):
-    return VisionTransformer(num_classes=10, patch_size=2, width=width, depth=2, heads=4,
-                             mlp_dim=128, use_mlp=True)
+    return VisionTransformer(
+        num_classes=10, patch_size=2, width=width, depth=2, heads=4, mlp_dim=128, use_mlp=True
+    )
 
 
 def digits():
@@ -82,20 +86,48 @@ def moons():
 
 
 WORKLOADS = {
-    "tiny": dict(model=TinyMLP, data=moons, batch=256, steps=3000, jaxlab_steps=30000,
-                 spec="mlp_moons", overrides={}, torch=["torch_tiny_mlp.py", "3000"]),
-    "small": dict(model=functools.partial(vit, 64), data=digits, batch=128, steps=600,
-                  jaxlab_steps=1000,
-                  spec="minimal_transformer",
-                  overrides={"model.width": 64, "model.mlp_dim": 128, "model.depth": 2,
-                             "model.heads": 4, "train.batch_size": 128},
-                  torch=["torch_vit_digits.py", "--width", "64"]),
-    "wider": dict(model=functools.partial(vit, 256), data=digits, batch=128, steps=300,
-                  jaxlab_steps=300,
-                  spec="minimal_transformer",
-                  overrides={"model.width": 256, "model.mlp_dim": 128, "model.depth": 2,
-                             "model.heads": 4, "train.batch_size": 128},
-                  torch=["torch_vit_digits.py", "--width", "256"]),
+    "tiny": dict(
+        model=TinyMLP,
+        data=moons,
+        batch=256,
+        steps=3000,
+        jaxlab_steps=30000,
+        spec="mlp_moons",
+        overrides={},
+        torch=["torch_tiny_mlp.py", "3000"],
+    ),
+    "small": dict(
+        model=functools.partial(vit, 64),
+        data=digits,
+        batch=128,
+        steps=600,
+        jaxlab_steps=1000,
+        spec="minimal_transformer",
+        overrides={
+            "model.width": 64,
+            "model.mlp_dim": 128,
+            "model.depth": 2,
+            "model.heads": 4,
+            "train.batch_size": 128,
+        },
+        torch=["torch_vit_digits.py", "--width", "64"],
+    ),
+    "wider": dict(
+        model=functools.partial(vit, 256),
+        data=digits,
+        batch=128,
+        steps=300,
+        jaxlab_steps=300,
+        spec="minimal_transformer",
+        overrides={
+            "model.width": 256,
+            "model.mlp_dim": 128,
+            "model.depth": 2,
+            "model.heads": 4,
+            "train.batch_size": 128,
+        },
+        torch=["torch_vit_digits.py", "--width", "256"],
+    ),
 }
 
 
@@ -103,9 +135,11 @@ def make_step(model, tx):
     def step(params, opt_state, x, y):
         def loss_fn(p):
             return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
     return step
 
 
@@ -129,8 +163,10 @@ def handwritten(workload, fused: bool) -> tuple[float, float]:
                 idx = jax.random.randint(k, (batch,), 0, xd.shape[0])
                 p, o, loss = step(*carry, xd[idx], yd[idx])
                 return (p, o), loss
-            (params, opt_state), losses = jax.lax.scan(body, (params, opt_state),
-                                                       jax.random.split(key, SCAN_LENGTH))
+
+            (params, opt_state), losses = jax.lax.scan(
+                body, (params, opt_state), jax.random.split(key, SCAN_LENGTH)
+            )
             return params, opt_state, losses[-1]
 
         def run(n, params, opt_state):
@@ -148,6 +184,7 @@ def handwritten(workload, fused: bool) -> tuple[float, float]:
                 params, opt_state, loss = jitted(params, opt_state, x[idx], y[idx])
             loss.block_until_ready()
             return params, opt_state
+
     params, opt_state = run(SCAN_LENGTH, params, opt_state)  # warm-up, compiles
     start = time.perf_counter()
     run(workload["steps"], params, opt_state)
@@ -158,12 +195,14 @@ def jaxlab_steps_per_sec(workload, workroot: pathlib.Path, name: str) -> float:
     """Steady-state steps/s of `jaxlab.train` with its defaults (evaluation, logging, checkpoints):
     two runs of S and 2S steps with a warm compilation cache; fixed costs (start-up, data, the
     final evaluation and checkpoint) cancel in the difference, periodic ones stay in."""
+
     def timed(steps: int, tag: str) -> float:
         overrides = {**workload["overrides"], "train.steps": steps}
         config = jaxlab.load_config(workload["spec"], overrides=overrides)
         start = time.perf_counter()
         jaxlab.train(config, workroot / f"{name}_{tag}", quiet=True)
         return time.perf_counter() - start
+
     steps = workload["jaxlab_steps"]
     timed(workload["jaxlab_steps"], "warm")  # fills the compilation cache
     return steps / (timed(2 * steps, "long") - timed(steps, "short"))
@@ -214,11 +253,16 @@ def loop_breakdown(workload, workroot: pathlib.Path, repeats: int) -> dict[str, 
 
 def render_breakdown(name: str, speeds: dict[str, float], repeats: int) -> str:
     bare = speeds["compiled chunk alone"]
-    lines = [f"`{name}` on {machine()}, steady-state steps/s, median of {repeats} interleaved "
-             f"repeats:", "", "| run | steps/s | ms per 1000 steps | vs. the chunk alone |",
-             "|---|---|---|---|"]
-    lines += [f"| {run} | {speed:,.0f} | {1e6 / speed:,.0f} | {speed / bare:.2f}x |"
-              for run, speed in speeds.items()]
+    lines = [
+        f"`{name}` on {machine()}, steady-state steps/s, median of {repeats} interleaved repeats:",
+        "",
+        "| run | steps/s | ms per 1000 steps | vs. the chunk alone |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {run} | {speed:,.0f} | {1e6 / speed:,.0f} | {speed / bare:.2f}x |"
+        for run, speed in speeds.items()
+    ]
     return "\n".join(lines)
 
 
@@ -240,15 +284,16 @@ def write_noisy_digits(root: pathlib.Path, num_train: int, num_test: int) -> Non
     images, labels = digits()
     for split, count in (("train", num_train), ("test", num_test)):
         (root / split).mkdir(parents=True)
-        x = np.lib.format.open_memmap(root / split / "x.npy", "w+", np.float32,
-                                      (count, *images.shape[1:]))
+        x = np.lib.format.open_memmap(
+            root / split / "x.npy", "w+", np.float32, (count, *images.shape[1:])
+        )
         label = np.lib.format.open_memmap(root / split / "label.npy", "w+", np.int32, (count,))
         rng = np.random.default_rng(split == "test")
         for first in range(0, count, 1 << 18):
             pick = rng.integers(0, len(images), min(1 << 18, count - first))
             noise = rng.normal(0.0, 0.1, (len(pick), *images.shape[1:])).astype(np.float32)
-            x[first:first + len(pick)] = images[pick] + noise
-            label[first:first + len(pick)] = labels[pick]
+            x[first : first + len(pick)] = images[pick] + noise
+            label[first : first + len(pick)] = labels[pick]
         x.flush()
         label.flush()
         del x, label
@@ -259,11 +304,18 @@ def peak_resident_mib(args: list[str], limit_mib: float) -> tuple[float, bool]:
     and whether it was stopped for passing ``limit_mib`` (then the peak is at least the limit).
     The peak is the process's own high-water mark (``VmHWM``), polled: a forked child's
     ``ru_maxrss`` would also count the parent's peak from before the fork."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
+    )
     errors = tempfile.TemporaryFile("w+")
-    process = subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=errors, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxlab.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        text=True,
+    )
     peak_kib, stopped = 0, False
     while process.poll() is None:
         try:
@@ -283,8 +335,9 @@ def peak_resident_mib(args: list[str], limit_mib: float) -> tuple[float, bool]:
     return peak_kib / 1024, stopped
 
 
-def data_memory(workroot: pathlib.Path, gigabytes: float, limit_mib: float
-                ) -> dict[str, tuple[float, bool]]:
+def data_memory(
+    workroot: pathlib.Path, gigabytes: float, limit_mib: float
+) -> dict[str, tuple[float, bool]]:
     """Peak resident MiB (and whether stopped at ``limit_mib``) of the same 300-step run on each
     input path, on ``gigabytes`` GB of noisy digits on disk."""
     root = workroot / f"noisy_digits_{gigabytes}gb"
@@ -292,12 +345,24 @@ def data_memory(workroot: pathlib.Path, gigabytes: float, limit_mib: float
     write_noisy_digits(root, int(gigabytes * 1e9 / example_bytes), 10_000)
     experiment = root / "experiment.py"
     experiment.write_text(DIGITS_FILES.format(root=root))
-    peaks = {pipeline: peak_resident_mib(
-        ["train", f"{experiment}:smoke", "--workdir", str(root / f"run_{pipeline}"), "--quiet",
-         f"--config.train.data_pipeline={pipeline}", "--config.train.steps=300",
-         "--config.train.log_every=50", "--config.train.eval_every=300",
-         "--config.train.checkpoint_every=300"], limit_mib)
-        for pipeline in ("grain", "device")}
+    peaks = {
+        pipeline: peak_resident_mib(
+            [
+                "train",
+                f"{experiment}:smoke",
+                "--workdir",
+                str(root / f"run_{pipeline}"),
+                "--quiet",
+                f"--config.train.data_pipeline={pipeline}",
+                "--config.train.steps=300",
+                "--config.train.log_every=50",
+                "--config.train.eval_every=300",
+                "--config.train.checkpoint_every=300",
+            ],
+            limit_mib,
+        )
+        for pipeline in ("grain", "device")
+    }
     shutil.rmtree(root)
     return peaks
 
@@ -316,30 +381,48 @@ def data_speed(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
     speeds = {"device": [], "grain": []}
     for r in range(repeats):
         for pipeline, runs in speeds.items():
-            workload = dict(spec=str(experiment), jaxlab_steps=600,
-                            overrides={"train.data_pipeline": pipeline})
+            workload = dict(
+                spec=str(experiment), jaxlab_steps=600, overrides={"train.data_pipeline": pipeline}
+            )
             runs.append(jaxlab_steps_per_sec(workload, workroot, f"data_{pipeline}{r}"))
     return speeds
 
 
 def render_data(memory: dict, limit_mib: float, speeds: dict) -> str:
     spread = lambda v: f"{statistics.median(v):,.1f} ({min(v):,.1f}-{max(v):,.1f})"
-    peak = lambda size, p: (f"over {limit_mib:,.0f} MiB: stopped there"
-                            if memory[size][p][1] else f"{memory[size][p][0]:,.0f} MiB")
+    peak = lambda size, p: (
+        f"over {limit_mib:,.0f} MiB: stopped there"
+        if memory[size][p][1]
+        else f"{memory[size][p][0]:,.0f} MiB"
+    )
     ratios = [g / d for g, d in zip(speeds["grain"], speeds["device"])]
-    return "\n".join([
-        f"Measured by `python scripts/bench.py --data` on {machine()}.", "",
-        "**Memory.** A 300-step `minimal_transformer:smoke` run on 8 simulated CPU devices "
-        "(evaluation on 10,000 test examples) on noisy digits in `.npy` files; the peak resident "
-        "memory of the process (`VmHWM`):", "",
-        "| data on disk | `data_pipeline=grain` | `data_pipeline=device` |", "|---|---|---|",
-        *[f"| {size:g} GB | {peak(size, 'grain')} | {peak(size, 'device')} |" for size in memory],
-        "", f"**Speed.** The default `minimal_transformer` job reading digits from `.npy` files, "
-        f"steady-state steps/s, median (range) of {len(ratios)} interleaved repeats:", "",
-        "| input path | steps/s |", "|---|---|",
-        f"| device | {spread(speeds['device'])} |", f"| grain | {spread(speeds['grain'])} |", "",
-        f"Grain / device: {statistics.median(ratios):.2f}x (per repeat "
-        f"{', '.join(f'{r:.2f}x' for r in ratios)})."])
+    return "\n".join(
+        [
+            f"Measured by `python scripts/bench.py --data` on {machine()}.",
+            "",
+            "**Memory.** A 300-step `minimal_transformer:smoke` run on 8 simulated CPU devices "
+            "(evaluation on 10,000 test examples) on noisy digits in `.npy` files; the peak "
+            "resident memory of the process (`VmHWM`):",
+            "",
+            "| data on disk | `data_pipeline=grain` | `data_pipeline=device` |",
+            "|---|---|---|",
+            *[
+                f"| {size:g} GB | {peak(size, 'grain')} | {peak(size, 'device')} |"
+                for size in memory
+            ],
+            "",
+            f"**Speed.** The default `minimal_transformer` job reading digits from `.npy` files, "
+            f"steady-state steps/s, median (range) of {len(ratios)} interleaved repeats:",
+            "",
+            "| input path | steps/s |",
+            "|---|---|",
+            f"| device | {spread(speeds['device'])} |",
+            f"| grain | {spread(speeds['grain'])} |",
+            "",
+            f"Grain / device: {statistics.median(ratios):.2f}x (per repeat "
+            f"{', '.join(f'{r:.2f}x' for r in ratios)}).",
+        ]
+    )
 
 
 def launch_to_result(args: list[str], env: dict | None = None) -> float:
@@ -361,48 +444,63 @@ def end_to_end(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
     cores = len(os.sched_getaffinity(0))
     if jax.default_backend() == "cpu" and cores > 1:
         runs[f"jaxlab, warm cache, {cores} CPU devices"] = dict(
-            warm, XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}")
+            warm, XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}"
+        )
     for i, env in enumerate(runs.values()):  # fills the warm cache
         launch_to_result(train + ["--workdir", str(workroot / f"e2e_prime{i}")], env)
     times = {"bare script": [], "jaxlab, cold cache": [], **{name: [] for name in runs}}
     for r in range(repeats):
-        times["bare script"].append(launch_to_result(
-            [sys.executable, str(REPO / "scripts" / "bare_minimal_transformer.py")]))
+        times["bare script"].append(
+            launch_to_result(
+                [sys.executable, str(REPO / "scripts" / "bare_minimal_transformer.py")]
+            )
+        )
         cold = dict(os.environ, JAXLAB_COMPILATION_CACHE=str(workroot / f"e2e_cold_cache{r}"))
         for i, (name, env) in enumerate({"jaxlab, cold cache": cold, **runs}.items()):
-            times[name].append(launch_to_result(
-                train + ["--workdir", str(workroot / f"e2e_{i}_{r}")], env))
+            times[name].append(
+                launch_to_result(train + ["--workdir", str(workroot / f"e2e_{i}_{r}")], env)
+            )
         print({k: round(v[-1], 1) for k, v in times.items()}, flush=True)
     return times
 
 
-SPLIT_NOTE = (" \"N CPU devices\": the host split into one CPU device per core with "
-              "`XLA_FLAGS=--xla_force_host_platform_device_count=N`, the batch sharded over them.")
+SPLIT_NOTE = (
+    ' "N CPU devices": the host split into one CPU device per core with '
+    "`XLA_FLAGS=--xla_force_host_platform_device_count=N`, the batch sharded over them."
+)
 
 
 def render_end_to_end(times: dict[str, list[float]]) -> str:
     bare = times["bare script"]
-    lines = [f"Measured by `python scripts/bench.py --end-to-end` on {machine()}: the default "
-             f"`minimal_transformer` job (3,000 steps, evaluation every 500, checkpoints, logs) "
-             f"against `scripts/bare_minimal_transformer.py`, the same model and schedule as a "
-             f"bare script; whole-process wall time from launch to exit, {len(bare)} interleaved "
-             f"repeats.{SPLIT_NOTE if any('CPU devices' in name for name in times) else ''}",
-             "",
-             "| run | seconds, median (range) | speed-up over the bare script, median (per repeat) |",
-             "|---|---|---|"]
+    lines = [
+        f"Measured by `python scripts/bench.py --end-to-end` on {machine()}: the default "
+        f"`minimal_transformer` job (3,000 steps, evaluation every 500, checkpoints, logs) "
+        f"against `scripts/bare_minimal_transformer.py`, the same model and schedule as a "
+        f"bare script; whole-process wall time from launch to exit, {len(bare)} interleaved "
+        f"repeats.{SPLIT_NOTE if any('CPU devices' in name for name in times) else ''}",
+        "",
+        "| run | seconds, median (range) | speed-up over the bare script, median (per repeat) |",
+        "|---|---|---|",
+    ]
     for name, values in times.items():
         ratios = [b / v for b, v in zip(bare, values)]
-        lines.append(f"| {name} | {statistics.median(values):.1f} ({min(values):.1f}-"
-                     f"{max(values):.1f}) | {statistics.median(ratios):.2f}x "
-                     f"({', '.join(f'{r:.2f}' for r in ratios)}) |")
+        lines.append(
+            f"| {name} | {statistics.median(values):.1f} ({min(values):.1f}-"
+            f"{max(values):.1f}) | {statistics.median(ratios):.2f}x "
+            f"({', '.join(f'{r:.2f}' for r in ratios)}) |"
+        )
     return "\n".join(lines)
 
 
 def torch_eager(workload, torch_python: str | None) -> float | None:
     if not torch_python:
         return None
-    out = subprocess.run([torch_python, str(TORCH_SCRIPTS / workload["torch"][0]),
-                          *workload["torch"][1:]], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [torch_python, str(TORCH_SCRIPTS / workload["torch"][0]), *workload["torch"][1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(re.search(r"steps/s=([\d.]+)", out.stdout).group(1))
 
 
@@ -416,7 +514,7 @@ def matmul_peak(n: int = 2048, repeats: int = 20) -> float:
         start = time.perf_counter()
         matmul(a, a).block_until_ready()
         times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n**3 / statistics.median(times)
 
 
 def startup_seconds(cache_dir: pathlib.Path, workdir: pathlib.Path) -> float:
@@ -424,10 +522,25 @@ def startup_seconds(cache_dir: pathlib.Path, workdir: pathlib.Path) -> float:
     checkpoint), in a fresh process."""
     env = dict(os.environ, JAXLAB_COMPILATION_CACHE=str(cache_dir))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jaxlab.cli", "train", "minimal_transformer",
-                    "--workdir", str(workdir), "--quiet", "--config.train.steps=1",
-                    "--config.train.log_every=1", "--config.train.eval_every=1",
-                    "--config.train.checkpoint_every=1"], check=True, env=env, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxlab.cli",
+            "train",
+            "minimal_transformer",
+            "--workdir",
+            str(workdir),
+            "--quiet",
+            "--config.train.steps=1",
+            "--config.train.log_every=1",
+            "--config.train.eval_every=1",
+            "--config.train.checkpoint_every=1",
+        ],
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
     return time.perf_counter() - start
 
 
@@ -445,6 +558,7 @@ def checkpoint_cost(workroot: pathlib.Path) -> float:
         start = time.perf_counter()
         jaxlab.train(config, workroot / f"ckpt_{tag}", quiet=True)
         return time.perf_counter() - start
+
     timed("warm", {})
     default = timed("default", {})
     every_100 = timed("every_100", {"train.checkpoint_every": 100})
@@ -453,33 +567,63 @@ def checkpoint_cost(workroot: pathlib.Path) -> float:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__}, {jax.default_backend()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--torch-python", default=None,
-                        help="python of an environment with torch (see ../shared/bench/)")
+    parser.add_argument(
+        "--torch-python",
+        default=None,
+        help="python of an environment with torch (see ../shared/bench/)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of " + ",".join(WORKLOADS))
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated subset of " + ",".join(WORKLOADS),
+    )
     parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
-    parser.add_argument("--breakdown", choices=list(WORKLOADS), default=None,
-                        help="only print what the training loop's parts cost for this workload")
-    parser.add_argument("--data", action="store_true",
-                        help="only compare the input paths' memory and speed (its own table)")
-    parser.add_argument("--data-gb", default="0.25,2.2",
-                        help="sizes (GB, comma-separated) of the memory benchmark's datasets")
-    parser.add_argument("--memory-limit-mib", type=float, default=8192,
-                        help="a run of the memory benchmark passing this is stopped")
-    parser.add_argument("--end-to-end", action="store_true",
-                        help="only time the default job against a bare script (its own table)")
+    parser.add_argument(
+        "--breakdown",
+        choices=list(WORKLOADS),
+        default=None,
+        help="only print what the training loop's parts cost for this workload",
+    )
+    parser.add_argument(
+        "--data",
+        action="store_true",
+        help="only compare the input paths' memory and speed (its own table)",
+    )
+    parser.add_argument(
+        "--data-gb",
+        default="0.25,2.2",
+        help="sizes (GB, comma-separated) of the memory benchmark's datasets",
+    )
+    parser.add_argument(
+        "--memory-limit-mib",
+        type=float,
+        default=8192,
+        help="a run of the memory benchmark passing this is stopped",
+    )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="only time the default job against a bare script (its own table)",
+    )
     args = parser.parse_args()
     workroot = pathlib.Path(tempfile.mkdtemp(prefix="jaxlab_bench_"))
     os.environ["JAXLAB_COMPILATION_CACHE"] = str(workroot / "cache")
     from jaxlab import compilation_cache
+
     compilation_cache.enable()
     if args.data:
         sizes = [float(size) for size in args.data_gb.split(",")]
@@ -495,8 +639,13 @@ def main() -> None:
         print(report)
         return
     if args.breakdown:
-        print(render_breakdown(args.breakdown, loop_breakdown(WORKLOADS[args.breakdown], workroot,
-                                                              args.repeats), args.repeats))
+        print(
+            render_breakdown(
+                args.breakdown,
+                loop_breakdown(WORKLOADS[args.breakdown], workroot, args.repeats),
+                args.repeats,
+            )
+        )
         return
 
     rows, flops = {}, {}
@@ -533,19 +682,24 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
     batches = {name: w["batch"] for name, w in WORKLOADS.items()}
     lines = [
         f"Measured by `python scripts/bench.py` on {machine()}. Steady-state training steps/s "
-        f"(examples/s in brackets), median of {repeats} repeats, everything in one run.", "",
+        f"(examples/s in brackets), median of {repeats} repeats, everything in one run.",
+        "",
         "| workload | `jaxlab train` | hand-written JAX, jitted step per call | hand-written "
         f"JAX, {SCAN_LENGTH} steps per `lax.scan` | PyTorch eager | jaxlab / torch | "
         "jaxlab / per-step JAX |",
-        "|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         cell = lambda v: f"{v:,.0f} ({v * batches[name]:,.0f})" if v else "not run"
-        lines.append(f"| {name} | {cell(row['jaxlab'])} | {cell(row['per_step'])} | "
-                     f"{cell(row['scan'])} | {cell(row['torch'])} | "
-                     f"{_ratio(row['jaxlab'], row['torch'])} | "
-                     f"{_ratio(row['jaxlab'], row['per_step'])} |")
+        lines.append(
+            f"| {name} | {cell(row['jaxlab'])} | {cell(row['per_step'])} | "
+            f"{cell(row['scan'])} | {cell(row['torch'])} | "
+            f"{_ratio(row['jaxlab'], row['torch'])} | "
+            f"{_ratio(row['jaxlab'], row['per_step'])} |"
+        )
     lines += [
-        "", f"- Measured float32 matmul peak (2048x2048, jitted): {peak / 1e9:,.1f} GFLOP/s.",
+        "",
+        f"- Measured float32 matmul peak (2048x2048, jitted): {peak / 1e9:,.1f} GFLOP/s.",
         f"- Wider transformer: {flops.get('wider', float('nan')) / 1e6:,.1f} MFLOP per training "
         f"step (XLA cost "
         f"analysis) -> model FLOPs utilisation of `jaxlab train` = {100 * mfu:.1f}% of that peak.",
@@ -555,11 +709,17 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
         f"compilation cache warm ({min(warms):.1f}-{max(warms):.1f}).",
         f"- Checkpointing at the default interval of `minimal_transformer` costs "
         f"{100 * ckpt:.1f}% of the run's wall time (its periodic saves, each timed from the "
-        f"difference between saving every 100 steps and only at the end).", "",
-        "### Against the targets (this run)", "",
-        "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {target} | {measured} | {'yes' if met else 'no'} |"
-              for target, measured, met in _targets(rows, mfu, cold, warm, ckpt)]
+        f"difference between saving every 100 steps and only at the end).",
+        "",
+        "### Against the targets (this run)",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {target} | {measured} | {'yes' if met else 'no'} |"
+        for target, measured, met in _targets(rows, mfu, cold, warm, ckpt)
+    ]
     return "\n".join(lines)
 
 
@@ -574,21 +734,37 @@ def _targets(rows, mfu, cold, warm, ckpt) -> list[tuple[str, str, bool]]:
     for name, row in rows.items():
         vs_torch, vs_step = minimum[name]
         if row["torch"]:
-            targets.append((f"{name}: `jaxlab train` >= {vs_torch}x PyTorch eager",
-                            _ratio(row["jaxlab"], row["torch"]),
-                            row["jaxlab"] >= vs_torch * row["torch"]))
-        targets.append((f"{name}: `jaxlab train` >= {vs_step}x the per-step JAX loop",
-                        _ratio(row["jaxlab"], row["per_step"]),
-                        row["jaxlab"] >= vs_step * row["per_step"]))
+            targets.append(
+                (
+                    f"{name}: `jaxlab train` >= {vs_torch}x PyTorch eager",
+                    _ratio(row["jaxlab"], row["torch"]),
+                    row["jaxlab"] >= vs_torch * row["torch"],
+                )
+            )
+        targets.append(
+            (
+                f"{name}: `jaxlab train` >= {vs_step}x the per-step JAX loop",
+                _ratio(row["jaxlab"], row["per_step"]),
+                row["jaxlab"] >= vs_step * row["per_step"],
+            )
+        )
     if "wider" in rows:
-        targets.append(("wider: >= 60% of the measured matmul peak", f"{100 * mfu:.1f}%",
-                        mfu >= 0.6))
+        targets.append(
+            ("wider: >= 60% of the measured matmul peak", f"{100 * mfu:.1f}%", mfu >= 0.6)
+        )
     return targets + [
         ("start-up (one-step run) <= 8 s cold", f"{cold:.1f} s", cold <= 8),
-        ("start-up (one-step run) <= 3 s with a warm compilation cache", f"{warm:.1f} s",
-         warm <= 3),
-        ("checkpointing <= 5% of wall time at the default interval", f"{100 * ckpt:.1f}%",
-         ckpt <= 0.05)]
+        (
+            "start-up (one-step run) <= 3 s with a warm compilation cache",
+            f"{warm:.1f} s",
+            warm <= 3,
+        ),
+        (
+            "checkpointing <= 5% of wall time at the default interval",
+            f"{100 * ckpt:.1f}%",
+            ckpt <= 0.05,
+        ),
+    ]
 
 
 BEGIN = "<!-- generated by scripts/bench.py: begin -->"

@@ -14,6 +14,7 @@ Prints the wall times and the speed-ups over sequential, and the largest differe
 metric between the ways (same seeds must give the same results: ``--tolerance``, default 1e-5).
 Exits with status 1 when the results disagree.
 """
+
 import argparse
 import csv
 import os
@@ -24,19 +25,32 @@ import sys
 import tempfile
 import time
 
-MODES = {"sequential": ["--parallel", "1"], "parallel 2": ["--parallel", "2"],
-         "vmap": ["--vmap"]}
+MODES = {"sequential": ["--parallel", "1"], "parallel 2": ["--parallel", "2"], "vmap": ["--vmap"]}
 
 
-def run_sweep(experiment: str, seeds: int, workdir: pathlib.Path, flags: list[str],
-              overrides: list[str]) -> float:
-    command = [sys.executable, "-m", "jaxlab.cli", "sweep", experiment, "--workdir", str(workdir),
-               "--sweep", "config.seed=" + ",".join(map(str, range(seeds))), *overrides, *flags]
+def run_sweep(
+    experiment: str, seeds: int, workdir: pathlib.Path, flags: list[str], overrides: list[str]
+) -> float:
+    command = [
+        sys.executable,
+        "-m",
+        "jaxlab.cli",
+        "sweep",
+        experiment,
+        "--workdir",
+        str(workdir),
+        "--sweep",
+        "config.seed=" + ",".join(map(str, range(seeds))),
+        *overrides,
+        *flags,
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0 or f"{seeds} runs: {seeds} done;" not in result.stdout:
-        sys.exit(f"sweep {' '.join(flags)} did not finish cleanly:\n{result.stdout}\n{result.stderr}")
+        sys.exit(
+            f"sweep {' '.join(flags)} did not finish cleanly:\n{result.stdout}\n{result.stderr}"
+        )
     return wall
 
 
@@ -68,12 +82,16 @@ def main() -> int:
         times[mode] = run_sweep(args.experiment, args.seeds, workdir, flags, args.overrides)
         results[mode] = final_metrics(workdir)
         print(f"{mode:>12s}: {times[mode]:7.1f} s", flush=True)
-    print(f"{args.seeds} seeds of {args.experiment} on {os.cpu_count()} CPU cores "
-          f"(load average before the end: {os.getloadavg()[0]:.1f})")
+    print(
+        f"{args.seeds} seeds of {args.experiment} on {os.cpu_count()} CPU cores "
+        f"(load average before the end: {os.getloadavg()[0]:.1f})"
+    )
     for mode in ("parallel 2", "vmap"):
         difference = largest_difference(results["sequential"], results[mode])
-        print(f"{mode:>12s}: {times['sequential'] / times[mode]:.2f}x faster than sequential; "
-              f"largest difference of a final metric: {difference:.2e}")
+        print(
+            f"{mode:>12s}: {times['sequential'] / times[mode]:.2f}x faster than sequential; "
+            f"largest difference of a final metric: {difference:.2e}"
+        )
         if difference > args.tolerance:
             print(f"results disagree by more than {args.tolerance}", file=sys.stderr)
             return 1

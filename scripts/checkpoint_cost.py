@@ -7,6 +7,7 @@ in `Checkpoints.save` (the asynchronous write itself runs in the background).
 
     python scripts/checkpoint_cost.py --repeats 2 --out /tmp/checkpoint_cost
 """
+
 import argparse
 import json
 import pathlib
@@ -43,19 +44,33 @@ def main() -> None:
         for every in (1000, 3000):
             workdir = args.out / f"every{every}_{repeat}"
             shutil.rmtree(workdir, ignore_errors=True)
-            config = jaxlab.load_config("minimal_transformer",
-                                        {"train.checkpoint_every": every})
+            config = jaxlab.load_config("minimal_transformer", {"train.checkpoint_every": every})
             del blocked[:]
             start = time.perf_counter()
             final = jaxlab.train(config, workdir, quiet=True)
             walls[every].append(time.perf_counter() - start)
-            print(json.dumps({"checkpoint_every": every, "wall_s": round(walls[every][-1], 2),
-                              "saves": len(blocked), "blocked_in_save_s": round(sum(blocked), 3),
-                              "eval/accuracy": final["eval/accuracy"]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "checkpoint_every": every,
+                        "wall_s": round(walls[every][-1], 2),
+                        "saves": len(blocked),
+                        "blocked_in_save_s": round(sum(blocked), 3),
+                        "eval/accuracy": final["eval/accuracy"],
+                    }
+                ),
+                flush=True,
+            )
     extra = statistics.mean(walls[1000]) - statistics.mean(walls[3000])
-    print(json.dumps({"extra_wall_s_for_2_intermediate_checkpoints": round(extra, 2),
-                      "per_checkpoint_s": round(extra / 2, 2),
-                      "fraction_of_run": round(extra / statistics.mean(walls[3000]), 4)}))
+    print(
+        json.dumps(
+            {
+                "extra_wall_s_for_2_intermediate_checkpoints": round(extra, 2),
+                "per_checkpoint_s": round(extra / 2, 2),
+                "fraction_of_run": round(extra / statistics.mean(walls[3000]), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

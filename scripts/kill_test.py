@@ -9,6 +9,7 @@ appears); at a random time after launch (start-up, compilation and restore inclu
 gets a fresh workdir: launch, kill, relaunch to the end, compare. Prints one line per point and a
 summary; runs on CPU with 8 simulated devices, like the tests.
 """
+
 import argparse
 import json
 import os
@@ -24,25 +25,38 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-RUN = ["minimal_transformer:smoke", "--config.train.steps=48", "--config.train.log_every=2",
-       "--config.train.checkpoint_every=6", "--config.train.eval_every=24",
-       "--config.train.keep_checkpoints=3"]
+RUN = [
+    "minimal_transformer:smoke",
+    "--config.train.steps=48",
+    "--config.train.log_every=2",
+    "--config.train.checkpoint_every=6",
+    "--config.train.eval_every=24",
+    "--config.train.keep_checkpoints=3",
+]
 TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 def launch(workdir: pathlib.Path, cache: pathlib.Path) -> subprocess.Popen:
     """Starts the run; its stderr goes to WORKDIR.stderr (appended)."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     with open(workdir.with_suffix(".stderr"), "a") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "jaxlab.cli", "train", *RUN, "--workdir",
-                                 str(workdir)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+        return subprocess.Popen(
+            [sys.executable, "-m", "jaxlab.cli", "train", *RUN, "--workdir", str(workdir)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def logged_step(workdir: pathlib.Path) -> int:
     from jaxlab.metrics_log import read_metrics
+
     records = read_metrics(workdir, warn=False)
     return records[-1]["step"] if records else 0
 
@@ -59,9 +73,11 @@ def wait_for(condition, process, timeout=600) -> bool:
 
 def final_state(workdir: pathlib.Path):
     import jax
+
     import jaxlab
     from jaxlab.checkpoint import Checkpoints
     from jaxlab.train import prepare
+
     config = jaxlab.load_config("minimal_transformer:smoke")
     with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
         step, state = checkpoints.restore_latest(prepare(config).state)
@@ -71,7 +87,9 @@ def final_state(workdir: pathlib.Path):
 def same_run(workdir: pathlib.Path, reference: pathlib.Path) -> bool:
     import jax
     import numpy as np
+
     from jaxlab.metrics_log import read_metrics
+
     if read_metrics(workdir) != read_metrics(reference):
         return False
     (step, got), (ref_step, want) = final_state(workdir), final_state(reference)
@@ -107,8 +125,10 @@ def main() -> None:
             time.sleep(rng.uniform(0, 0.05))
             where = f"after step {target}"
         elif kind == "during_write":
-            reached = wait_for(lambda: any(TMP_MARK in p.name for p in
-                                           (workdir / "checkpoints").glob("*")), process)
+            reached = wait_for(
+                lambda: any(TMP_MARK in p.name for p in (workdir / "checkpoints").glob("*")),
+                process,
+            )
             where = "during a checkpoint write"
         else:
             delay = rng.uniform(0, launch_time)
@@ -120,17 +140,39 @@ def main() -> None:
         tried += 1
         was_killed = process.returncode == -signal.SIGKILL and reached
         killed += was_killed
-        left_write = any(TMP_MARK in p.name for p in (workdir / "checkpoints").glob("*")) \
-            if (workdir / "checkpoints").is_dir() else False
+        left_write = (
+            any(TMP_MARK in p.name for p in (workdir / "checkpoints").glob("*"))
+            if (workdir / "checkpoints").is_dir()
+            else False
+        )
         during_write += left_write
         resumed = launch(workdir, cache)
         ok = resumed.wait() == 0 and same_run(workdir, reference)
         exact += ok
-        print(json.dumps({"point": point, "kill": where, "killed": was_killed,
-                          "unfinished_write_left": left_write, "resumed_exactly": ok}), flush=True)
-    print(json.dumps({"kill_points_tried": tried, "killed_mid_run": killed,
-                      "killed_during_checkpoint_write": during_write, "resumed_exactly": exact,
-                      "wall_s": round(time.monotonic() - start, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "point": point,
+                    "kill": where,
+                    "killed": was_killed,
+                    "unfinished_write_left": left_write,
+                    "resumed_exactly": ok,
+                }
+            ),
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "kill_points_tried": tried,
+                "killed_mid_run": killed,
+                "killed_during_checkpoint_write": during_write,
+                "resumed_exactly": exact,
+                "wall_s": round(time.monotonic() - start, 1),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the reproduction reports share: where their runs go, and the line that says how a report
 was made (wall time, machine, load, package versions)."""
+
 import contextlib
 import importlib.metadata
 import os
@@ -7,7 +8,7 @@ import pathlib
 import platform
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 
@@ -26,8 +27,12 @@ def runs_directory(requested: str | None) -> Iterator[pathlib.Path]:
 def provenance(start: float) -> str:
     """The first line of a report begun at ``time.time() == start``. The package versions are
     those whose numerics decide the tables (a new jax or flax moves them by a few tenths)."""
-    versions = ", ".join(f"{name} {importlib.metadata.version(name)}"
-                         for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
-    return (f"Wall time of the whole report: {(time.time() - start) / 60:.1f} min on "
-            f"{os.cpu_count()} visible CPUs ({platform.machine()}), 1-minute load average "
-            f"{os.getloadavg()[0]:.1f} at the end; {versions}.")
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in ("jax", "jaxlib", "flax", "optax", "numpy")
+    )
+    return (
+        f"Wall time of the whole report: {(time.time() - start) / 60:.1f} min on "
+        f"{os.cpu_count()} visible CPUs ({platform.machine()}), 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end; {versions}."
+    )

@@ -11,6 +11,7 @@ checks of the paper's claims.
     python scripts/reproduce_gedi.py                       # 5 seeds: about 30 min on 2 CPU cores
     python scripts/reproduce_gedi.py --quick --out /tmp/gedi.md   # 1 seed, 1,000 steps: minutes
 """
+
 import argparse
 import concurrent.futures
 import multiprocessing
@@ -24,10 +25,24 @@ from jaxlab.doc_block import write_block
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = ("full", "no_generative", "no_uniformity", "no_invariance")
-METRICS = ("nmi", "accuracy", "cluster_entropy", "confidence", "confident_fraction",
-           "separation_auc", "sgld_off_data")
-HEADERS = ("NMI", "accuracy", "cluster entropy", "confidence", "max p > 0.9", "separation AUC",
-           "SGLD off-data")
+METRICS = (
+    "nmi",
+    "accuracy",
+    "cluster_entropy",
+    "confidence",
+    "confident_fraction",
+    "separation_auc",
+    "sgld_off_data",
+)
+HEADERS = (
+    "NMI",
+    "accuracy",
+    "cluster entropy",
+    "confidence",
+    "max p > 0.9",
+    "separation AUC",
+    "SGLD off-data",
+)
 INVARIANCE_SWEEP = (0.0125, 0.025, 0.1, 0.5)  # besides the default 0.05 (uniformity is 0.5)
 SWEEP_SEEDS = 3
 
@@ -41,27 +56,36 @@ def seeded(dataset: str, seed: int) -> dict:
 
 def train_one(dataset: str, variant: str, seed: int, workdir: str, overrides: dict) -> dict:
     import jaxlab
-    config = jaxlab.load_config(f"gedi:dataset={dataset},variant={variant}",
-                                {**seeded(dataset, seed), **overrides})
+
+    config = jaxlab.load_config(
+        f"gedi:dataset={dataset},variant={variant}", {**seeded(dataset, seed), **overrides}
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     final = jaxlab.train(config, workdir, quiet=True)
     return {k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")}
 
 
 def kmeans_scores(dataset: str, seed: int) -> dict:
+    from sklearn.cluster import KMeans
+
     import jaxlab
     from jaxlab import data as data_lib
     from jaxlab.papers.gedi import clustering
-    from sklearn.cluster import KMeans
+
     config = jaxlab.load_config(f"gedi:dataset={dataset}", seeded(dataset, seed))
     data = data_lib.load(config.data)
     k = config.model.num_clusters
-    clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(
-        data.train["x"]).predict(data.test["x"])
+    clusters = (
+        KMeans(n_clusters=k, n_init=10, random_state=seed)
+        .fit(data.train["x"])
+        .predict(data.test["x"])
+    )
     labels = data.test["label"]
-    return {"nmi": clustering.nmi(labels, clusters),
-            "accuracy": clustering.hungarian_accuracy(labels, clusters),
-            "cluster_entropy": clustering.cluster_entropy(clusters, k)}
+    return {
+        "nmi": clustering.nmi(labels, clusters),
+        "accuracy": clustering.hungarian_accuracy(labels, clusters),
+        "cluster_entropy": clustering.cluster_entropy(clusters, k),
+    }
 
 
 def summary(values: list[float]) -> str:
@@ -74,18 +98,29 @@ def cells(runs: list[dict]) -> str:
 
 
 def table(results: dict, dataset: str) -> list[str]:
-    lines = [f"### {dataset}", "", "| method | " + " | ".join(HEADERS) + " |",
-             "|---|" + "---|" * len(HEADERS)]
+    lines = [
+        f"### {dataset}",
+        "",
+        "| method | " + " | ".join(HEADERS) + " |",
+        "|---|" + "---|" * len(HEADERS),
+    ]
     for method in ("k-means (raw inputs)", *VARIANTS):
         if results.get((dataset, method)):
             lines.append(f"| {method} | {cells(results[(dataset, method)])} |")
-    sweep = [(w, results[(dataset, f"invariance={w}")]) for w in INVARIANCE_SWEEP
-             if (dataset, f"invariance={w}") in results]
+    sweep = [
+        (w, results[(dataset, f"invariance={w}")])
+        for w in INVARIANCE_SWEEP
+        if (dataset, f"invariance={w}") in results
+    ]
     if sweep:
-        lines += ["", f"Full GEDI, invariance weight swept ({SWEEP_SEEDS} seeds; the default 0.05 "
-                  "is the row `full` above; uniformity 0.5):", "",
-                  "| invariance | " + " | ".join(HEADERS) + " |",
-                  "|---|" + "---|" * len(HEADERS)]
+        lines += [
+            "",
+            f"Full GEDI, invariance weight swept ({SWEEP_SEEDS} seeds; the default 0.05 "
+            "is the row `full` above; uniformity 0.5):",
+            "",
+            "| invariance | " + " | ".join(HEADERS) + " |",
+            "|---|" + "---|" * len(HEADERS),
+        ]
         lines += [f"| {w} | {cells(runs)} |" for w, runs in sweep]
     return lines + [""]
 
@@ -110,16 +145,22 @@ def checks(results: dict, datasets: list[str]) -> list[str]:
         full = median_of(results, (dataset, "full"), "nmi")
         for other in (*VARIANTS[1:], "k-means (raw inputs)"):
             b = median_of(results, (dataset, other), "nmi")
-            lines.append(f"- {dataset}: full GEDI above {other} in median NMI ({full:.3f} vs "
-                         f"{b:.3f}) -> {above(full, b)}")
+            lines.append(
+                f"- {dataset}: full GEDI above {other} in median NMI ({full:.3f} vs "
+                f"{b:.3f}) -> {above(full, b)}"
+            )
         for variant in ("full", "no_uniformity", "no_invariance"):
             runs = results[(dataset, variant)]
             learnt = sum(r["separation_auc"] >= 0.9 for r in runs)
-            lines.append(f"- {dataset}, {variant}: the energy learns the density (separation "
-                         f"AUC >= 0.9, the project's threshold) in {learnt}/{len(runs)} seeds")
+            lines.append(
+                f"- {dataset}, {variant}: the energy learns the density (separation "
+                f"AUC >= 0.9, the project's threshold) in {learnt}/{len(runs)} seeds"
+            )
         entropy = [r["cluster_entropy"] for r in results[(dataset, "no_uniformity")]]
-        lines.append(f"- {dataset}, no_uniformity: cluster entropy per seed "
-                     f"{', '.join(f'{e:.2f}' for e in entropy)} (collapse: toward 0)")
+        lines.append(
+            f"- {dataset}, no_uniformity: cluster entropy per seed "
+            f"{', '.join(f'{e:.2f}' for e in entropy)} (collapse: toward 0)"
+        )
     return lines
 
 
@@ -130,48 +171,71 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default=str(REPO / "runs" / "gedi_reproduce"))
     parser.add_argument("--out", default=str(REPO / "docs" / "gedi.md"))
-    parser.add_argument("--quick", action="store_true",
-                        help="1 seed, 1,000 steps, no sweep: a few minutes, for trying it")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, 1,000 steps, no sweep: a few minutes, for trying it",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds = 1
-    overrides = {"train.steps": 1000, "train.eval_every": 1000, "train.checkpoint_every": 1000} \
-        if args.quick else {}
+    overrides = (
+        {"train.steps": 1000, "train.eval_every": 1000, "train.checkpoint_every": 1000}
+        if args.quick
+        else {}
+    )
     start, load_start = time.time(), os.getloadavg()[0]
     datasets = args.datasets.split(",")
     results: dict = {}
     for dataset in datasets:
-        results[(dataset, "k-means (raw inputs)")] = [kmeans_scores(dataset, s)
-                                                      for s in range(args.seeds)]
-    jobs = [(d, v, v, s, overrides) for d in datasets for v in VARIANTS
-            for s in range(args.seeds)]
+        results[(dataset, "k-means (raw inputs)")] = [
+            kmeans_scores(dataset, s) for s in range(args.seeds)
+        ]
+    jobs = [(d, v, v, s, overrides) for d in datasets for v in VARIANTS for s in range(args.seeds)]
     if not args.quick:
-        jobs += [(d, f"invariance={w}", "full", s, {"loss.invariance": w}) for d in datasets
-                 for w in INVARIANCE_SWEEP for s in range(SWEEP_SEEDS)]
+        jobs += [
+            (d, f"invariance={w}", "full", s, {"loss.invariance": w})
+            for d in datasets
+            for w in INVARIANCE_SWEEP
+            for s in range(SWEEP_SEEDS)
+        ]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        futures = {pool.submit(train_one, d, variant, s, f"{args.workdir}/{d}_{name}_{s}",
-                               extra): (d, name, s)
-                   for d, name, variant, s, extra in jobs}
+        futures = {
+            pool.submit(train_one, d, variant, s, f"{args.workdir}/{d}_{name}_{s}", extra): (
+                d,
+                name,
+                s,
+            )
+            for d, name, variant, s, extra in jobs
+        }
         for future in concurrent.futures.as_completed(futures):
             d, name, s = futures[future]
             metrics = future.result()
-            print(f"{d} {name} seed={s} nmi={metrics['nmi']:.3f} "
-                  f"auc={metrics.get('separation_auc', float('nan')):.3f}", flush=True)
-        for future, (d, name, s) in futures.items():  # in seed order, whichever finished first
+            print(
+                f"{d} {name} seed={s} nmi={metrics['nmi']:.3f} "
+                f"auc={metrics.get('separation_auc', float('nan')):.3f}",
+                flush=True,
+            )
+        for future, (d, name, _seed) in futures.items():  # in seed order, whichever finished first
             results.setdefault((d, name), []).append(future.result())
     wall = time.time() - start
-    lines = [f"_Generated by `python scripts/reproduce_gedi.py` ({args.seeds} seeds, "
-             f"{args.workers} worker processes, wall time {wall / 60:.1f} min, 1-min load average "
-             f"{load_start:.1f} at start and {os.getloadavg()[0]:.1f} at the end)._", "",
-             "Cells: mean ± std (median) over seeds, each seed a new draw of the data; test "
-             "split. Separation AUC and SGLD off-data: `jaxlab/papers/gedi/density.py`.", ""]
+    lines = [
+        f"_Generated by `python scripts/reproduce_gedi.py` ({args.seeds} seeds, "
+        f"{args.workers} worker processes, wall time {wall / 60:.1f} min, 1-min load average "
+        f"{load_start:.1f} at start and {os.getloadavg()[0]:.1f} at the end)._",
+        "",
+        "Cells: mean ± std (median) over seeds, each seed a new draw of the data; test "
+        "split. Separation AUC and SGLD off-data: `jaxlab/papers/gedi/density.py`.",
+        "",
+    ]
     for dataset in datasets:
         lines += table(results, dataset)
     lines += ["### Checks", "", *checks(results, datasets), ""]
     out = pathlib.Path(args.out)
-    write_block(out, "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->",
-                "\n".join(lines))
+    write_block(
+        out, "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->", "\n".join(lines)
+    )
     print(f"wrote {out} in {wall:.0f} s")
 
 

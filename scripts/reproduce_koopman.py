@@ -13,6 +13,7 @@ run's final numbers and evaluation curve).
     python scripts/reproduce_koopman.py --quick       # seed 0, main variants, 1/4 of the steps
     python scripts/reproduce_koopman.py --from-json   # rewrite only
 """
+
 import argparse
 import json
 import pathlib
@@ -23,12 +24,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from report_runs import provenance, runs_directory  # noqa: E402
 
 import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.koopman import information  # noqa: E402
-from report_runs import provenance, runs_directory  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "koopman.md"
@@ -40,28 +41,41 @@ SEEDS = (0, 1, 2, 3, 4)
 FEW_SEEDS = SEEDS[:3]
 KAE, PAPER_LOSS = "KAE (α=0, γ=0)", "paper's loss (α=2, γ=0.1)"
 MAIN = {KAE: "alpha=0,gamma=0", PAPER_LOSS: "alpha=2,gamma=0.1"}
-ABLATIONS = {"InfoNCE only (α=2, γ=0)": "alpha=2,gamma=0",
-             "entropy only (α=0, γ=0.1)": "alpha=0,gamma=0.1"}
+ABLATIONS = {
+    "InfoNCE only (α=2, γ=0)": "alpha=2,gamma=0",
+    "entropy only (α=0, γ=0.1)": "alpha=0,gamma=0.1",
+}
 FIGURE20 = {"paper's loss, γ=0.5 (Figure 20's γ)": "alpha=2,gamma=0.5"}
-EXTENSION = {"KAE + rollout loss (ours)": "alpha=0,gamma=0,form=rollout",
-             "paper's loss + rollout loss (ours)": "alpha=2,gamma=0.1,form=rollout"}
+EXTENSION = {
+    "KAE + rollout loss (ours)": "alpha=0,gamma=0,form=rollout",
+    "paper's loss + rollout loss (ours)": "alpha=2,gamma=0.1,form=rollout",
+}
 DTS = (0.1, 0.01)
 # Table 2 of the paper, Lorenz 63: NRMSE at 5/20/50 steps of 0.1 with its "variance" in brackets.
-PAPER_TABLE2 = {"VAE": ((0.005, 0.002), (0.011, 0.007), (0.019, 0.011)),
-                "KAE": ((0.006, 0.003), (0.014, 0.009), (0.023, 0.013)),
-                "KKR": ((0.004, 0.002), (0.009, 0.008), (0.017, 0.009)),
-                "PFNN": ((0.005, 0.003), (0.011, 0.007), (0.017, 0.007)),
-                "Ours": ((0.003, 0.002), (0.007, 0.004), (0.013, 0.008))}
+PAPER_TABLE2 = {
+    "VAE": ((0.005, 0.002), (0.011, 0.007), (0.019, 0.011)),
+    "KAE": ((0.006, 0.003), (0.014, 0.009), (0.023, 0.013)),
+    "KKR": ((0.004, 0.002), (0.009, 0.008), (0.017, 0.009)),
+    "PFNN": ((0.005, 0.003), (0.011, 0.007), (0.017, 0.007)),
+    "Ours": ((0.003, 0.002), (0.007, 0.004), (0.013, 0.008)),
+}
 
 
 def plan(quick: bool) -> list[tuple[float, str, str, int, int]]:
     """(dt, variant, preset, seed, steps) of every run of the report."""
     if quick:
         return [(dt, name, preset, 0, STEPS // 4) for dt in DTS for name, preset in MAIN.items()]
-    runs = [(dt, name, preset, seed, STEPS) for dt in DTS
-            for name, preset in {**MAIN, **ABLATIONS}.items() for seed in SEEDS]
-    runs += [(0.1, name, preset, seed, STEPS) for name, preset in {**FIGURE20, **EXTENSION}.items()
-             for seed in FEW_SEEDS]
+    runs = [
+        (dt, name, preset, seed, STEPS)
+        for dt in DTS
+        for name, preset in {**MAIN, **ABLATIONS}.items()
+        for seed in SEEDS
+    ]
+    runs += [
+        (0.1, name, preset, seed, STEPS)
+        for name, preset in {**FIGURE20, **EXTENSION}.items()
+        for seed in FEW_SEEDS
+    ]
     runs += [(dt, name, preset, 0, 2 * STEPS) for dt in DTS for name, preset in MAIN.items()]
     return runs
 
@@ -71,15 +85,26 @@ def train_one(workdir: pathlib.Path, dt: float, preset: str, seed: int, steps: i
     final = jaxlab.train(config, workdir, quiet=True)
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     horizons = [int(h) for h in config.evaluation.horizons]
-    curve = [{"step": r["step"], **{f"std_{h}": r[f"eval/nrmse_std_{h}"] for h in horizons}}
-             for r in records if "eval/nrmse_std_1" in r]
+    curve = [
+        {"step": r["step"], **{f"std_{h}": r[f"eval/nrmse_std_{h}"] for h in horizons}}
+        for r in records
+        if "eval/nrmse_std_1" in r
+    ]
     spectrum = np.asarray(final["eval/spectrum"])
-    return {"horizons": horizons, "curve": curve,
-            "eigenvalue_moduli": sorted(np.hypot(spectrum[:, 0], spectrum[:, 1]).tolist(),
-                                        reverse=True),
-            **{key: float(value) for key, value in final.items()
-               if key.startswith(("eval/nrmse", "eval/effective_dim", "eval/spectral_radius",
-                                  "train/"))}}
+    return {
+        "horizons": horizons,
+        "curve": curve,
+        "eigenvalue_moduli": sorted(
+            np.hypot(spectrum[:, 0], spectrum[:, 1]).tolist(), reverse=True
+        ),
+        **{
+            key: float(value)
+            for key, value in final.items()
+            if key.startswith(
+                ("eval/nrmse", "eval/effective_dim", "eval/spectral_radius", "train/")
+            )
+        },
+    }
 
 
 def persistence(dt: float) -> dict:
@@ -95,20 +120,29 @@ def persistence(dt: float) -> dict:
     by_std = information.nrmse_by_std(now, later, trajectories.std(axis=(0, 1)))
     by_norm = information.nrmse_by_norm(now * scale + offset, later * scale + offset)
     return {f"eval/nrmse_std_{h}": float(by_std[i]) for i, h in enumerate(horizons)} | {
-        f"eval/nrmse_norm_{h}": float(by_norm[i]) for i, h in enumerate(horizons)}
+        f"eval/nrmse_norm_{h}": float(by_norm[i]) for i, h in enumerate(horizons)
+    }
 
 
 def run_report(workdir: pathlib.Path, quick: bool) -> list[dict]:
     rows = []
     for dt, name, preset, seed, steps in plan(quick):
         start = time.time()
-        result = train_one(workdir / f"dt{dt}_{preset.replace(',', '_').replace('=', '')}_"
-                           f"s{seed}_{steps}", dt, preset, seed, steps)
+        result = train_one(
+            workdir / f"dt{dt}_{preset.replace(',', '_').replace('=', '')}_s{seed}_{steps}",
+            dt,
+            preset,
+            seed,
+            steps,
+        )
         rows.append({"dt": dt, "variant": name, "seed": seed, "steps": steps, **result})
-        print(f"dt={dt} {name} seed {seed} ({steps} steps, {time.time() - start:.0f} s): "
-              f"NRMSE " + " ".join(f"@{h}={result[f'eval/nrmse_std_{h}']:.4f}"
-                                   for h in result["horizons"])
-              + f", d_eff {result['eval/effective_dim']:.2f}", flush=True)
+        print(
+            f"dt={dt} {name} seed {seed} ({steps} steps, {time.time() - start:.0f} s): "
+            f"NRMSE "
+            + " ".join(f"@{h}={result[f'eval/nrmse_std_{h}']:.4f}" for h in result["horizons"])
+            + f", d_eff {result['eval/effective_dim']:.2f}",
+            flush=True,
+        )
     return rows
 
 
@@ -128,33 +162,53 @@ def results_section(rows: list[dict], persisted: dict[str, dict], machine: str) 
             continue
         horizons = here[0]["horizons"]
         variants = list(dict.fromkeys(r["variant"] for r in here))
-        lines += [f"#### Δt = {dt}: horizons {', '.join(map(str, horizons))} steps "
-                  f"({', '.join(f'{h * dt:g}' for h in horizons)} time units), "
-                  f"{here[0]['steps']} training steps", ""]
-        for norm, title in (("std", "NRMSE, error / test-set std per dimension"),
-                            ("norm", "NRMSE, ‖error‖ / ‖true state‖ (physical units)")):
-            lines += [f"{title}; mean ± std over seeds:", "",
-                      "| variant | seeds | " + " | ".join(f"@{h}" for h in horizons)
-                      + (" | d_eff (of 32) | max abs(λ) |" if norm == "std" else " |"),
-                      "|---|---|" + "---|" * (len(horizons) + (2 if norm == "std" else 0))]
+        lines += [
+            f"#### Δt = {dt}: horizons {', '.join(map(str, horizons))} steps "
+            f"({', '.join(f'{h * dt:g}' for h in horizons)} time units), "
+            f"{here[0]['steps']} training steps",
+            "",
+        ]
+        for norm, title in (
+            ("std", "NRMSE, error / test-set std per dimension"),
+            ("norm", "NRMSE, ‖error‖ / ‖true state‖ (physical units)"),
+        ):
+            lines += [
+                f"{title}; mean ± std over seeds:",
+                "",
+                "| variant | seeds | "
+                + " | ".join(f"@{h}" for h in horizons)
+                + (" | d_eff (of 32) | max abs(λ) |" if norm == "std" else " |"),
+                "|---|---|" + "---|" * (len(horizons) + (2 if norm == "std" else 0)),
+            ]
             for name in variants:
                 runs = [r for r in here if r["variant"] == name]
                 cells = [_cell([r[f"eval/nrmse_{norm}_{h}"] for r in runs]) for h in horizons]
                 if norm == "std":
-                    cells += [_cell([r["eval/effective_dim"] for r in runs], 2),
-                              _cell([r["eval/spectral_radius"] for r in runs])]
+                    cells += [
+                        _cell([r["eval/effective_dim"] for r in runs], 2),
+                        _cell([r["eval/spectral_radius"] for r in runs]),
+                    ]
                 lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
             reference = persisted[str(dt)]
-            lines += [f"| persistence (x̂_{{t+n}} = x_t), no model | – | " + " | ".join(
-                f"{reference[f'eval/nrmse_{norm}_{h}']:.3f}" for h in horizons)
-                + (" | – | – |" if norm == "std" else " |"), ""]
+            lines += [
+                "| persistence (x̂_{t+n} = x_t), no model | – | "
+                + " | ".join(f"{reference[f'eval/nrmse_{norm}_{h}']:.3f}" for h in horizons)
+                + (" | – | – |" if norm == "std" else " |"),
+                "",
+            ]
         lines += claim_lines(here, horizons) + [""]
     lines += convergence_lines(rows) + [""]
-    lines += ["The paper's Table 2, Lorenz 63 (NRMSE at 5/20/50 steps of Δt = 0.1, its "
-              "\"variance\" in brackets; normalisation not stated):", "",
-              "| method | @5 | @20 | @50 |", "|---|---|---|---|"]
-    lines += [f"| {name} | " + " | ".join(f"{m:.3f} ({s:.3f})" for m, s in values) + " |"
-              for name, values in PAPER_TABLE2.items()]
+    lines += [
+        "The paper's Table 2, Lorenz 63 (NRMSE at 5/20/50 steps of Δt = 0.1, its "
+        '"variance" in brackets; normalisation not stated):',
+        "",
+        "| method | @5 | @20 | @50 |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(f"{m:.3f} ({s:.3f})" for m, s in values) + " |"
+        for name, values in PAPER_TABLE2.items()
+    ]
     return "\n".join(lines)
 
 
@@ -165,10 +219,13 @@ def claim_lines(rows: list[dict], horizons: list[int]) -> list[str]:
     seeds = sorted(set(kae) & set(ours))
     if not seeds:
         return []
-    lines = [f"Paper's loss minus KAE, paired by seed ({len(seeds)} seeds; negative: the paper's "
-             f"loss is better), and the seeds where it is better:", "",
-             "| normalisation | " + " | ".join(f"@{h}" for h in horizons) + " |",
-             "|---|" + "---|" * len(horizons)]
+    lines = [
+        f"Paper's loss minus KAE, paired by seed ({len(seeds)} seeds; negative: the paper's "
+        f"loss is better), and the seeds where it is better:",
+        "",
+        "| normalisation | " + " | ".join(f"@{h}" for h in horizons) + " |",
+        "|---|" + "---|" * len(horizons),
+    ]
     for norm in ("std", "norm"):
         cells = []
         for h in horizons:
@@ -184,15 +241,29 @@ def convergence_lines(rows: list[dict]) -> list[str]:
     long = [r for r in rows if r["steps"] == 2 * STEPS]
     if not long:
         return []
-    lines = [f"Convergence: seed 0 trained {STEPS} and {2 * STEPS} steps (NRMSE by test std):",
-             "", "| Δt | variant | one step | 0.5 time units | 2 time units | 5 time units |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Convergence: seed 0 trained {STEPS} and {2 * STEPS} steps (NRMSE by test std):",
+        "",
+        "| Δt | variant | one step | 0.5 time units | 2 time units | 5 time units |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in long:
-        short = next(s for s in rows if s["steps"] == STEPS and s["seed"] == 0
-                     and s["dt"] == r["dt"] and s["variant"] == r["variant"])
-        lines.append(f"| {r['dt']} | {r['variant']} | " + " | ".join(
-            f"@{h}: {short[f'eval/nrmse_std_{h}']:.4f} → {r[f'eval/nrmse_std_{h}']:.4f}"
-            for h in r["horizons"]) + " |")
+        short = next(
+            s
+            for s in rows
+            if s["steps"] == STEPS
+            and s["seed"] == 0
+            and s["dt"] == r["dt"]
+            and s["variant"] == r["variant"]
+        )
+        lines.append(
+            f"| {r['dt']} | {r['variant']} | "
+            + " | ".join(
+                f"@{h}: {short[f'eval/nrmse_std_{h}']:.4f} → {r[f'eval/nrmse_std_{h}']:.4f}"
+                for h in r["horizons"]
+            )
+            + " |"
+        )
     return lines
 
 
@@ -210,8 +281,13 @@ def plot(rows: list[dict]) -> None:
                     continue
                 horizon = group[0]["horizons"][1]
                 curve = np.mean([[c[f"std_{horizon}"] for c in r["curve"]] for r in group], 0)
-                ax.plot([c["step"] for c in group[0]["curve"]], curve, style, color=colors[name],
-                        label=name if steps == STEPS else f"{name}, seed 0, {steps} steps")
+                ax.plot(
+                    [c["step"] for c in group[0]["curve"]],
+                    curve,
+                    style,
+                    color=colors[name],
+                    label=name if steps == STEPS else f"{name}, seed 0, {steps} steps",
+                )
                 ax.set_ylabel(f"test NRMSE (std) at {horizon} steps ({horizon * dt:g} time units)")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
@@ -219,8 +295,17 @@ def plot(rows: list[dict]) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     for name in variants:
-        run = next((r for r in rows if r["dt"] == 0.1 and r["variant"] == name and r["seed"] == 0
-                    and r["steps"] == STEPS), None)
+        run = next(
+            (
+                r
+                for r in rows
+                if r["dt"] == 0.1
+                and r["variant"] == name
+                and r["seed"] == 0
+                and r["steps"] == STEPS
+            ),
+            None,
+        )
         if run:
             axes[2].plot(run["eigenvalue_moduli"], "o-", ms=3, color=colors[name], label=name)
     axes[2].axhline(1.0, color="grey", lw=0.8)
@@ -236,11 +321,16 @@ def plot(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
-    parser.add_argument("--quick", action="store_true",
-                        help="seed 0 of the two main variants, a quarter of the steps; prints, "
-                             "writes nothing")
-    parser.add_argument("--from-json", action="store_true",
-                        help=f"rewrite the section and plot from {RUNS.name} without training")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seed 0 of the two main variants, a quarter of the steps; prints, writes nothing",
+    )
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help=f"rewrite the section and plot from {RUNS.name} without training",
+    )
     args = parser.parse_args()
     if args.from_json:
         record = json.loads(RUNS.read_text())

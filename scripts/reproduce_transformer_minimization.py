@@ -12,18 +12,19 @@ and docs/transformer_minimization_runs.json (every run's final numbers).
     python scripts/reproduce_transformer_minimization.py --quick      # 1 seed, 1/4 of the steps
     python scripts/reproduce_transformer_minimization.py --from-json  # rewrite only
 """
+
 import argparse
 import json
 import pathlib
 import time
 
 import jax
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from report_runs import provenance, runs_directory  # noqa: E402
 
 import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
@@ -31,7 +32,6 @@ from jaxlab import models  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.transformer_minimization.model import parameter_count  # noqa: E402
 from jaxlab.tasks.classification import parameter_total  # noqa: E402
-from report_runs import provenance, runs_directory  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "transformer_minimization.md"
@@ -41,8 +41,14 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SEEDS = (0, 1, 2)
 DATASETS = ("digits", "shapes")
 # (attention, heads, triangular): the paper's grid, each with and without the MLP.
-PAPER = (("full", 1, False), ("full", 4, False), ("wqk", 1, False), ("wqk_novo", 1, False),
-         ("symmetric", 1, False), ("symmetric", 4, False))
+PAPER = (
+    ("full", 1, False),
+    ("full", 4, False),
+    ("wqk", 1, False),
+    ("wqk_novo", 1, False),
+    ("symmetric", 1, False),
+    ("symmetric", 4, False),
+)
 # The project's extensions, without MLP, on digits only.
 EXTENSIONS = (("symmetric_novo", 1, False), ("symmetric_novo", 1, True))
 SLIGHTLY = 2.0  # points of accuracy: the project's reading of the paper's "slightly inferior"
@@ -54,8 +60,10 @@ def label(row) -> str:
 
 
 def spec(dataset: str, attention: str, heads: int, triangular: bool, mlp: bool) -> str:
-    return (f"minimal_transformer:report,dataset={dataset},attention={attention},heads={heads},"
-            f"mlp={mlp}" + (",triangular" if triangular else ""))
+    return (
+        f"minimal_transformer:report,dataset={dataset},attention={attention},heads={heads},"
+        f"mlp={mlp}" + (",triangular" if triangular else "")
+    )
 
 
 def counted_parameters(config) -> tuple[int, int, int, int]:
@@ -64,8 +72,12 @@ def counted_parameters(config) -> tuple[int, int, int, int]:
     image_shape = data.train["x"].shape[1:]
     model = models.build(config.model, num_classes=10)
     init = jax.eval_shape(model.init, jax.random.key(0), data.train["x"][:1])
-    return (parameter_total(init), parameter_count(model, image_shape), data.num_train,
-            len(data.test["label"]))
+    return (
+        parameter_total(init),
+        parameter_count(model, image_shape),
+        data.num_train,
+        len(data.test["label"]),
+    )
 
 
 def run_grid(workdir: pathlib.Path, seeds, step_fraction: float) -> list[dict]:
@@ -73,12 +85,15 @@ def run_grid(workdir: pathlib.Path, seeds, step_fraction: float) -> list[dict]:
     grid += [("digits", *variant, False) for variant in EXTENSIONS]
     rows = []
     for dataset, attention, heads, triangular, mlp in grid:
-        name = (f"{dataset}_{attention}{'_tri' if triangular else ''}_h{heads}_"
-                f"{'mlp' if mlp else 'nomlp'}")
+        name = (
+            f"{dataset}_{attention}{'_tri' if triangular else ''}_h{heads}_"
+            f"{'mlp' if mlp else 'nomlp'}"
+        )
         finals = []
         for seed in seeds:
-            config = jaxlab.load_config(spec(dataset, attention, heads, triangular, mlp),
-                                        {"seed": seed})
+            config = jaxlab.load_config(
+                spec(dataset, attention, heads, triangular, mlp), {"seed": seed}
+            )
             steps = max(1, int(config.train.steps * step_fraction))
             config.train.update(steps=steps, eval_every=steps, checkpoint_every=steps)
             finals.append(jaxlab.train(config, workdir / name / f"seed{seed}", quiet=True))
@@ -86,25 +101,48 @@ def run_grid(workdir: pathlib.Path, seeds, step_fraction: float) -> list[dict]:
         if params != formula:
             raise RuntimeError(f"{name}: {params} parameters, the formula says {formula}")
         m, t = config.model, config.train
-        rows.append(dict(
-            dataset=dataset, attention=attention, heads=heads, triangular=triangular, mlp=mlp,
-            extension=(attention, heads, triangular) in EXTENSIONS, params=params,
-            num_train=num_train, num_test=num_test, seeds=list(seeds),
-            setup=dict(depth=m.depth, width=m.width, mlp_dim=m.mlp_dim, steps=t.steps,
-                       batch_size=t.batch_size, log_every=t.log_every,
-                       learning_rate=config.optimizer.learning_rate),
-            accuracy=[f["eval/accuracy"] for f in finals],
-            train_loss=[f["train/loss"] for f in finals],
-            test_loss=[f["eval/loss"] for f in finals],
-            wall_time_s=float(sum(f["wall_time_s"] for f in finals))))
-        print(f"{name}: params={params} accuracy={np.mean(rows[-1]['accuracy']):.4f} "
-              f"test loss={np.mean(rows[-1]['test_loss']):.4f}", flush=True)
+        rows.append(
+            dict(
+                dataset=dataset,
+                attention=attention,
+                heads=heads,
+                triangular=triangular,
+                mlp=mlp,
+                extension=(attention, heads, triangular) in EXTENSIONS,
+                params=params,
+                num_train=num_train,
+                num_test=num_test,
+                seeds=list(seeds),
+                setup=dict(
+                    depth=m.depth,
+                    width=m.width,
+                    mlp_dim=m.mlp_dim,
+                    steps=t.steps,
+                    batch_size=t.batch_size,
+                    log_every=t.log_every,
+                    learning_rate=config.optimizer.learning_rate,
+                ),
+                accuracy=[f["eval/accuracy"] for f in finals],
+                train_loss=[f["train/loss"] for f in finals],
+                test_loss=[f["eval/loss"] for f in finals],
+                wall_time_s=float(sum(f["wall_time_s"] for f in finals)),
+            )
+        )
+        print(
+            f"{name}: params={params} accuracy={np.mean(rows[-1]['accuracy']):.4f} "
+            f"test loss={np.mean(rows[-1]['test_loss']):.4f}",
+            flush=True,
+        )
     return rows
 
 
 def find(rows, dataset, attention, heads, mlp, triangular=False):
-    return next(r for r in rows if (r["dataset"], r["attention"], r["heads"], r["mlp"],
-                                    r["triangular"]) == (dataset, attention, heads, mlp, triangular))
+    return next(
+        r
+        for r in rows
+        if (r["dataset"], r["attention"], r["heads"], r["mlp"], r["triangular"])
+        == (dataset, attention, heads, mlp, triangular)
+    )
 
 
 def mean(row, key) -> float:
@@ -113,7 +151,9 @@ def mean(row, key) -> float:
 
 def spread(values) -> str:
     values = np.asarray(values, float)
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+    return (
+        f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+    )
 
 
 def compare(a, b, key) -> tuple[float, float]:
@@ -124,70 +164,127 @@ def compare(a, b, key) -> tuple[float, float]:
 
 def verdict(holds: bool, difference: float, std: float) -> str:
     noisy = abs(difference) < std
-    return ("holds" if holds else "does not hold") + (" (within the seeds' spread)" if noisy else "")
+    return ("holds" if holds else "does not hold") + (
+        " (within the seeds' spread)" if noisy else ""
+    )
 
 
 def statements(rows, dataset) -> list[tuple[str, str, str, str]]:
     """The paper's statements on ``dataset``: (statement, paper's data set, measured, verdict)."""
     out = []
-    pairs = [(find(rows, dataset, a, h, True), find(rows, dataset, a, h, False)) for a, h, _ in PAPER]
+    pairs = [
+        (find(rows, dataset, a, h, True), find(rows, dataset, a, h, False)) for a, h, _ in PAPER
+    ]
     better_train = [(w, wo) for w, wo in pairs if mean(w, "train_loss") < mean(wo, "train_loss")]
-    out.append(("With the MLP, a lower training loss than without (each of the 6 variants)",
-                "MNIST", f"{len(better_train)} of 6",
-                "holds" if len(better_train) == 6 else "does not hold"))
-    shrinks = [(w, wo) for w, wo in pairs
-               if mean(wo, "test_loss") - mean(w, "test_loss")
-               < mean(wo, "train_loss") - mean(w, "train_loss")]
-    out.append(("The MLP's advance in loss shrinks from the training to the validation set",
-                "MNIST", f"{len(shrinks)} of 6",
-                "holds" if len(shrinks) == 6 else "does not hold"))
+    out.append(
+        (
+            "With the MLP, a lower training loss than without (each of the 6 variants)",
+            "MNIST",
+            f"{len(better_train)} of 6",
+            "holds" if len(better_train) == 6 else "does not hold",
+        )
+    )
+    shrinks = [
+        (w, wo)
+        for w, wo in pairs
+        if mean(wo, "test_loss") - mean(w, "test_loss")
+        < mean(wo, "train_loss") - mean(w, "train_loss")
+    ]
+    out.append(
+        (
+            "The MLP's advance in loss shrinks from the training to the validation set",
+            "MNIST",
+            f"{len(shrinks)} of 6",
+            "holds" if len(shrinks) == 6 else "does not hold",
+        )
+    )
     for heads in (1, 4):
         sym, asym = (find(rows, dataset, a, heads, False) for a in ("symmetric", "full"))
         d, s = compare(sym, asym, "test_loss")
         da, _ = compare(sym, asym, "accuracy")
-        out.append((f"Without MLP, symmetric similarity better than unchanged (asymmetric), "
-                    f"{heads} head{'s' if heads > 1 else ''}: validation loss",
-                    "MNIST", f"{d:+.4f} ± {s:.4f} loss, {100 * da:+.2f} points accuracy",
-                    verdict(d < 0, d, s)))
+        out.append(
+            (
+                f"Without MLP, symmetric similarity better than unchanged (asymmetric), "
+                f"{heads} head{'s' if heads > 1 else ''}: validation loss",
+                "MNIST",
+                f"{d:+.4f} ± {s:.4f} loss, {100 * da:+.2f} points accuracy",
+                verdict(d < 0, d, s),
+            )
+        )
     minimum = find(rows, dataset, "wqk_novo", 1, False)
     others = [r for w, wo in pairs for r in (w, wo) if r is not minimum]
-    highest = all(mean(minimum, k) > max(mean(r, k) for r in others)
-                  for k in ("train_loss", "test_loss"))
+    highest = all(
+        mean(minimum, k) > max(mean(r, k) for r in others) for k in ("train_loss", "test_loss")
+    )
     runner_up = max(mean(r, "test_loss") for r in others)
-    out.append(("The minimum variant (Wqk, noWv.Vo, no MLP) has a higher loss than every other "
-                "variant", "MNIST", f"validation {mean(minimum, 'test_loss'):.4f} against at "
-                f"most {runner_up:.4f}", "holds" if highest else "does not hold"))
+    out.append(
+        (
+            "The minimum variant (Wqk, noWv.Vo, no MLP) has a higher loss than every other variant",
+            "MNIST",
+            f"validation {mean(minimum, 'test_loss'):.4f} against at most {runner_up:.4f}",
+            "holds" if highest else "does not hold",
+        )
+    )
     gaps = {id(r): mean(r, "test_loss") - mean(r, "train_loss") for w, wo in pairs for r in (w, wo)}
     full_mlp = [find(rows, dataset, "full", h, True) for h in (1, 4)]
     sym_no = [find(rows, dataset, "symmetric", h, False) for h in (1, 4)]
     largest = max(gaps.values())
     widest = max((w for w, wo in pairs for w in (w, wo)), key=lambda r: gaps[id(r)])
-    out.append(("The validation − training loss gap is largest for the unchanged model with MLP",
-                "MNIST", f"unchanged+MLP {', '.join(f'{gaps[id(r)]:.4f}' for r in full_mlp)}; "
-                f"largest {largest:.4f} ({label(widest)}{'' if widest['mlp'] else ', no MLP'})",
-                "holds" if max(gaps[id(r)] for r in full_mlp) == largest else "does not hold"))
-    out.append(("... and smaller for symmetric without MLP (each number of heads)", "MNIST",
-                f"symmetric no MLP {', '.join(f'{gaps[id(r)]:.4f}' for r in sym_no)}",
-                "holds" if all(gaps[id(s)] < gaps[id(f)] for s, f in zip(sym_no, full_mlp))
-                else "does not hold"))
+    out.append(
+        (
+            "The validation − training loss gap is largest for the unchanged model with MLP",
+            "MNIST",
+            f"unchanged+MLP {', '.join(f'{gaps[id(r)]:.4f}' for r in full_mlp)}; "
+            f"largest {largest:.4f} ({label(widest)}{'' if widest['mlp'] else ', no MLP'})",
+            "holds" if max(gaps[id(r)] for r in full_mlp) == largest else "does not hold",
+        )
+    )
+    out.append(
+        (
+            "... and smaller for symmetric without MLP (each number of heads)",
+            "MNIST",
+            f"symmetric no MLP {', '.join(f'{gaps[id(r)]:.4f}' for r in sym_no)}",
+            "holds"
+            if all(gaps[id(s)] < gaps[id(f)] for s, f in zip(sym_no, full_mlp))
+            else "does not hold",
+        )
+    )
     full = find(rows, dataset, "full", 1, True)
     gap, s = compare(full, minimum, "accuracy")
     share = 100 * minimum["params"] / full["params"]
-    out.append((f"The minimum variant is slightly inferior (project threshold: at most "
-                f"{SLIGHTLY:g} points below unchanged+MLP, 1 head) with < 10% of its parameters",
-                "MNIST", f"{100 * gap:.2f} ± {100 * s:.2f} points below, {share:.1f}% of the "
-                f"parameters", "holds" if 0 <= 100 * gap <= SLIGHTLY and share < 10
-                else "does not hold"))
+    out.append(
+        (
+            f"The minimum variant is slightly inferior (project threshold: at most "
+            f"{SLIGHTLY:g} points below unchanged+MLP, 1 head) with < 10% of its parameters",
+            "MNIST",
+            f"{100 * gap:.2f} ± {100 * s:.2f} points below, {share:.1f}% of the parameters",
+            "holds" if 0 <= 100 * gap <= SLIGHTLY and share < 10 else "does not hold",
+        )
+    )
     d, s = compare(minimum, full, "test_loss")
-    out.append(("The minimum variant has a lower validation loss than unchanged+MLP (1 head)",
-                "CIFAR-10", f"{d:+.4f} ± {s:.4f}", verdict(d < 0, d, s)))
+    out.append(
+        (
+            "The minimum variant has a lower validation loss than unchanged+MLP (1 head)",
+            "CIFAR-10",
+            f"{d:+.4f} ± {s:.4f}",
+            verdict(d < 0, d, s),
+        )
+    )
     for heads in (1, 4):
-        sym, f = find(rows, dataset, "symmetric", heads, False), find(rows, dataset, "full",
-                                                                         heads, True)
+        sym, f = (
+            find(rows, dataset, "symmetric", heads, False),
+            find(rows, dataset, "full", heads, True),
+        )
         d, s = compare(sym, f, "test_loss")
-        out.append((f"Symmetric without MLP generalises better than unchanged+MLP ({heads} "
-                    f"head{'s' if heads > 1 else ''}): validation loss", "CIFAR-10",
-                    f"{d:+.4f} ± {s:.4f}", verdict(d < 0, d, s)))
+        out.append(
+            (
+                f"Symmetric without MLP generalises better than unchanged+MLP ({heads} "
+                f"head{'s' if heads > 1 else ''}): validation loss",
+                "CIFAR-10",
+                f"{d:+.4f} ± {s:.4f}",
+                verdict(d < 0, d, s),
+            )
+        )
     return out
 
 
@@ -198,23 +295,32 @@ def extension_checks(rows) -> list[tuple[str, str, str]]:
         row = find(rows, "digits", "symmetric_novo", 1, False, triangular)
         d, s = compare(row, minimum, "test_loss")
         da, _ = compare(row, minimum, "accuracy")
-        out.append((f"{label(row)}, no MLP, against the minimum variant (Wqk, noWv.Vo)",
-                    f"{d:+.4f} ± {s:.4f} validation loss, {100 * da:+.2f} points accuracy, "
-                    f"{row['params']:,} against {minimum['params']:,} parameters",
-                    "lower loss" if d < 0 else "higher loss"))
+        out.append(
+            (
+                f"{label(row)}, no MLP, against the minimum variant (Wqk, noWv.Vo)",
+                f"{d:+.4f} ± {s:.4f} validation loss, {100 * da:+.2f} points accuracy, "
+                f"{row['params']:,} against {minimum['params']:,} parameters",
+                "lower loss" if d < 0 else "higher loss",
+            )
+        )
     return out
 
 
 def table(rows, full) -> list[str]:
-    lines = ["| attention | MLP | parameters | % of full | test accuracy | train loss | test loss "
-             "| gap | Q |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "| attention | MLP | parameters | % of full | test accuracy | train loss | test loss "
+        "| gap | Q |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         q = r["num_train"] * 10 / r["params"]
         gap = mean(r, "test_loss") - mean(r, "train_loss")
-        lines.append(f"| {label(r)} | {'yes' if r['mlp'] else 'no'} | {r['params']:,} "
-                     f"| {100 * r['params'] / full['params']:.1f} | {spread(r['accuracy'])} "
-                     f"| {mean(r, 'train_loss'):.4f} | {mean(r, 'test_loss'):.4f} | {gap:.4f} "
-                     f"| {q:.2f} |")
+        lines.append(
+            f"| {label(r)} | {'yes' if r['mlp'] else 'no'} | {r['params']:,} "
+            f"| {100 * r['params'] / full['params']:.1f} | {spread(r['accuracy'])} "
+            f"| {mean(r, 'train_loss'):.4f} | {mean(r, 'test_loss'):.4f} | {gap:.4f} "
+            f"| {q:.2f} |"
+        )
     return lines
 
 
@@ -223,22 +329,31 @@ def results_section(rows, machine: str) -> str:
     for dataset in DATASETS:
         full = find(rows, dataset, "full", 1, True)
         s = full["setup"]
-        lines += [f"### {dataset}", "",
-                  f"{full['num_train']:,} training and {full['num_test']:,} test images; "
-                  f"`minimal_transformer:report,dataset={dataset}` ({s['depth']} encoders, width "
-                  f"{s['width']}, MLP width {s['mlp_dim']}, {s['steps']} AdamW steps of batch "
-                  f"{s['batch_size']}, peak learning rate {s['learning_rate']}), seeds "
-                  f"{', '.join(map(str, full['seeds']))}. Test accuracy: mean ± sample std over "
-                  f"the seeds; losses: means (train loss: the mean of the last {s['log_every']} "
-                  f"steps' batch losses); gap: test − train loss; Q = K·M/P (the paper's Eq. 12); "
-                  f"% of full: parameters relative to unchanged attention, 1 head, with MLP.", ""]
+        lines += [
+            f"### {dataset}",
+            "",
+            f"{full['num_train']:,} training and {full['num_test']:,} test images; "
+            f"`minimal_transformer:report,dataset={dataset}` ({s['depth']} encoders, width "
+            f"{s['width']}, MLP width {s['mlp_dim']}, {s['steps']} AdamW steps of batch "
+            f"{s['batch_size']}, peak learning rate {s['learning_rate']}), seeds "
+            f"{', '.join(map(str, full['seeds']))}. Test accuracy: mean ± sample std over "
+            f"the seeds; losses: means (train loss: the mean of the last {s['log_every']} "
+            f"steps' batch losses); gap: test − train loss; Q = K·M/P (the paper's Eq. 12); "
+            f"% of full: parameters relative to unchanged attention, 1 head, with MLP.",
+            "",
+        ]
         lines += table([r for r in rows if r["dataset"] == dataset and not r["extension"]], full)
         lines.append("")
-    lines += ["### The paper's statements, checked", "",
-              "Differences are means over the seeds of the per-seed differences ± their std; "
-              "\"within the seeds' spread\" marks a mean difference smaller than that std. "
-              "Statements the paper made for CIFAR-10 are checked on both sets too.", "",
-              "| statement | paper's data | digits | | shapes | |", "|---|---|---|---|---|---|"]
+    lines += [
+        "### The paper's statements, checked",
+        "",
+        "Differences are means over the seeds of the per-seed differences ± their std; "
+        '"within the seeds\' spread" marks a mean difference smaller than that std. '
+        "Statements the paper made for CIFAR-10 are checked on both sets too.",
+        "",
+        "| statement | paper's data | digits | | shapes | |",
+        "|---|---|---|---|---|---|",
+    ]
     by_dataset = [statements(rows, d) for d in DATASETS]
     for (claim, source, m1, v1), (_, _, m2, v2) in zip(*by_dataset):
         lines.append(f"| {claim} | {source} | {m1} | {v1} | {m2} | {v2} |")
@@ -258,11 +373,16 @@ def plot(rows) -> None:
     for ax, dataset in zip(axes, DATASETS):
         for r in (r for r in rows if r["dataset"] == dataset):
             acc = np.asarray(r["accuracy"])
-            ax.errorbar(r["params"], acc.mean(), yerr=acc.std(ddof=1) if len(acc) > 1 else 0,
-                        fmt="o" if r["mlp"] else "s", capsize=3,
-                        color=colors[(r["attention"], r["heads"], r["triangular"])],
-                        mfc=None if r["mlp"] else "none",
-                        label=f"{label(r)}{'' if r['mlp'] else ', no MLP'}")
+            ax.errorbar(
+                r["params"],
+                acc.mean(),
+                yerr=acc.std(ddof=1) if len(acc) > 1 else 0,
+                fmt="o" if r["mlp"] else "s",
+                capsize=3,
+                color=colors[(r["attention"], r["heads"], r["triangular"])],
+                mfc=None if r["mlp"] else "none",
+                label=f"{label(r)}{'' if r['mlp'] else ', no MLP'}",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel("test accuracy (mean ± std over seeds)")
@@ -277,18 +397,25 @@ def plot(rows) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
-    parser.add_argument("--quick", action="store_true",
-                        help="seed 0 only and a quarter of the steps; prints, writes nothing")
-    parser.add_argument("--from-json", action="store_true",
-                        help=f"rewrite the section and plot from {RUNS.name} without training")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seed 0 only and a quarter of the steps; prints, writes nothing",
+    )
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help=f"rewrite the section and plot from {RUNS.name} without training",
+    )
     args = parser.parse_args()
     if args.from_json:
         record = json.loads(RUNS.read_text())
     else:
         start = time.time()
         with runs_directory(args.workdir) as workdir:
-            rows = run_grid(workdir, SEEDS[:1] if args.quick else SEEDS,
-                            0.25 if args.quick else 1.0)
+            rows = run_grid(
+                workdir, SEEDS[:1] if args.quick else SEEDS, 0.25 if args.quick else 1.0
+            )
         record = {"rows": rows, "machine": provenance(start)}
         if args.quick:
             print(results_section(rows, record["machine"]))

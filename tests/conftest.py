@@ -1,10 +1,12 @@
 """Tests run on CPU with 8 simulated devices; the flag must be set before JAX is imported."""
+
 import os
 
 os.environ["JAX_PLATFORMS"] = "cpu"
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_force_host_platform_device_count=8").strip()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
 
 import json  # noqa: E402
 import pathlib  # noqa: E402
@@ -18,6 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def smoke_config():
     """The tiny preset of the first experiment: 20 steps, seconds to run."""
     import jaxlab
+
     return jaxlab.load_config("minimal_transformer:smoke")
 
 
@@ -30,6 +33,7 @@ def freeze(process) -> None:
     delivered asynchronously: a thread may write a little longer after ``send_signal``)."""
     import signal
     import time
+
     process.send_signal(signal.SIGSTOP)
     tasks = pathlib.Path(f"/proc/{process.pid}/task")
     deadline = time.monotonic() + 30
@@ -44,4 +48,3 @@ def _state(task: pathlib.Path) -> str:
         return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "T"
-

@@ -1,4 +1,5 @@
 """scripts/bench.py: its hand-written baselines run, its targets are judged, its breakdown table."""
+
 import importlib.util
 
 import pytest
@@ -24,10 +25,13 @@ def test_handwritten_baseline_trains_and_counts_flops(bench, fused):
 
 
 def test_targets_are_judged_from_the_measured_numbers(bench):
-    rows = {"tiny": {"jaxlab": 4000.0, "per_step": 1000.0, "torch": 1000.0},
-            "wider": {"jaxlab": 12.0, "per_step": 13.0, "torch": 9.0}}
-    met = {target: ok for target, _, ok in bench._targets(rows, mfu=0.5, cold=7.5, warm=3.2,
-                                                         ckpt=0.02)}
+    rows = {
+        "tiny": {"jaxlab": 4000.0, "per_step": 1000.0, "torch": 1000.0},
+        "wider": {"jaxlab": 12.0, "per_step": 13.0, "torch": 9.0},
+    }
+    met = {
+        target: ok for target, _, ok in bench._targets(rows, mfu=0.5, cold=7.5, warm=3.2, ckpt=0.02)
+    }
     assert met == {
         "tiny: `jaxlab train` >= 5.0x PyTorch eager": False,
         "tiny: `jaxlab train` >= 1.0x the per-step JAX loop": True,
@@ -43,7 +47,10 @@ def test_targets_are_judged_from_the_measured_numbers(bench):
 def test_breakdown_times_jaxlabs_compiled_chunk_and_compares_each_run_with_it(bench):
     chunk_speed = bench.jaxlab_chunk_steps_per_sec({**bench.WORKLOADS["tiny"], "jaxlab_steps": 200})
     assert chunk_speed > 0
-    table = bench.render_breakdown("tiny", {"`jaxlab train`, defaults": chunk_speed / 2,
-                                            "compiled chunk alone": chunk_speed}, repeats=1)
+    table = bench.render_breakdown(
+        "tiny",
+        {"`jaxlab train`, defaults": chunk_speed / 2, "compiled chunk alone": chunk_speed},
+        repeats=1,
+    )
     assert "| `jaxlab train`, defaults |" in table and "| 0.50x |" in table
     assert "| compiled chunk alone |" in table and "| 1.00x |" in table

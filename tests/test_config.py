@@ -1,4 +1,5 @@
 """Presets and overrides: typed parsing, and errors that say what was wrong."""
+
 import ml_collections
 import pytest
 
@@ -16,24 +17,41 @@ def test_preset_parses_typed_values_and_bare_bools():
     assert parse_preset("", DEFAULTS).to_dict() == DEFAULTS
 
 
-@pytest.mark.parametrize("arg, message", [
-    ("depth=two", "expects an int"),
-    ("colour=red", "unknown preset key 'colour'"),
-    ("depth", "malformed preset item 'depth'"),
-    ("mlp=maybe", "expects a bool"),
-])
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("depth=two", "expects an int"),
+        ("colour=red", "unknown preset key 'colour'"),
+        ("depth", "malformed preset item 'depth'"),
+        ("mlp=maybe", "expects a bool"),
+    ],
+)
 def test_preset_errors(arg, message):
     with pytest.raises(UserError, match=message):
         parse_preset(arg, DEFAULTS)
 
 
 def test_overrides_are_typed_against_defaults():
-    config = ml_collections.ConfigDict(dict(train=dict(steps=10, lr=0.1, name="a", flag=False),
-                                            shape=(1, 2)))
-    new = apply_overrides(config, {"train.steps": "20", "config.train.lr": "1e-3",
-                                   "train.flag": "true", "shape": "(3, 4)", "train.name": "b"})
+    config = ml_collections.ConfigDict(
+        dict(train=dict(steps=10, lr=0.1, name="a", flag=False), shape=(1, 2))
+    )
+    new = apply_overrides(
+        config,
+        {
+            "train.steps": "20",
+            "config.train.lr": "1e-3",
+            "train.flag": "true",
+            "shape": "(3, 4)",
+            "train.name": "b",
+        },
+    )
     assert (new.train.steps, new.train.lr, new.train.flag, new.shape, new.train.name) == (
-        20, 1e-3, True, (3, 4), "b")
+        20,
+        1e-3,
+        True,
+        (3, 4),
+        "b",
+    )
     assert apply_overrides(config, {"train.lr": 1}).train.lr == 1.0  # int accepted for a float
     assert config.train.steps == 10  # the original is untouched
 
@@ -43,23 +61,28 @@ def test_unknown_override_key_names_closest_keys(smoke_config):
         apply_overrides(smoke_config, {"train.stepz": "5"})
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("train.steps", "abc", "config.train.steps expects an int"),
-    ("train.steps", 2.5, "config.train.steps expects a int"),
-    ("optimizer.learning_rate", "fast", "expects a float"),
-    ("model.mlp", "perhaps", "expects a bool"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.steps", "abc", "config.train.steps expects an int"),
+        ("train.steps", 2.5, "config.train.steps expects a int"),
+        ("optimizer.learning_rate", "fast", "expects a float"),
+        ("model.mlp", "perhaps", "expects a bool"),
+    ],
+)
 def test_wrong_override_type_names_expected_type(smoke_config, key, value, expected):
     with pytest.raises(UserError, match=expected):
         apply_overrides(smoke_config, {key: value})
 
 
 def test_load_config_from_name_preset_and_path():
-    config = jaxlab.load_config("minimal_transformer:mlp=False,depth=3",
-                                overrides={"train.steps": 100})
+    config = jaxlab.load_config(
+        "minimal_transformer:mlp=False,depth=3", overrides={"train.steps": 100}
+    )
     assert (config.model.mlp, config.model.depth, config.train.steps) == (False, 3, 100)
     assert config.experiment == "minimal_transformer:mlp=False,depth=3"
     from tests.conftest import REPO
+
     by_path = jaxlab.load_config(f"{REPO}/experiments/minimal_transformer.py:smoke")
     assert by_path.train.steps == jaxlab.load_config("minimal_transformer:smoke").train.steps
 
@@ -69,11 +92,14 @@ def test_unknown_experiment_lists_known_ones():
         jaxlab.load_config("nope")
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("train.steps", 0, "must be positive"),
-    ("train.batch_size", -8, "must be positive"),
-    ("train.eval_every", 7, "multiple of config.train.log_every"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.steps", 0, "must be positive"),
+        ("train.batch_size", -8, "must be positive"),
+        ("train.eval_every", 7, "multiple of config.train.log_every"),
+    ],
+)
 def test_invalid_values_are_rejected(key, value, expected):
     with pytest.raises(UserError, match=expected):
         jaxlab.load_config("minimal_transformer:smoke", overrides={key: value})
@@ -88,7 +114,8 @@ def test_user_experiment_directory(tmp_path, monkeypatch):
         "def get_config(arg):\n"
         "    config = jaxlab.load_config('minimal_transformer:smoke')\n"
         "    config.train.steps = parse_preset(arg, PRESET).steps\n"
-        "    return config\n")
+        "    return config\n"
+    )
     monkeypatch.setenv("JAXLAB_EXPERIMENTS", str(tmp_path))
     names = {e.name: e for e in jaxlab.list_experiments()}
     assert names["my_exp"].description == "My own experiment."

@@ -1,5 +1,6 @@
 """docs/extending.md, done as a user does it: its files written to a directory outside the
 repository, then trained by CLI and by Python, swept, resumed; and its bad inputs."""
+
 import json
 import re
 import shutil
@@ -30,8 +31,11 @@ def project(tmp_path_factory):
     are imported by the in-process tests)."""
     root = tmp_path_factory.mktemp("user")
     files = doc_files()
-    assert {"my_project/sine/task.py", "my_project/experiments/sine_fit.py",
-            "my_project/experiments/blobs.py"} <= set(files)
+    assert {
+        "my_project/sine/task.py",
+        "my_project/experiments/sine_fit.py",
+        "my_project/experiments/blobs.py",
+    } <= set(files)
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
@@ -57,8 +61,9 @@ def test_the_example_trains_from_the_cli_and_from_python_alike(project):
     final = jaxlab.train(config, project / "runs" / "python", quiet=True)
     assert final["eval/mse"] == records[-1]["eval/mse"]  # same seed, same numbers
 
-    by_path = jaxlab_cli("train", "--config=experiments/sine_fit.py:smoke", "--workdir",
-                         "runs/cli", cwd=project)
+    by_path = jaxlab_cli(
+        "train", "--config=experiments/sine_fit.py:smoke", "--workdir", "runs/cli", cwd=project
+    )
     assert by_path.returncode == 0, by_path.stderr  # the same run: finished, nothing to do
     assert read_jsonl(project / "runs" / "cli" / "metrics.jsonl") == records
     evaluated = jaxlab_cli("eval", str(project / "runs" / "cli"))  # from another directory
@@ -78,9 +83,18 @@ def test_the_example_resumes_exactly(project):
 
 
 def test_the_example_sweeps_as_one_vmapped_program(project):
-    sweep = jaxlab_cli("sweep", *SINE, "--workdir", "runs/sweep", "--sweep", "config.seed=0,1",
-                       "--sweep", "config.optimizer.learning_rate=3e-3,1e-2", "--vmap",
-                       cwd=project)
+    sweep = jaxlab_cli(
+        "sweep",
+        *SINE,
+        "--workdir",
+        "runs/sweep",
+        "--sweep",
+        "config.seed=0,1",
+        "--sweep",
+        "config.optimizer.learning_rate=3e-3,1e-2",
+        "--vmap",
+        cwd=project,
+    )
     assert sweep.returncode == 0, sweep.stderr
     assert "4 runs: 4 done;" in sweep.stdout
     rows = (project / "runs" / "sweep" / "results.csv").read_text().splitlines()
@@ -89,23 +103,32 @@ def test_the_example_sweeps_as_one_vmapped_program(project):
 
 def test_your_own_arrays_train_the_classifier(project):
     subprocess.run([sys.executable, "make_blobs.py"], cwd=project, check=True)
-    result = jaxlab_cli("train", "blobs", "--experiments-dir", "experiments", "--workdir",
-                        "runs/blobs", cwd=project)
+    result = jaxlab_cli(
+        "train", "blobs", "--experiments-dir", "experiments", "--workdir", "runs/blobs", cwd=project
+    )
     assert result.returncode == 0, result.stderr
     final = read_jsonl(project / "runs" / "blobs" / "metrics.jsonl")[-1]
     assert final["eval/accuracy"] > 0.8  # three blobs; chance is 1/3
 
 
 BROKEN = {  # file -> (content, what the one error line says)
-    "syntax_error.py": ("def make_task(config)\n    pass\n",
-                        r"importing .*syntax_error.py failed: SyntaxError: .*line 1\)"),
-    "raises.py": ("import math\nVALUE = 1 / 0\n",
-                  r"importing .*raises.py failed: ZeroDivisionError: division by zero "
-                  r"\(.*raises.py, line 2\)"),
-    "no_function.py": ("def make_tsak(config):\n    pass\n",
-                       r"no_function \(.*no_function.py\) defines no 'make_task'"),
-    "json.py": ("def make_task(config):\n    pass\n",
-                r"json.py would be imported as module 'json', a name already taken by json "),
+    "syntax_error.py": (
+        "def make_task(config)\n    pass\n",
+        r"importing .*syntax_error.py failed: SyntaxError: .*line 1\)",
+    ),
+    "raises.py": (
+        "import math\nVALUE = 1 / 0\n",
+        r"importing .*raises.py failed: ZeroDivisionError: division by zero "
+        r"\(.*raises.py, line 2\)",
+    ),
+    "no_function.py": (
+        "def make_tsak(config):\n    pass\n",
+        r"no_function \(.*no_function.py\) defines no 'make_task'",
+    ),
+    "json.py": (
+        "def make_task(config):\n    pass\n",
+        r"json.py would be imported as module 'json', a name already taken by json ",
+    ),
 }
 
 
@@ -114,8 +137,14 @@ def test_a_broken_user_module_is_one_line_and_writes_nothing(project, tmp_path, 
     content, message = BROKEN[name]
     (tmp_path / name).write_text(content)
     workdir = tmp_path / "run"
-    result = jaxlab_cli("train", *SINE, "--workdir", str(workdir),
-                        f"--config.task={tmp_path / name}:make_task", cwd=project)
+    result = jaxlab_cli(
+        "train",
+        *SINE,
+        "--workdir",
+        str(workdir),
+        f"--config.task={tmp_path / name}:make_task",
+        cwd=project,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jaxlab: error: config.task="), lines
@@ -128,9 +157,13 @@ def test_a_module_name_taken_by_another_file_is_refused(tmp_path):
         (tmp_path / directory).mkdir()
         (tmp_path / directory / "clash_task.py").write_text("def make_task(config):\n    pass\n")
     from jaxlab import references
+
     assert callable(references.resolve(f"{tmp_path / 'a' / 'clash_task.py'}:make_task", "x"))
-    with pytest.raises(UserError, match=r"clash_task.py would be imported as module "
-                                        r"'clash_task', a name already taken by clash_task \("):
+    with pytest.raises(
+        UserError,
+        match=r"clash_task.py would be imported as module "
+        r"'clash_task', a name already taken by clash_task \(",
+    ):
         references.resolve(f"{tmp_path / 'b' / 'clash_task.py'}:make_task", "config.task")
 
 
@@ -149,6 +182,7 @@ def test_references_are_checked_before_anything_is_written(tmp_path):
 
 def test_arrays_loader_reads_npz_npy_and_directories(tmp_path):
     from jaxlab.data import arrays
+
     x, label = np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10) % 2
     np.savez(tmp_path / "train.npz", x=x, label=label)
     (tmp_path / "split").mkdir()
@@ -164,17 +198,24 @@ def test_arrays_loader_reads_npz_npy_and_directories(tmp_path):
     assert set(single.train) == {"x"} and len(single.test["x"]) == 1
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "missing.npz does not exist"),
-    ("missing_key", "config.data.keys names 'y', which .* does not hold \\(it holds label, x\\)"),
-    ("lengths", "differ in their number of examples \\(x has 10, label has 9\\)"),
-    ("objects", "holds an object array \\(dtype=object\\).* save numeric arrays instead"),
-    ("test_names", "holds the arrays x, the train split label, x: both need the same names"),
-    ("no_test", "config.data.test_fraction must be in \\(0, 1\\)"),
-    ("not_numpy", "text.npz is not a .npz file \\(it does not start with the format"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "missing.npz does not exist"),
+        (
+            "missing_key",
+            "config.data.keys names 'y', which .* does not hold \\(it holds label, x\\)",
+        ),
+        ("lengths", "differ in their number of examples \\(x has 10, label has 9\\)"),
+        ("objects", "holds an object array \\(dtype=object\\).* save numeric arrays instead"),
+        ("test_names", "holds the arrays x, the train split label, x: both need the same names"),
+        ("no_test", "config.data.test_fraction must be in \\(0, 1\\)"),
+        ("not_numpy", "text.npz is not a .npz file \\(it does not start with the format"),
+    ],
+)
 def test_arrays_loader_bad_files_are_user_errors(tmp_path, case, message):
     from jaxlab.data import arrays
+
     x, label = np.zeros((10, 2), np.float32), np.zeros(10, np.int64)
     good = tmp_path / "good.npz"
     np.savez(good, x=x, label=label)
@@ -187,8 +228,9 @@ def test_arrays_loader_bad_files_are_user_errors(tmp_path, case, message):
         np.savez(tmp_path / "bad.npz", x=x, label=label[:9])
         kwargs["train"] = str(tmp_path / "bad.npz")
     elif case == "objects":
-        np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object),
-                allow_pickle=True)
+        np.save(
+            tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True
+        )
         kwargs["train"] = str(tmp_path / "objects.npy")
     elif case == "test_names":
         np.savez(tmp_path / "test.npz", x=x)

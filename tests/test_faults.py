@@ -1,4 +1,5 @@
 """Faults a run survives: kill -9, SIGTERM, damaged checkpoints, NaN/Inf, a changed config."""
+
 import functools
 import importlib
 import os
@@ -17,7 +18,7 @@ import pytest
 
 import jaxlab
 from jaxlab import cli, state, tasks
-from jaxlab.checkpoint import CheckpointWarning, Checkpoints
+from jaxlab.checkpoint import Checkpoints, CheckpointWarning
 from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.metrics_log import LogWarning
@@ -28,9 +29,13 @@ SMOKE = "minimal_transformer:smoke"
 # In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
 RUN = {"train.steps": 20, "train.checkpoint_every": 5, "train.keep_checkpoints": 10}
 # Runs in a subprocess: many chunk boundaries and (asynchronous) checkpoint writes to land in.
-SUBPROCESS_RUN = ["--config.train.steps=48", "--config.train.log_every=2",
-                  "--config.train.checkpoint_every=6", "--config.train.eval_every=24",
-                  "--config.train.keep_checkpoints=3"]
+SUBPROCESS_RUN = [
+    "--config.train.steps=48",
+    "--config.train.log_every=2",
+    "--config.train.checkpoint_every=6",
+    "--config.train.eval_every=24",
+    "--config.train.keep_checkpoints=3",
+]
 
 
 ONE_DEVICE = jax.devices()[:1]  # in-process runs: the fault logic does not depend on the mesh
@@ -69,8 +74,10 @@ def assert_same_run(workdir, reference, devices=tuple(ONE_DEVICE)):
 
 def snapshot(directory):
     """Every path under ``directory`` with its bytes (None for directories)."""
-    return {p.relative_to(directory): None if p.is_dir() else p.read_bytes()
-            for p in sorted(pathlib.Path(directory).rglob("*"))}
+    return {
+        p.relative_to(directory): None if p.is_dir() else p.read_bytes()
+        for p in sorted(pathlib.Path(directory).rglob("*"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,7 @@ def copy_of(workdir, tmp_path):
 
 
 # --- damaged checkpoints ----------------------------------------------------------------------
+
 
 def left_as_unfinished_write(step_dir):
     tmp = step_dir.with_name(f"{step_dir.name}.orbax-checkpoint-tmp-1795000000000")
@@ -110,10 +118,13 @@ def tree_metadata_removed(step_dir):
     return step_dir
 
 
-@pytest.mark.parametrize("damage_20, damage_15", [
-    (left_as_unfinished_write, arrays_truncated),
-    (commit_record_removed, tree_metadata_removed),
-])
+@pytest.mark.parametrize(
+    "damage_20, damage_15",
+    [
+        (left_as_unfinished_write, arrays_truncated),
+        (commit_record_removed, tree_metadata_removed),
+    ],
+)
 def test_damaged_checkpoints_are_skipped_with_a_warning(finished, tmp_path, damage_20, damage_15):
     workdir = copy_of(finished, tmp_path)
     damaged = [damage_20(workdir / "checkpoints" / "20"), damage_15(workdir / "checkpoints" / "15")]
@@ -136,24 +147,31 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished, tmp_path
     for step_dir in (workdir / "checkpoints").iterdir():
         commit_record_removed(step_dir)
     before = snapshot(workdir)
-    with pytest.warns(CheckpointWarning), pytest.raises(
-            UserError, match=f"no readable checkpoint in {workdir / 'checkpoints'}"):
+    with (
+        pytest.warns(CheckpointWarning),
+        pytest.raises(UserError, match=f"no readable checkpoint in {workdir / 'checkpoints'}"),
+    ):
         train(config(), workdir)
     after = snapshot(workdir)
     lock = pathlib.Path(".lock")  # rewritten with the pid of the process that held it
     assert {k: v for k, v in after.items() if k != lock} == {
-        k: v for k, v in before.items() if k != lock}
+        k: v for k, v in before.items() if k != lock
+    }
 
 
 def test_checkpoint_of_another_model_is_refused_not_taken_for_damage(finished, tmp_path):
     workdir = copy_of(finished, tmp_path)
     before = snapshot(workdir / "checkpoints")
-    with pytest.raises(UserError, match=r"(?s)another structure.*"
-                       r"params/params/block0/attention/key/kernel: "
-                       r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now"):
+    with pytest.raises(
+        UserError,
+        match=r"(?s)another structure.*"
+        r"params/params/block0/attention/key/kernel: "
+        r"\(16, 4, 4\) float32 in the checkpoint, \(8, 4, 2\) float32 now",
+    ):
         with pytest.warns(UserWarning, match="model.width: 16 in the workdir, 8 now"):
-            train(config(**{"model.width": 8, "model.mlp_dim": 16}), workdir,
-                  allow_config_change=True)
+            train(
+                config(**{"model.width": 8, "model.mlp_dim": 16}), workdir, allow_config_change=True
+            )
     assert snapshot(workdir / "checkpoints") == before
     assert (workdir / "config.json").read_bytes() == (finished / "config.json").read_bytes()
 
@@ -176,36 +194,57 @@ BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=-32"], "batch_size must be positive"),
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=12"], "not divisible by the number of devices"),
     ([SMOKE, *RUN_ARGS, "--steps=5"], "unrecognised argument '--steps=5'"),
-    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=nan"],
-     "config.optimizer.learning_rate must be a finite number, got nan"),
-    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=inf"],
-     "config.optimizer.learning_rate must be a finite number, got inf"),
-    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=-0.001"],
-     "config.optimizer.learning_rate must be positive, got -0.001"),
-    ([SMOKE, *RUN_ARGS, "--config.optimizer.weight_decay=-1"],
-     "config.optimizer.weight_decay must be zero or positive"),
-    ([SMOKE, *RUN_ARGS, f"--config.train.steps={2 ** 70}"],
-     f"config.train.steps={2 ** 70} is past the step counter's range (int32, at most "
-     f"2147483647)"),
+    (
+        [SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=nan"],
+        "config.optimizer.learning_rate must be a finite number, got nan",
+    ),
+    (
+        [SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=inf"],
+        "config.optimizer.learning_rate must be a finite number, got inf",
+    ),
+    (
+        [SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=-0.001"],
+        "config.optimizer.learning_rate must be positive, got -0.001",
+    ),
+    (
+        [SMOKE, *RUN_ARGS, "--config.optimizer.weight_decay=-1"],
+        "config.optimizer.weight_decay must be zero or positive",
+    ),
+    (
+        [SMOKE, *RUN_ARGS, f"--config.train.steps={2**70}"],
+        f"config.train.steps={2**70} is past the step counter's range (int32, at most 2147483647)",
+    ),
     ([SMOKE, *RUN_ARGS, "--config.seed=4294967296"], "config.seed must be in 0..4294967295"),
     ([SMOKE, *RUN_ARGS, "--config.model.dropout=1.5"], "config.model.dropout must be in [0, 1)"),
-    (["mlp_moons:smoke", *RUN_ARGS, "--config.train.log_every=5",
-      "--config.model.hidden_sizes=(0,)"],
-     "config.model.hidden_sizes=(0,): every width must be a positive int"),
+    (
+        [
+            "mlp_moons:smoke",
+            *RUN_ARGS,
+            "--config.train.log_every=5",
+            "--config.model.hidden_sizes=(0,)",
+        ],
+        "config.model.hidden_sizes=(0,): every width must be a positive int",
+    ),
     (["/etc/hostname", *RUN_ARGS], "/etc/hostname is not an experiment file"),
     ([os.path.relpath("/etc/passwd"), *RUN_ARGS], "etc/passwd is not an experiment file"),
 ]
 REFUSED_WORKDIR = [  # only an existing workdir can refuse these
-    ([SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=0.5"],
-     "optimizer.learning_rate: 0.001 in the workdir, 0.5 now"),
-    (["minimal_transformer:smoke,depth=2", *RUN_ARGS],
-     "experiment: 'minimal_transformer:smoke' in the workdir, 'minimal_transformer:smoke,depth=2'"),
+    (
+        [SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=0.5"],
+        "optimizer.learning_rate: 0.001 in the workdir, 0.5 now",
+    ),
+    (
+        ["minimal_transformer:smoke,depth=2", *RUN_ARGS],
+        "experiment: 'minimal_transformer:smoke' in the workdir, "
+        "'minimal_transformer:smoke,depth=2'",
+    ),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUT + REFUSED_WORKDIR)
-def test_bad_input_exits_2_and_leaves_an_existing_workdir_unchanged(finished, args, message,
-                                                                      capsys):
+def test_bad_input_exits_2_and_leaves_an_existing_workdir_unchanged(
+    finished, args, message, capsys
+):
     before = snapshot(finished)
     assert cli.main(["train", *args, "--workdir", str(finished)]) == cli.USAGE_ERROR
     error = capsys.readouterr().err
@@ -222,15 +261,20 @@ def test_bad_input_exits_2_and_creates_no_workdir(tmp_path, args, message, capsy
 
 
 BROKEN_EXPERIMENTS = {  # file -> (its text, what the one error line says)
-    "syntax_error": ("def get_config(arg)\n    pass\n",
-                     "syntax_error.py fails to load: SyntaxError: "),
+    "syntax_error": (
+        "def get_config(arg)\n    pass\n",
+        "syntax_error.py fails to load: SyntaxError: ",
+    ),
     "raises": ("raise RuntimeError('boom')\n", "raises.py fails to load: RuntimeError: boom"),
-    "returns_dict": ("def get_config(arg):\n    return {}\n",
-                     "returned a dict, expected an ml_collections.ConfigDict"),
-    "returns_none": ("def get_config(arg):\n    pass\n",
-                     "returned a NoneType, expected an ml_collections.ConfigDict"),
-    "get_config_raises": ("def get_config(arg):\n    return {}['x']\n",
-                          "get_config('') of "),
+    "returns_dict": (
+        "def get_config(arg):\n    return {}\n",
+        "returned a dict, expected an ml_collections.ConfigDict",
+    ),
+    "returns_none": (
+        "def get_config(arg):\n    pass\n",
+        "returned a NoneType, expected an ml_collections.ConfigDict",
+    ),
+    "get_config_raises": ("def get_config(arg):\n    return {}['x']\n", "get_config('') of "),
     "exits": ("import sys\nsys.exit(0)\n", "exits.py calls sys.exit(0) when loaded"),
 }
 
@@ -240,8 +284,10 @@ def test_a_broken_experiment_file_is_one_line_and_writes_nothing(tmp_path, name,
     text, message = BROKEN_EXPERIMENTS[name]
     (tmp_path / f"{name}.py").write_text(text)
     workdir = tmp_path / "run"
-    assert cli.main(["train", str(tmp_path / f"{name}.py"), "--workdir",
-                     str(workdir)]) == cli.USAGE_ERROR
+    assert (
+        cli.main(["train", str(tmp_path / f"{name}.py"), "--workdir", str(workdir)])
+        == cli.USAGE_ERROR
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jaxlab: error: ") and message in lines[0]
     assert not workdir.exists()
@@ -256,19 +302,32 @@ def test_jaxlab_list_names_the_broken_experiment_files_and_lists_the_others(tmp_
     assert re.search(r"^my_moons +A 2->64->64->2 MLP", listed, re.M)
     assert re.search(r"^minimal_transformer +ViT-style", listed, re.M)
     for name in ("syntax_error", "raises", "exits"):  # the ones whose import fails
-        assert re.search(rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py "
-                         rf"(fails to load|calls sys.exit)", listed, re.M), listed
+        assert re.search(
+            rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py "
+            rf"(fails to load|calls sys.exit)",
+            listed,
+            re.M,
+        ), listed
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda w: (w / "config.json").write_text(""), "config.json is not readable JSON"),
-    (lambda w: (w / "config.json").write_text("{not json"), "config.json is not readable JSON"),
-    (lambda w: (w / "config.json").write_text("[1, 2]"), "holds a JSON list, not a jaxlab config"),
-    (lambda w: (shutil.rmtree(w / "checkpoints"), (w / "checkpoints").write_text("x")),
-     "checkpoints is a file, where the run keeps its checkpoint directory"),
-])
-def test_a_damaged_workdir_is_one_line_and_left_as_it_is(finished, tmp_path, damage, message,
-                                                           capsys):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda w: (w / "config.json").write_text(""), "config.json is not readable JSON"),
+        (lambda w: (w / "config.json").write_text("{not json"), "config.json is not readable JSON"),
+        (
+            lambda w: (w / "config.json").write_text("[1, 2]"),
+            "holds a JSON list, not a jaxlab config",
+        ),
+        (
+            lambda w: (shutil.rmtree(w / "checkpoints"), (w / "checkpoints").write_text("x")),
+            "checkpoints is a file, where the run keeps its checkpoint directory",
+        ),
+    ],
+)
+def test_a_damaged_workdir_is_one_line_and_left_as_it_is(
+    finished, tmp_path, damage, message, capsys
+):
     workdir = copy_of(finished, tmp_path)
     damage(workdir)
     before = snapshot(workdir)
@@ -297,6 +356,7 @@ def test_allow_config_change_resumes_with_the_new_config(finished, tmp_path):
 
 
 # --- NaN / Inf --------------------------------------------------------------------------------
+
 
 def steps_with_each_example(cfg, num_train):
     """{example: the steps (1-based) of ``cfg``'s run whose batch holds it}."""
@@ -329,8 +389,11 @@ def poisoned(tmp_path_factory):
     """(config maker, steps): configs whose task (a user file) gives one training example, first
     drawn at step 13, a NaN pixel; the steps that draw that example."""
     num_train = tasks.build(config()).data.num_train
-    example, steps = next((e, s) for e, s in sorted(steps_with_each_example(config(), num_train)
-                                                    .items()) if s[0] == 13)
+    example, steps = next(
+        (e, s)
+        for e, s in sorted(steps_with_each_example(config(), num_train).items())
+        if s[0] == 13
+    )
     task_file = tmp_path_factory.mktemp("user_code") / "poisoned_task.py"
     task_file.write_text(POISONED_TASK)
 
@@ -346,8 +409,11 @@ def poisoned(tmp_path_factory):
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(poisoned, tmp_path):
     poisoned_config, steps = poisoned
     bad_step = steps[0]
-    with pytest.raises(NonFiniteError, match=f"non-finite train/loss=nan.* at step {bad_step};"
-                                             f".*checkpoints up to step 10 are untouched") as error:
+    with pytest.raises(
+        NonFiniteError,
+        match=f"non-finite train/loss=nan.* at step {bad_step};"
+        f".*checkpoints up to step 10 are untouched",
+    ) as error:
         train(poisoned_config(), tmp_path)
     assert error.value.step == bad_step and np.isnan(error.value.metrics["train/loss"])
     # The chunk of steps 11..15 holding the bad step was neither logged nor saved.
@@ -355,10 +421,13 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(pois
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [5, 10]
 
 
-@pytest.mark.parametrize("raised, status", [
-    (NonFiniteError("non-finite train/loss=nan at step 3", step=3, metrics={}), cli.NONFINITE),
-    (Interrupted("stopped by SIGTERM at step 4", step=4, reason="SIGTERM"), cli.INTERRUPTED),
-])
+@pytest.mark.parametrize(
+    "raised, status",
+    [
+        (NonFiniteError("non-finite train/loss=nan at step 3", step=3, metrics={}), cli.NONFINITE),
+        (Interrupted("stopped by SIGTERM at step 4", step=4, reason="SIGTERM"), cli.INTERRUPTED),
+    ],
+)
 def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised, status):
     def stopped_train(*args, **kwargs):
         raise raised
@@ -382,16 +451,34 @@ def test_skip_nonfinite_steps_skips_and_counts_them(poisoned, tmp_path):
 
 # --- kill -9 and SIGTERM, on a real `jaxlab train` process ------------------------------------
 
+
 def launch(workdir, compile_cache, extra=()):
     """Starts `jaxlab train` (sharing a persistent compilation cache) with the arguments ``extra``
     added; stderr to WORKDIR.stderr."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=str(compile_cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     with open(workdir.with_suffix(".stderr"), "w") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir", str(workdir),
-             *SUBPROCESS_RUN, *extra], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+            [
+                sys.executable,
+                "-m",
+                "jaxlab.cli",
+                "train",
+                SMOKE,
+                "--workdir",
+                str(workdir),
+                *SUBPROCESS_RUN,
+                *extra,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def finish(process, workdir, timeout=600):
@@ -408,6 +495,7 @@ def logged_step(workdir):
 def read_jsonl_prefix(path):
     """The complete lines of a file another process is appending to."""
     from jaxlab.metrics_log import read_metrics
+
     return read_metrics(path.parent, warn=False) if path.exists() else []
 
 
@@ -438,8 +526,10 @@ def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path)
         logged_before = logged_step(workdir)  # lines past the checkpoint are cut on resume
         process = launch(workdir, compile_cache)
         if kill_point == 1:  # as soon as an asynchronous checkpoint write is under way
-            wait_for(lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
-                     - unfinished_before, process)
+            wait_for(
+                lambda: set(checkpoint_dir.glob("*.orbax-checkpoint-tmp*")) - unfinished_before,
+                process,
+            )
         else:  # after a random chunk, plus a random part of the next one
             target = min(rng.randrange(logged_before + 2, logged_before + 12, 2), 38)
             wait_for(lambda: logged_step(workdir) >= target, process)
@@ -453,17 +543,24 @@ def test_kill_9_at_random_points_resumes_exactly(subprocess_reference, tmp_path)
 
 
 def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refused(
-        subprocess_reference, tmp_path):
+    subprocess_reference, tmp_path
+):
     _, compile_cache = subprocess_reference
     workdir = tmp_path / "run"
     process = launch(workdir, compile_cache)
     wait_for(lambda: logged_step(workdir) >= 10, process)
     freeze(process)  # frozen while it holds the workdir
     try:
-        with pytest.raises(UserError, match=re.escape(
-                f"is in use by a running jaxlab process (pid {process.pid} on")):
-            jaxlab.train(jaxlab.load_config(SMOKE, cli._split_overrides(SUBPROCESS_RUN)), workdir,
-                         quiet=True, devices=ONE_DEVICE)
+        with pytest.raises(
+            UserError,
+            match=re.escape(f"is in use by a running jaxlab process (pid {process.pid} on"),
+        ):
+            jaxlab.train(
+                jaxlab.load_config(SMOKE, cli._split_overrides(SUBPROCESS_RUN)),
+                workdir,
+                quiet=True,
+                devices=ONE_DEVICE,
+            )
     finally:
         process.send_signal(signal.SIGCONT)
     process.send_signal(signal.SIGTERM)
@@ -478,8 +575,10 @@ def test_sigterm_commits_a_checkpoint_and_exits_75_while_a_second_launch_is_refu
 
 # --- a damaged metrics.jsonl, a full disk -------------------------------------------------------
 
-def test_unreadable_metric_lines_are_dropped_with_a_warning_by_report_and_resume(finished,
-                                                                                 tmp_path, capsys):
+
+def test_unreadable_metric_lines_are_dropped_with_a_warning_by_report_and_resume(
+    finished, tmp_path, capsys
+):
     workdir = copy_of(finished, tmp_path)
     lines = (workdir / "metrics.jsonl").read_text().splitlines(keepends=True)
     lines[1] = "\0" * (len(lines[1]) - 1) + "\n"  # what a power loss can leave
@@ -497,9 +596,14 @@ def test_a_torn_last_line_is_recomputed_from_the_checkpoint_the_log_covers(finis
     workdir = copy_of(finished, tmp_path)
     text = (workdir / "metrics.jsonl").read_text()
     (workdir / "metrics.jsonl").write_text(text[:-40])  # the record of step 20 cut short
-    with pytest.warns(CheckpointWarning, match=r"moved the checkpoint .*/20 \(newer than the "
-                                               r"last step metrics.jsonl records \(15\)\)"), \
-            pytest.warns(LogWarning, match=r"left out 1 unreadable line\(s\) \(line 4\)"):
+    with (
+        pytest.warns(
+            CheckpointWarning,
+            match=r"moved the checkpoint .*/20 \(newer than the "
+            r"last step metrics.jsonl records \(15\)\)",
+        ),
+        pytest.warns(LogWarning, match=r"left out 1 unreadable line\(s\) \(line 4\)"),
+    ):
         final = train(config(), workdir)
     assert_same_run(workdir, finished)  # steps 16..20 recomputed, each step logged once
     assert final["step"] == 20
@@ -517,11 +621,16 @@ def test_records_no_checkpoint_can_recompute_are_reported_lost_and_the_end_evalu
         final = train(one_kept, tmp_path)
     messages = [str(w.message) for w in warned]
     assert any("left out 1 unreadable line(s) (line 4)" in m for m in messages), messages
-    assert any(re.search("records no step after 15, .* the records up to step 20 are lost", m)
-               for m in messages), messages
+    assert any(
+        re.search("records no step after 15, .* the records up to step 20 are lost", m)
+        for m in messages
+    ), messages
     last = read_jsonl(tmp_path / "metrics.jsonl")[-1]
-    assert last == {"step": 20, "eval/accuracy": want["eval/accuracy"],
-                    "eval/loss": want["eval/loss"]}  # the end evaluated again
+    assert last == {
+        "step": 20,
+        "eval/accuracy": want["eval/accuracy"],
+        "eval/loss": want["eval/loss"],
+    }  # the end evaluated again
     assert final["step"] == 20 and final["eval/loss"] == want["eval/loss"]
 
 
@@ -530,34 +639,46 @@ def small_disk(tmp_path):
     """A 600 KiB tmpfs: room for the smoke run's first checkpoints, not for all four."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode:
         pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mounted.stderr.strip()}")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
-def test_a_full_disk_is_one_line_keeps_the_older_checkpoints_and_resumes_exactly(small_disk,
-                                                                                  tmp_path):
+def test_a_full_disk_is_one_line_keeps_the_older_checkpoints_and_resumes_exactly(
+    small_disk, tmp_path
+):
     args = [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, *RUN_ARGS]
-    reference = subprocess.run([*args, "--workdir", str(tmp_path / "reference")],
-                               capture_output=True, text=True, timeout=300)
+    reference = subprocess.run(
+        [*args, "--workdir", str(tmp_path / "reference")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reference.returncode == 0, reference.stderr
     workdir = small_disk / "run"
-    full = subprocess.run([*args, "--workdir", str(workdir)], capture_output=True, text=True,
-                          timeout=300)
+    full = subprocess.run(
+        [*args, "--workdir", str(workdir)], capture_output=True, text=True, timeout=300
+    )
     assert full.returncode == cli.STORAGE_ERROR, full.stderr
-    line, = full.stderr.strip().splitlines()
+    (line,) = full.stderr.strip().splitlines()
     intact = re.fullmatch(
         rf"jaxlab: error: writing a checkpoint in {workdir / 'checkpoints'} failed: no space "
         rf"left on device; the newest intact checkpoint is step (5|10|15): fix the storage and "
-        rf"run the same command again to resume", line)
+        rf"run the same command again to resume",
+        line,
+    )
     assert intact, line
     with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
         assert checkpoints.restore_latest(state_template(EIGHT_DEVICES))[0] == int(intact[1])
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
-    resumed = subprocess.run([*args, "--workdir", str(workdir)], capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        [*args, "--workdir", str(workdir)], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(workdir, tmp_path / "reference", EIGHT_DEVICES)

@@ -1,4 +1,5 @@
 """GEDI: its loss terms, the clustering metrics, SGLD, and a smoke run through the trainer."""
+
 import json
 import math
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab.papers.gedi import clustering, ebm
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
+from jaxlab.papers.gedi import clustering, ebm
 from jaxlab.papers.gedi.model import energy
 from jaxlab.papers.gedi.task import augment, generative_loss, invariance_loss, uniformity_loss
 from jaxlab.train import prepare
@@ -19,8 +20,9 @@ LN3 = math.log(3.0)
 
 
 def test_energy_is_minus_logsumexp_of_the_logits():
-    np.testing.assert_allclose(energy(jnp.array([[0.0, 0.0], [LN3, 0.0]])),
-                               [-math.log(2.0), -math.log(4.0)], rtol=1e-6)
+    np.testing.assert_allclose(
+        energy(jnp.array([[0.0, 0.0], [LN3, 0.0]])), [-math.log(2.0), -math.log(4.0)], rtol=1e-6
+    )
 
 
 def test_invariance_loss_is_the_cross_entropy_between_views():
@@ -55,6 +57,7 @@ def test_a_term_of_weight_zero_is_not_computed(monkeypatch, weight):
     """A term that would be infinite cannot make the loss NaN as 0 * inf once left out."""
     from jaxlab import tasks
     from jaxlab.papers.gedi import task as gedi_task
+
     monkeypatch.setattr(gedi_task, "invariance_loss", lambda *_: jnp.array(jnp.inf))
     config = jaxlab.load_config("gedi:smoke", {"loss.invariance": weight})
     task = tasks.build(config)
@@ -73,6 +76,7 @@ def test_the_density_check_passes_the_rings_and_fails_a_filled_disc():
     it too puts data below uniform noise."""
     from jaxlab.data import toy2d
     from jaxlab.papers.gedi import density
+
     data = toy2d.load("circles", num_train=2000, num_test=1000, noise=0.1, factor=0.5, seed=0)
     radius = lambda x: np.linalg.norm(x, axis=-1)
     rings = lambda x: np.minimum(abs(radius(x) - 0.5), abs(radius(x) - 1.0))
@@ -85,8 +89,10 @@ def test_the_density_check_passes_the_rings_and_fails_a_filled_disc():
     assert density.separation_auc(rings(off), rings(test)) > 0.95
     assert density.separation_auc(disc(off), disc(test)) < 0.75
     assert disc(box).mean() > disc(test).mean()  # the check this one replaces: passed by both
+
     def sampled_off_data(points):
         return density.far_from_data(points, data.train["x"], test).mean()
+
     held_out = toy2d.load("circles", num_train=2000, noise=0.1, factor=0.5, seed=1).train["x"]
     assert sampled_off_data(held_out) < 0.02  # samples of the data: 1% by construction
     assert sampled_off_data(box[radius(box) < 1.1]) > 0.04  # a filled disc's samples
@@ -117,9 +123,17 @@ def test_cluster_entropy_is_one_for_balanced_and_zero_for_collapsed_clusters():
 def test_sgld_lowers_the_energy_of_a_quadratic_on_average():
     low, high = jnp.full((2,), -3.0), jnp.full((2,), 3.0)
     x0 = ebm.uniform_in_box(jax.random.PRNGKey(0), 512, low, high)
-    quadratic = lambda x: 0.5 * jnp.sum(x ** 2, -1)  # noqa: E731
-    x = ebm.sgld(quadratic, x0, jax.random.PRNGKey(1), steps=30, step_size=0.1, noise_std=0.05,
-                 low=low, high=high)
+    quadratic = lambda x: 0.5 * jnp.sum(x**2, -1)  # noqa: E731
+    x = ebm.sgld(
+        quadratic,
+        x0,
+        jax.random.PRNGKey(1),
+        steps=30,
+        step_size=0.1,
+        noise_std=0.05,
+        low=low,
+        high=high,
+    )
     assert float(quadratic(x).mean()) < 0.1 * float(quadratic(x0).mean())
     assert bool(jnp.all((x >= low) & (x <= high)))
 
@@ -149,10 +163,20 @@ def test_bad_variant_is_refused():
 def test_smoke_run_gives_finite_metrics_plots_and_moves_the_replay_buffer(tmp_path):
     config = jaxlab.load_config("gedi:smoke")
     final = jaxlab.train(config, tmp_path, quiet=True)
-    for key in ("eval/nmi", "eval/accuracy", "eval/cluster_entropy", "eval/energy_data",
-                "eval/energy_uniform", "eval/confidence", "eval/confident_fraction",
-                "eval/separation_auc", "eval/sgld_off_data",
-                "train/loss_generative", "train/loss_invariance", "train/loss_uniformity"):
+    for key in (
+        "eval/nmi",
+        "eval/accuracy",
+        "eval/cluster_entropy",
+        "eval/energy_data",
+        "eval/energy_uniform",
+        "eval/confidence",
+        "eval/confident_fraction",
+        "eval/separation_auc",
+        "eval/sgld_off_data",
+        "train/loss_generative",
+        "train/loss_invariance",
+        "train/loss_uniformity",
+    ):
         assert np.isfinite(final[key]), key
     assert 0.0 <= final["eval/nmi"] <= 1.0 and 0.0 <= final["eval/cluster_entropy"] <= 1.0
     for name in ("gedi_clusters.png", "gedi_energy.png", "gedi_sgld_samples.png"):
@@ -161,8 +185,11 @@ def test_smoke_run_gives_finite_metrics_plots_and_moves_the_replay_buffer(tmp_pa
     checkpoints = Checkpoints(tmp_path / "checkpoints", keep=config.train.keep_checkpoints)
     state = checkpoints.restore(checkpoints.latest_step(), initial)
     checkpoints.close()
-    moved = np.any(np.asarray(state["task_state"]["sgld_buffer"])
-                   != np.asarray(initial["task_state"]["sgld_buffer"]), axis=-1)
+    moved = np.any(
+        np.asarray(state["task_state"]["sgld_buffer"])
+        != np.asarray(initial["task_state"]["sgld_buffer"]),
+        axis=-1,
+    )
     assert moved.sum() >= config.train.batch_size  # every step rewrites a batch of chains
     evaluated = jaxlab.evaluate(tmp_path)  # `jaxlab eval`: the restored run, as JSON
     assert json.loads(json.dumps(evaluated))["eval/nmi"] == pytest.approx(final["eval/nmi"])

@@ -1,6 +1,7 @@
 """Image loaders: digits (against scikit-learn's own loader), MNIST (IDX; tiny files, full-size in
 the slow test) and CIFAR-10 (binary batches, full-size) on files written by the tests, and the
 checks `Dataset` makes of every loader's splits."""
+
 import gzip
 import re
 import struct
@@ -16,6 +17,7 @@ from tests.test_cli import jaxlab_cli
 
 def test_digits_are_scikit_learns_digits_split_at_random():
     from sklearn.datasets import load_digits
+
     reference = load_digits()
     data = digits.load(test_fraction=0.2, split_seed=3)
     images = np.concatenate([data.train["x"], data.test["x"]])
@@ -101,19 +103,23 @@ def test_mnist_errors_name_what_is_expected(tmp_path):
         mnist.load(str(tmp_path / "nope"))
     write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte \\(or t10k-labels-idx1-ubyte.gz\\) "
-                                        "is missing from"):
+    with pytest.raises(
+        UserError, match="t10k-labels-idx1-ubyte \\(or t10k-labels-idx1-ubyte.gz\\) is missing from"
+    ):
         mnist.load(str(tmp_path))
 
 
-@pytest.mark.parametrize("corrupt,match", [
-    (lambda raw: raw[:-5], "is truncated: .* expected"),
-    (lambda raw: raw[:6], "shorter than its IDX header"),
-    (lambda raw: b"\x1f\x8b" + raw[2:], "not an IDX file"),
-    (lambda raw: raw[:2] + b"\x0d" + raw[3:], "type byte 0x0d"),
-    (lambda raw: raw[:3] + b"\x02" + raw[4:], "of 2 dimensions, expected 3"),
-    (lambda raw: raw + b"\x00", "longer than its header says"),
-])
+@pytest.mark.parametrize(
+    "corrupt,match",
+    [
+        (lambda raw: raw[:-5], "is truncated: .* expected"),
+        (lambda raw: raw[:6], "shorter than its IDX header"),
+        (lambda raw: b"\x1f\x8b" + raw[2:], "not an IDX file"),
+        (lambda raw: raw[:2] + b"\x0d" + raw[3:], "type byte 0x0d"),
+        (lambda raw: raw[:3] + b"\x02" + raw[4:], "of 2 dimensions, expected 3"),
+        (lambda raw: raw + b"\x00", "longer than its header says"),
+    ],
+)
 def test_mnist_malformed_file_is_a_clear_error(tmp_path, corrupt, match):
     write_mnist(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte"
@@ -133,13 +139,24 @@ def test_mnist_broken_gzip_and_mismatched_counts(tmp_path):
         mnist.load(str(tmp_path))
 
 
-@pytest.mark.parametrize("name,shape,match", [
-    ("train-images-idx3-ubyte", (16, 20, 20), r"holds images of 20x20 pixels \(shape \(16, 20, "
-                                              r"20\)\), expected MNIST's 28x28"),
-    ("t10k-images-idx3-ubyte", (8, 28, 27), r"holds images of 28x27 pixels \(shape \(8, 28, "
-                                            r"27\)\), expected MNIST's 28x28"),
-    ("t10k-images-idx3-ubyte", (0, 28, 28), "holds no images, expected at least one"),
-])
+@pytest.mark.parametrize(
+    "name,shape,match",
+    [
+        (
+            "train-images-idx3-ubyte",
+            (16, 20, 20),
+            r"holds images of 20x20 pixels \(shape \(16, 20, "
+            r"20\)\), expected MNIST's 28x28",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            (8, 28, 27),
+            r"holds images of 28x27 pixels \(shape \(8, 28, "
+            r"27\)\), expected MNIST's 28x28",
+        ),
+        ("t10k-images-idx3-ubyte", (0, 28, 28), "holds no images, expected at least one"),
+    ],
+)
 def test_mnist_images_of_another_size_or_none_are_refused(tmp_path, name, shape, match):
     write_mnist(tmp_path)
     write_idx(tmp_path / name, np.zeros(shape, np.uint8))
@@ -151,11 +168,17 @@ def test_a_bad_file_through_the_cli_is_one_line_and_exit_2(tmp_path):
     write_mnist(tmp_path)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((8, 20, 20), np.uint8))
     workdir = tmp_path / "run"
-    result = jaxlab_cli("train", "minimal_transformer:smoke,dataset=mnist", "--workdir",
-                        str(workdir), f"--config.data.directory={tmp_path}")
+    result = jaxlab_cli(
+        "train",
+        "minimal_transformer:smoke,dataset=mnist",
+        "--workdir",
+        str(workdir),
+        f"--config.data.directory={tmp_path}",
+    )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("jaxlab: error: "), \
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("jaxlab: error: "), (
         result.stderr
+    )
     assert "t10k-images-idx3-ubyte holds images of 20x20 pixels" in result.stderr
     assert not workdir.exists()
 
@@ -172,7 +195,9 @@ def test_cifar10_reads_binary_batches(cifar_files):
 
 
 def test_cifar10_errors(tmp_path, cifar_files):
-    with pytest.raises(UserError, match="CIFAR-10 directory .*missing does not exist.*data_batch_1"):
+    with pytest.raises(
+        UserError, match="CIFAR-10 directory .*missing does not exist.*data_batch_1"
+    ):
         cifar10.load(str(tmp_path / "missing"))
     bad = with_bad_batch(tmp_path, cifar_files, "data_batch_4.bin", b"pickle")
     bad.rename(tmp_path / "data_batch_4")  # the Python version's name is not read
@@ -183,15 +208,24 @@ def test_cifar10_errors(tmp_path, cifar_files):
 RECORD = cifar10.RECORD_BYTES
 
 
-@pytest.mark.parametrize("name,size,match", [
-    ("test_batch.bin", 10_000 * RECORD - 1,
-     "is truncated or not a CIFAR-10 binary batch: 30729999 bytes is not a multiple of the "
-     "3073-byte record"),
-    ("test_batch.bin", 10_001 * RECORD,
-     r"holds 10,001 records, expected 10,000 \(30,730,000 bytes\) as every CIFAR-10 binary"),
-    ("data_batch_3.bin", 3 * RECORD, r"holds 3 records, expected 10,000 \(30,730,000 bytes\)"),
-    ("data_batch_1.bin", 0, "holds 0 records, expected 10,000"),
-])
+@pytest.mark.parametrize(
+    "name,size,match",
+    [
+        (
+            "test_batch.bin",
+            10_000 * RECORD - 1,
+            "is truncated or not a CIFAR-10 binary batch: 30729999 bytes is not a multiple of the "
+            "3073-byte record",
+        ),
+        (
+            "test_batch.bin",
+            10_001 * RECORD,
+            r"holds 10,001 records, expected 10,000 \(30,730,000 bytes\) as every CIFAR-10 binary",
+        ),
+        ("data_batch_3.bin", 3 * RECORD, r"holds 3 records, expected 10,000 \(30,730,000 bytes\)"),
+        ("data_batch_1.bin", 0, "holds 0 records, expected 10,000"),
+    ],
+)
 def test_cifar10_batch_of_another_size_is_refused(tmp_path, cifar_files, name, size, match):
     path = with_bad_batch(tmp_path, cifar_files, name, bytes(size))
     with pytest.raises(UserError, match=re.escape(str(path)) + " " + match):
@@ -202,21 +236,35 @@ def test_cifar10_label_out_of_range_is_refused(tmp_path, cifar_files):
     records = cifar_records(*cifar_files[1]["test_batch.bin"])
     records[-1, 0] = 200
     with_bad_batch(tmp_path, cifar_files, "test_batch.bin", records.tobytes())
-    with pytest.raises(UserError, match="test_batch.bin is not a CIFAR-10 binary batch: label "
-                                        "byte 200 is not in 0..9"):
+    with pytest.raises(
+        UserError,
+        match="test_batch.bin is not a CIFAR-10 binary batch: label byte 200 is not in 0..9",
+    ):
         cifar10.load(str(tmp_path))
 
 
-@pytest.mark.parametrize("train,test,match", [
-    ({"x": np.zeros((4, 28, 28))}, {"x": np.zeros((2, 20, 20))},
-     r"array 'x': examples of shape \(28, 28\) in the train split but \(20, 20\) in the test "
-     r"split, expected the same shape in both"),
-    ({"x": np.zeros((4, 2))}, {}, "the test split holds no arrays, expected at least one"),
-    ({"x": np.zeros((0, 2))}, {"x": np.zeros((2, 2))},
-     r"array 'x' of the train split has shape \(0, 2\), expected at least one example"),
-    ({"x": np.zeros((4, 2))}, {"x": np.float32(1)},
-     r"array 'x' of the test split has shape \(\), expected at least one example"),
-])
+@pytest.mark.parametrize(
+    "train,test,match",
+    [
+        (
+            {"x": np.zeros((4, 28, 28))},
+            {"x": np.zeros((2, 20, 20))},
+            r"array 'x': examples of shape \(28, 28\) in the train split but \(20, 20\) in the "
+            r"test split, expected the same shape in both",
+        ),
+        ({"x": np.zeros((4, 2))}, {}, "the test split holds no arrays, expected at least one"),
+        (
+            {"x": np.zeros((0, 2))},
+            {"x": np.zeros((2, 2))},
+            r"array 'x' of the train split has shape \(0, 2\), expected at least one example",
+        ),
+        (
+            {"x": np.zeros((4, 2))},
+            {"x": np.float32(1)},
+            r"array 'x' of the test split has shape \(\), expected at least one example",
+        ),
+    ],
+)
 def test_dataset_refuses_empty_splits_and_examples_of_other_shapes(train, test, match):
     with pytest.raises(UserError, match=match):
         Dataset(train=train, test=test)
@@ -232,15 +280,24 @@ def test_classification_trains_on_the_loaders(tmp_path, cifar_files, dataset, sh
     if dataset == "mnist":
         write_mnist(tmp_path, num_train=32)
     directory = tmp_path if dataset == "mnist" else cifar_files[0]
-    config = jaxlab.load_config(f"minimal_transformer:smoke,dataset={dataset},attention=wqk_novo",
-                                {"data.directory": str(directory), "train.steps": 10,
-                                 "model.patch_size": 7 if dataset == "mnist" else 8})
+    config = jaxlab.load_config(
+        f"minimal_transformer:smoke,dataset={dataset},attention=wqk_novo",
+        {
+            "data.directory": str(directory),
+            "train.steps": 10,
+            "model.patch_size": 7 if dataset == "mnist" else 8,
+        },
+    )
     final = jaxlab.train(config, tmp_path / "run", quiet=True)
     assert final["step"] == 10 and np.isfinite(final["eval/loss"])
-    bad = jaxlab.load_config(f"minimal_transformer:smoke,dataset={dataset}",
-                             {"data.directory": str(directory), "model.patch_size": 5})
-    with pytest.raises(UserError, match=f"patch_size=5 does not divide the "
-                                        f"{shape[0]}x{shape[1]} images of the dataset"):
+    bad = jaxlab.load_config(
+        f"minimal_transformer:smoke,dataset={dataset}",
+        {"data.directory": str(directory), "model.patch_size": 5},
+    )
+    with pytest.raises(
+        UserError,
+        match=f"patch_size=5 does not divide the {shape[0]}x{shape[1]} images of the dataset",
+    ):
         jaxlab.train(bad, tmp_path / "bad", quiet=True)
 
 
@@ -270,6 +327,7 @@ def test_full_size_mnist_and_cifar10_round_trip(tmp_path, cifar_files):
 
 def test_uint8_images_are_scaled_to_unit_interval():
     from jaxlab.tasks.classification import as_float_images
+
     scaled = as_float_images(np.array([[0, 51, 255]], np.uint8))
     np.testing.assert_allclose(scaled, [[0.0, 0.2, 1.0]])
     floats = np.array([[0.5, 2.0]], np.float32)

@@ -1,4 +1,5 @@
 """Koopman experiment: the information math, the simulators, and one smoke training run."""
+
 import math
 
 import jax.numpy as jnp
@@ -8,9 +9,9 @@ from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
 import jaxlab
-from jaxlab.papers.koopman import information as km
-from jaxlab.papers.koopman import dynamics, objective
 from jaxlab.errors import UserError
+from jaxlab.papers.koopman import dynamics, objective
+from jaxlab.papers.koopman import information as km
 from tests.conftest import read_jsonl
 
 
@@ -21,15 +22,19 @@ def test_gaussian_mutual_information_matches_monte_carlo():
     root = rng.normal(size=(3, 3))
     state_cov = root @ root.T + 0.5 * np.eye(3)
     noise_cov = np.diag([0.3, 0.1, 0.2])
-    closed = float(km.gaussian_mutual_information(jnp.asarray(koopman), jnp.asarray(state_cov),
-                                                  jnp.asarray(noise_cov)))
+    closed = float(
+        km.gaussian_mutual_information(
+            jnp.asarray(koopman), jnp.asarray(state_cov), jnp.asarray(noise_cov)
+        )
+    )
     n = 200_000
     z = rng.multivariate_normal(np.zeros(3), state_cov, size=n)
     noise = rng.multivariate_normal(np.zeros(3), noise_cov, size=n)
     z_next = z @ koopman.T + noise
     log_conditional = multivariate_normal(np.zeros(3), noise_cov).logpdf(noise)
-    log_marginal = multivariate_normal(np.zeros(3), koopman @ state_cov @ koopman.T
-                                       + noise_cov).logpdf(z_next)
+    log_marginal = multivariate_normal(
+        np.zeros(3), koopman @ state_cov @ koopman.T + noise_cov
+    ).logpdf(z_next)
     samples = log_conditional - log_marginal
     standard_error = samples.std() / math.sqrt(n)
     assert closed > 0.5
@@ -62,15 +67,18 @@ def test_paper_infonce_hand_case():
 
     everything = [1.0, 2.0, 0.0, 0.0, 1.0, 1.0]
     # Anchor z = 2 (window 0): dot products with the six latents are 2·z_j; positives 1 and 0.
-    first = 0.5 * ((2.0 - log_sum_exp([2 * v for v in everything]))
-                   + (0.0 - log_sum_exp([2 * v for v in everything])))
+    first = 0.5 * (
+        (2.0 - log_sum_exp([2 * v for v in everything]))
+        + (0.0 - log_sum_exp([2 * v for v in everything]))
+    )
     # Anchor z = 1 (window 1): dot products are z_j; positives 0 and 1.
     second = 0.5 * ((0.0 - log_sum_exp(everything)) + (1.0 - log_sum_exp(everything)))
     value = float(km.paper_infonce(z, k=1, temperature=1.0))
     assert value == pytest.approx((first + second) / 2, rel=1e-6)
     # tau divides the dot products: tau = 2 is the same as halving the latents' squared scale.
     assert float(km.paper_infonce(z, k=1, temperature=2.0)) == pytest.approx(
-        float(km.paper_infonce(z / math.sqrt(2.0), k=1, temperature=1.0)), rel=1e-6)
+        float(km.paper_infonce(z / math.sqrt(2.0), k=1, temperature=1.0)), rel=1e-6
+    )
     with pytest.raises(ValueError, match="at least 3 steps"):
         km.paper_infonce(z[:, :2], k=1, temperature=1.0)
 
@@ -81,10 +89,12 @@ def test_algorithm2_terms_match_a_direct_numpy_computation():
     b, t, d, latent, k, tau = 2, 7, 3, 4, 2, 0.5
     x, x_hat = rng.normal(size=(b, t, d)), rng.normal(size=(b, t, d))
     z, a = rng.normal(size=(b, t, latent)), rng.normal(size=(latent, latent)) * 0.5
-    terms = objective.algorithm2_terms(*(jnp.asarray(v, jnp.float32) for v in (x, x_hat, z, a)),
-                                       k, tau)
-    reconstruction = np.mean([np.sum((x[i, n] - x_hat[i, n]) ** 2)
-                              for i in range(b) for n in range(t)])
+    terms = objective.algorithm2_terms(
+        *(jnp.asarray(v, jnp.float32) for v in (x, x_hat, z, a)), k, tau
+    )
+    reconstruction = np.mean(
+        [np.sum((x[i, n] - x_hat[i, n]) ** 2) for i in range(b) for n in range(t)]
+    )
     flat = z.reshape(-1, latent)
     anchors = []
     for i in range(b):
@@ -92,41 +102,52 @@ def test_algorithm2_terms_match_a_direct_numpy_computation():
             logits = flat @ z[i, n] / tau
             log_denominator = np.log(np.sum(np.exp(logits)))
             positives = [m for m in range(t) if 1 <= abs(m - n) <= k]
-            anchors.append(np.mean([z[i, n] @ z[i, p] / tau - log_denominator
-                                    for p in positives]))
-    consistency = np.mean([np.sum((z[i, n + 1] - z[i, n] @ a) ** 2)
-                           for i in range(b) for n in range(t - 1)])
+            anchors.append(np.mean([z[i, n] @ z[i, p] / tau - log_denominator for p in positives]))
+    consistency = np.mean(
+        [np.sum((z[i, n + 1] - z[i, n] @ a) ** 2) for i in range(b) for n in range(t - 1)]
+    )
     centred = flat - flat.mean(axis=0)
     cov = sum(np.outer(row, row) for row in centred) / len(flat)
     eigenvalues = np.linalg.eigvalsh(cov / np.trace(cov))
     entropy = -np.sum(eigenvalues * np.log(eigenvalues))
-    expected = {"reconstruction": reconstruction, "infonce": np.mean(anchors),
-                "consistency": consistency, "entropy": entropy}
+    expected = {
+        "reconstruction": reconstruction,
+        "infonce": np.mean(anchors),
+        "consistency": consistency,
+        "entropy": entropy,
+    }
     for name, value in expected.items():
         assert float(terms[name]) == pytest.approx(value, rel=1e-5), name
     alpha, beta, gamma = 2.0, 0.7, 0.1
     assert float(objective.algorithm2_loss(terms, alpha, beta, gamma)) == pytest.approx(
-        reconstruction - alpha * np.mean(anchors) + beta * consistency - gamma * entropy,
-        rel=1e-5)
-    assert float(objective.algorithm2_loss(terms, alpha, beta, gamma, entropy_sign=1.0)) == \
-        pytest.approx(reconstruction - alpha * np.mean(anchors) + beta * consistency
-                      + gamma * entropy, rel=1e-5)
+        reconstruction - alpha * np.mean(anchors) + beta * consistency - gamma * entropy, rel=1e-5
+    )
+    assert float(
+        objective.algorithm2_loss(terms, alpha, beta, gamma, entropy_sign=1.0)
+    ) == pytest.approx(
+        reconstruction - alpha * np.mean(anchors) + beta * consistency + gamma * entropy, rel=1e-5
+    )
 
 
 def test_ridge_koopman_recovers_a_linear_map_and_the_two_nrmses():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(4, 4)) * 0.5
     z = rng.normal(size=(500, 4))
-    np.testing.assert_allclose(km.ridge_koopman(jnp.asarray(z), jnp.asarray(z @ a), 0.0), a,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        km.ridge_koopman(jnp.asarray(z), jnp.asarray(z @ a), 0.0), a, atol=1e-4
+    )
     # 3 starts, 2 horizons, 2 dimensions: errors 1 (horizon 1) and 2 (horizon 2) in every entry.
     true = np.full((3, 2, 2), 3.0)
     true[:, :, 1] = 4.0  # |x| = 5
     predicted = true + np.array([1.0, 2.0])[None, :, None]
-    np.testing.assert_allclose(km.nrmse_by_std(predicted, true, np.array([1.0, 2.0])),
-                               [math.sqrt((1 + 0.25) / 2), math.sqrt((4 + 1) / 2)], rtol=1e-6)
-    np.testing.assert_allclose(km.nrmse_by_norm(predicted, true),
-                               [math.sqrt(2) / 5, math.sqrt(8) / 5], rtol=1e-6)
+    np.testing.assert_allclose(
+        km.nrmse_by_std(predicted, true, np.array([1.0, 2.0])),
+        [math.sqrt((1 + 0.25) / 2), math.sqrt((4 + 1) / 2)],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        km.nrmse_by_norm(predicted, true), [math.sqrt(2) / 5, math.sqrt(8) / 5], rtol=1e-6
+    )
 
 
 def test_rk4_matches_the_exact_solution_of_a_linear_system():
@@ -153,12 +174,25 @@ def test_lorenz_and_pendulum_simulations_are_sane():
 
 
 def test_dataset_split_windows_and_normalisation():
-    data = dynamics.load("burgers", train_trajectories=3, test_trajectories=2, length=40,
-                         window_len=10, window_stride=5, noise=0.1)
+    data = dynamics.load(
+        "burgers",
+        train_trajectories=3,
+        test_trajectories=2,
+        length=40,
+        window_len=10,
+        window_stride=5,
+        noise=0.1,
+    )
     assert data.train["window"].shape == (3 * 7, 10, 64)
     assert data.test["trajectory"].shape == (2, 40, 64)
-    clean = dynamics.load("burgers", train_trajectories=3, test_trajectories=2, length=40,
-                          window_len=10, window_stride=5)
+    clean = dynamics.load(
+        "burgers",
+        train_trajectories=3,
+        test_trajectories=2,
+        length=40,
+        window_len=10,
+        window_stride=5,
+    )
     noise = data.train["window"] - clean.train["window"]
     assert 0.08 < noise.std() < 0.12  # 10 % of the (unit) standardised std
     np.testing.assert_array_equal(data.test["trajectory"], clean.test["trajectory"])
@@ -166,8 +200,14 @@ def test_dataset_split_windows_and_normalisation():
     np.testing.assert_array_equal(clean.train["window"][1, :5], clean.train["window"][0, 5:])
     # Test trajectories carry their standardisation: back in physical units they are the
     # simulation itself.
-    lorenz = dynamics.load("lorenz63", train_trajectories=2, test_trajectories=2, length=50,
-                           window_len=16, window_stride=1)
+    lorenz = dynamics.load(
+        "lorenz63",
+        train_trajectories=2,
+        test_trajectories=2,
+        length=50,
+        window_len=16,
+        window_stride=1,
+    )
     test = lorenz.test
     physical = test["trajectory"] * test["scale"][:, None] + test["offset"][:, None]
     simulated = dynamics.simulate("lorenz63", 4, 50, 0.1, np.random.default_rng(0))[2:]
@@ -182,9 +222,17 @@ def test_smoke_training_writes_finite_metrics_and_plots(tmp_path):
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     last = records[-1]
-    for name in ("eval/nrmse_std_1", "eval/nrmse_std_50", "eval/nrmse_norm_5",
-                 "eval/nrmse_norm_20", "eval/effective_dim", "train/infonce", "train/entropy",
-                 "train/consistency", "train/reconstruction"):
+    for name in (
+        "eval/nrmse_std_1",
+        "eval/nrmse_std_50",
+        "eval/nrmse_norm_5",
+        "eval/nrmse_norm_20",
+        "eval/effective_dim",
+        "train/infonce",
+        "train/entropy",
+        "train/consistency",
+        "train/reconstruction",
+    ):
         assert np.isfinite(last[name]), name
     assert 1.0 <= last["eval/effective_dim"] <= config.model.latent_dim
     assert np.array(last["eval/spectrum"]).shape == (config.model.latent_dim, 2)
@@ -196,10 +244,10 @@ def test_smoke_training_writes_finite_metrics_and_plots(tmp_path):
 
 
 def test_closed_form_koopman_and_the_field_system_train(tmp_path):
-    config = jaxlab.load_config("koopman:smoke,system=burgers,koopman=closed_form,"
-                                "entropy=minimize,form=rollout",
-                                {"train.steps": 5, "train.eval_every": 5,
-                                 "train.checkpoint_every": 5})
+    config = jaxlab.load_config(
+        "koopman:smoke,system=burgers,koopman=closed_form,entropy=minimize,form=rollout",
+        {"train.steps": 5, "train.eval_every": 5, "train.checkpoint_every": 5},
+    )
     assert config.model.encoder == "conv"
     final = jaxlab.train(config, tmp_path, quiet=True)
     assert np.isfinite(final["eval/nrmse_norm_20"]) and np.isfinite(final["train/rollout"])

@@ -1,5 +1,6 @@
 """The structure DESIGN.md asks for, checked on the source: no import cycle inside jaxlab/, the
 framework core imports no paper, and models, tasks and data never import the loop's layers."""
+
 import ast
 
 from tests.conftest import REPO
@@ -10,13 +11,20 @@ LOOP_LAYERS = ("jaxlab.train", "jaxlab.cli", "jaxlab.checkpoint", "jaxlab.sweep"
 
 def module_imports() -> dict[str, set[str]]:
     """jaxlab module -> the jaxlab modules it imports (anywhere in the file)."""
-    files = {".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): f
-             for f in PACKAGE.rglob("*.py") if "experiments" not in f.parts}
+    files = {
+        ".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): f
+        for f in PACKAGE.rglob("*.py")
+        if "experiments" not in f.parts
+    }
     imports = {}
     for name, path in files.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxlab"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("jaxlab")
+            ):
                 subs = {f"{node.module}.{alias.name}" for alias in node.names}
                 found |= (subs & files.keys()) or {node.module}
             elif isinstance(node, ast.Import):
@@ -29,22 +37,34 @@ def test_no_import_cycle():
     imports = module_imports()
 
     def reaches(start, goal, seen):
-        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m}))
-                   for m in imports[start])
-    cycles = sorted(f"{a} <-> {b}" for a in imports for b in imports[a]
-                    if not b.startswith(a + ".") and not a.startswith(b + ".")
-                    and reaches(b, a, {b}))
+        return any(
+            m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in imports[start]
+        )
+
+    cycles = sorted(
+        f"{a} <-> {b}"
+        for a in imports
+        for b in imports[a]
+        if not b.startswith(a + ".") and not a.startswith(b + ".") and reaches(b, a, {b})
+    )
     assert cycles == []
 
 
 def test_core_imports_no_paper_and_models_tasks_data_stay_below_the_loop():
     imports = module_imports()
-    core_to_paper = sorted(f"{a} -> {b}" for a, deps in imports.items()
-                           if not a.startswith("jaxlab.papers") for b in deps
-                           if b.startswith("jaxlab.papers"))
+    core_to_paper = sorted(
+        f"{a} -> {b}"
+        for a, deps in imports.items()
+        if not a.startswith("jaxlab.papers")
+        for b in deps
+        if b.startswith("jaxlab.papers")
+    )
     assert core_to_paper == []
-    upward = sorted(f"{a} -> {b}" for a, deps in imports.items()
-                    if a.startswith(("jaxlab.models", "jaxlab.tasks", "jaxlab.data",
-                                     "jaxlab.papers"))
-                    for b in deps if b.startswith(LOOP_LAYERS))
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, deps in imports.items()
+        if a.startswith(("jaxlab.models", "jaxlab.tasks", "jaxlab.data", "jaxlab.papers"))
+        for b in deps
+        if b.startswith(LOOP_LAYERS)
+    )
     assert upward == []

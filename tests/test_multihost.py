@@ -1,5 +1,6 @@
 """Several processes (2 x 4 simulated CPU devices, gloo collectives) run the same as one 8-device
 process, and checkpoints move between the two topologies and onto a single device."""
+
 import json
 import os
 import socket
@@ -24,13 +25,32 @@ def _free_port() -> int:
 
 def launch_two_processes(*args: str) -> list[subprocess.Popen]:
     """Starts ``python -m jaxlab.cli ARGS`` as processes 0 and 1 of one run, 4 CPU devices each."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"
+    )
     address = f"localhost:{_free_port()}"
-    return [subprocess.Popen([sys.executable, "-m", "jaxlab.cli", *args, "--coordinator-address",
-                              address, "--num-processes", "2", "--process-id", str(i)],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for i in range(2)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jaxlab.cli",
+                *args,
+                "--coordinator-address",
+                address,
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
 
 
 def run_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
@@ -51,8 +71,14 @@ def test_two_processes_equal_one_process_and_checkpoints_cross_topologies(tmp_pa
     config = jaxlab.load_config("minimal_transformer:smoke", overrides)
     single = jaxlab.train(config, one, quiet=True)
 
-    run_two_processes("train", "minimal_transformer:smoke", "--workdir", str(two), "--quiet",
-                      "--config.train.log_every=1")
+    run_two_processes(
+        "train",
+        "minimal_transformer:smoke",
+        "--workdir",
+        str(two),
+        "--quiet",
+        "--config.train.log_every=1",
+    )
     losses_one = [r["train/loss"] for r in read_jsonl(one / "metrics.jsonl")]
     losses_two = [r["train/loss"] for r in read_jsonl(two / "metrics.jsonl")]
     assert len(losses_one) == len(losses_two) == 20  # written once, by process 0
@@ -67,8 +93,9 @@ def test_two_processes_equal_one_process_and_checkpoints_cross_topologies(tmp_pa
 
     # written by 1 process on 8 devices -> restored on 2 processes
     evaluated = run_two_processes("eval", str(one))
-    json_lines = [[line for line in r.stdout.splitlines() if line.startswith("{")]
-                  for r in evaluated]  # gloo prints its own lines too
+    json_lines = [
+        [line for line in r.stdout.splitlines() if line.startswith("{")] for r in evaluated
+    ]  # gloo prints its own lines too
     assert len(json_lines[0]) == 1 and json_lines[1] == []  # only process 0 reports
     printed = json.loads(json_lines[0][0])
     assert printed["step"] == 20
@@ -81,9 +108,18 @@ def test_a_dead_peer_ends_the_run_within_the_heartbeat_timeout_and_it_resumes(tm
     is ended by JAX (an abort: no Python code runs) about ``--heartbeat-timeout`` seconds later,
     or at once when a collective breaks; the same command, on every process, resumes."""
     workdir = tmp_path / "run"
-    args = ["train", "minimal_transformer:smoke", "--workdir", str(workdir), "--quiet",
-            "--heartbeat-timeout", "5", "--config.train.log_every=5",
-            "--config.train.checkpoint_every=10", "--config.train.eval_every=10"]
+    args = [
+        "train",
+        "minimal_transformer:smoke",
+        "--workdir",
+        str(workdir),
+        "--quiet",
+        "--heartbeat-timeout",
+        "5",
+        "--config.train.log_every=5",
+        "--config.train.checkpoint_every=10",
+        "--config.train.eval_every=10",
+    ]
     procs = launch_two_processes(*args, "--config.train.steps=100000")
     deadline = time.monotonic() + 240
     while not (workdir / "checkpoints" / "20").is_dir():

@@ -8,24 +8,31 @@ from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # notebook -> the metric its last cell shows (the restored checkpoint, evaluated)
-LAST_CELL_SHOWS = {"quickstart.ipynb": "eval/accuracy",
-                   "transformer_minimization.ipynb": "eval/accuracy",
-                   "koopman.ipynb": "eval/nrmse_std_5",
-                   "gedi.ipynb": "eval/nmi"}
+LAST_CELL_SHOWS = {
+    "quickstart.ipynb": "eval/accuracy",
+    "transformer_minimization.ipynb": "eval/accuracy",
+    "koopman.ipynb": "eval/nrmse_std_5",
+    "gedi.ipynb": "eval/nmi",
+}
 
 
 def execute(path, directory):
     """The notebook at ``path`` executed in ``directory``; raises on any failing cell (the
     notebooks assert their own checks)."""
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(directory)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(directory)}},
+    ).execute()
     return notebook
 
 
 def text_of(cell) -> str:
-    return "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
-                   for o in cell.outputs)
+    return "".join(
+        str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in cell.outputs
+    )
 
 
 def training_cell(notebook):
@@ -58,13 +65,16 @@ def test_a_notebook_executed_again_finds_its_run_finished(tmp_path, monkeypatch)
     checkpoints = log.parent / "checkpoints"
     before = (log.read_text(), {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()})
     again = execute(quickstart, tmp_path)
-    assert (log.read_text(), {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()}) \
-        == before
+    assert (
+        log.read_text(),
+        {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()},
+    ) == before
     assert "20/20" in text_of(training_cell(again))  # the bar starts and ends at the last step
 
 
 def test_progress_bar_in_a_notebook_and_none_when_quiet(monkeypatch, capsys):
     from jaxlab import progress
+
     assert not progress.in_notebook()  # pytest is no kernel
     monkeypatch.setattr(progress, "in_notebook", lambda: True)
     with progress.bar(10, 0, shown=False) as hidden:

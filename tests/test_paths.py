@@ -1,5 +1,6 @@
 """The path layer (remote workdirs refused when they cannot be served) and the TensorBoard log
 after a resume, read with TensorBoard's own event reader."""
+
 import importlib.util
 import shutil
 
@@ -13,8 +14,12 @@ from jaxlab.metrics_log import EVENTS_PREFIX
 from tests.conftest import read_jsonl
 from tests.test_cli import jaxlab_cli
 
-RUN = {"train.steps": 20, "train.log_every": 5, "train.eval_every": 10,
-       "train.checkpoint_every": 10}
+RUN = {
+    "train.steps": 20,
+    "train.log_every": 5,
+    "train.eval_every": 10,
+    "train.checkpoint_every": 10,
+}
 
 
 def tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
@@ -23,8 +28,11 @@ def tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
     for path in sorted(workdir.glob(f"{EVENTS_PREFIX}*")):
         for event in EventFileLoader(str(path)).Load():
             for value in event.summary.value:
-                number = value.simple_value if value.HasField("simple_value") else \
-                    float(value.tensor.float_val[0])
+                number = (
+                    value.simple_value
+                    if value.HasField("simple_value")
+                    else float(value.tensor.float_val[0])
+                )
                 scalars.setdefault(value.tag, []).append((event.step, number))
     return scalars
 
@@ -57,16 +65,20 @@ def test_paths_are_absolute_and_local_ones_work_through_the_layer(tmp_path, monk
     assert target.read_text() == "a\nb\n"
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("gcsfs", "tensorflow")),
-                    reason="a gs:// backend is installed here")
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) for m in ("gcsfs", "tensorflow")),
+    reason="a gs:// backend is installed here",
+)
 def test_a_bucket_workdir_without_a_backend_is_refused_before_anything_is_written(tmp_path):
-    result = jaxlab_cli("train", "mlp_moons:smoke", "--workdir", "gs://some-bucket/run",
-                        cwd=tmp_path)
+    result = jaxlab_cli(
+        "train", "mlp_moons:smoke", "--workdir", "gs://some-bucket/run", cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (
         "jaxlab: error: workdir gs://some-bucket/run: gs:// paths need one of the packages "
         "gcsfs or tensorflow, and none is installed; pip install gcsfs (and authenticate with "
-        "your cloud's tools)")
+        "your cloud's tools)"
+    )
     assert list(tmp_path.iterdir()) == []  # no local directory named "gs:"
 
 

@@ -1,11 +1,11 @@
 """Batches are a pure function of (key, step) and walk through epochs of permutations."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxlab
-
 from jaxlab.data import batch_indices
 from jaxlab.data.sampling import FEISTEL_ROUNDS, permute
 
@@ -14,8 +14,8 @@ def test_each_epoch_visits_every_example_once():
     key, n, b = jax.random.PRNGKey(3), 10, 4
     stream = np.concatenate([np.asarray(batch_indices(key, s, b, n)) for s in range(5)])  # 2 epochs
     assert sorted(stream[:n]) == list(range(n))
-    assert sorted(stream[n:2 * n]) == list(range(n))
-    assert not np.array_equal(stream[:n], stream[n:2 * n])  # a fresh permutation per epoch
+    assert sorted(stream[n : 2 * n]) == list(range(n))
+    assert not np.array_equal(stream[:n], stream[n : 2 * n])  # a fresh permutation per epoch
 
 
 def test_batches_depend_only_on_key_and_step():
@@ -54,19 +54,23 @@ def reference_indices(key, step, batch_size, num_examples):
     for epoch in set(epochs):
         keys = jax.random.bits(jax.random.fold_in(key, int(epoch)), (FEISTEL_ROUNDS,), jnp.uint32)
         chosen = epochs == epoch
-        out[chosen] = permute(keys, jnp.asarray(offsets[chosen].astype(np.int64), jnp.uint32),
-                              num_examples)
+        out[chosen] = permute(
+            keys, jnp.asarray(offsets[chosen].astype(np.int64), jnp.uint32), num_examples
+        )
     return out
 
 
-@pytest.mark.parametrize("num_examples, batch_size, step", [
-    (1_281_167, 2048, 1_200_000),        # ImageNet: part * batch_size is past 2**31
-    (1_281_167, 4096, 2_000_000_000),    # a long run
-    (1_281_167, 2048, 1_281_166),        # the last step before the step count wraps an epoch
-    (1_281_167, 1_281_167, 123),         # a batch of the whole set
-    (2 ** 31 - 1, 4096, 2 ** 31 - 1),    # the largest set and step the int32 indices allow
-    (60_000, 3, 59_999),                 # a batch across two epochs
-])
+@pytest.mark.parametrize(
+    "num_examples, batch_size, step",
+    [
+        (1_281_167, 2048, 1_200_000),  # ImageNet: part * batch_size is past 2**31
+        (1_281_167, 4096, 2_000_000_000),  # a long run
+        (1_281_167, 2048, 1_281_166),  # the last step before the step count wraps an epoch
+        (1_281_167, 1_281_167, 123),  # a batch of the whole set
+        (2**31 - 1, 4096, 2**31 - 1),  # the largest set and step the int32 indices allow
+        (60_000, 3, 59_999),  # a batch across two epochs
+    ],
+)
 def test_batches_are_exact_at_imagenet_sizes(num_examples, batch_size, step):
     key = jax.random.PRNGKey(7)
     got = np.asarray(batch_indices(key, step, batch_size, num_examples))
@@ -81,14 +85,15 @@ def test_every_example_once_per_epoch_at_imagenet_size():
     first = 1_100_000  # step * batch_size = 1,758 epochs and an offset
     skip = -(first * batch_size) % num_examples  # positions before the next epoch starts
     steps = first + np.arange((skip + num_examples) // batch_size + 1)
-    indices = jax.jit(jax.vmap(lambda s: batch_indices(jax.random.PRNGKey(0), s, batch_size,
-                                                       num_examples)))(steps)
+    indices = jax.jit(
+        jax.vmap(lambda s: batch_indices(jax.random.PRNGKey(0), s, batch_size, num_examples))
+    )(steps)
     stream = np.asarray(indices).reshape(-1)
-    epoch = stream[skip:skip + num_examples]
+    epoch = stream[skip : skip + num_examples]
     assert len(epoch) == num_examples
     np.testing.assert_array_equal(np.bincount(epoch, minlength=num_examples), 1)
 
 
 def test_a_training_set_past_int32_indices_is_refused():
     with pytest.raises(jaxlab.UserError, match="examples"):
-        batch_indices(jax.random.PRNGKey(0), 0, 32, 2 ** 31)
+        batch_indices(jax.random.PRNGKey(0), 0, 32, 2**31)

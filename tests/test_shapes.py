@@ -1,4 +1,5 @@
 """The generated shapes image set: a fixed function of its seed, balanced, learnable."""
+
 import numpy as np
 import pytest
 
@@ -37,11 +38,18 @@ def test_an_empty_split_is_a_user_error(key):
 
 
 def test_a_transformer_learns_shapes(tmp_path):
-    config = jaxlab.load_config("minimal_transformer:smoke,dataset=shapes",
-                                {"data.num_train": 2000, "data.num_test": 500,
-                                 "model.width": 32, "model.mlp_dim": 64,
-                                 "train.steps": 300, "train.eval_every": 300,
-                                 "optimizer.learning_rate": 3e-3})
+    config = jaxlab.load_config(
+        "minimal_transformer:smoke,dataset=shapes",
+        {
+            "data.num_train": 2000,
+            "data.num_test": 500,
+            "model.width": 32,
+            "model.mlp_dim": 64,
+            "train.steps": 300,
+            "train.eval_every": 300,
+            "optimizer.learning_rate": 3e-3,
+        },
+    )
     final = jaxlab.train(config, tmp_path, quiet=True)
     # 10 balanced classes: chance is 0.1; measured 0.41 and 0.48 for seeds 1 and 0.
     assert final["eval/accuracy"] > 0.3

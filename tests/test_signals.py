@@ -1,6 +1,7 @@
 """A signal is never lost: SIGINT/SIGTERM at any moment of a command's start-up, to a sweep's
 workers while they start, and to a Ray sweep, stops with exit 75 and one line, and what ran stays
 resumable. These run the installed ``jaxlab`` command, as a user does."""
+
 import json
 import pathlib
 import signal
@@ -14,13 +15,19 @@ from jaxlab import cli
 from jaxlab.checkpoint import Checkpoints
 
 JAXLAB = str(pathlib.Path(sys.executable).parent / "jaxlab")
-LONG_MOONS = ["mlp_moons:smoke", "--config.train.steps=200000", "--config.train.log_every=10",
-              "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000"]
+LONG_MOONS = [
+    "mlp_moons:smoke",
+    "--config.train.steps=200000",
+    "--config.train.log_every=10",
+    "--config.train.eval_every=100000",
+    "--config.train.checkpoint_every=100000",
+]
 
 
 def launch(args, tmp_path):
-    return subprocess.Popen([JAXLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
+    return subprocess.Popen(
+        [JAXLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
 
 
 def stopped_cleanly(process, timeout=180):
@@ -31,9 +38,17 @@ def stopped_cleanly(process, timeout=180):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 0.05), (signal.SIGINT, 0.5),
-                                           (signal.SIGINT, 1.2), (signal.SIGINT, 2.5),
-                                           (signal.SIGINT, 4.0), (signal.SIGTERM, 1.0)])
+@pytest.mark.parametrize(
+    "signum, delay",
+    [
+        (signal.SIGINT, 0.05),
+        (signal.SIGINT, 0.5),
+        (signal.SIGINT, 1.2),
+        (signal.SIGINT, 2.5),
+        (signal.SIGINT, 4.0),
+        (signal.SIGTERM, 1.0),
+    ],
+)
 def test_a_signal_during_start_up_stops_train_with_75_and_one_line(tmp_path, signum, delay):
     workdir = tmp_path / "run"
     process = launch(["train", *LONG_MOONS, "--workdir", str(workdir)], tmp_path)
@@ -50,8 +65,10 @@ def test_a_signal_during_start_up_stops_train_with_75_and_one_line(tmp_path, sig
 @pytest.mark.parametrize("delay", [0.5, 2.0, 4.0])
 def test_a_signal_during_a_vmap_sweeps_start_up_stops_it_with_75(tmp_path, delay):
     workdir = tmp_path / "sweep"
-    process = launch(["sweep", *LONG_MOONS, "--sweep", "config.seed=0,1", "--vmap",
-                      "--workdir", str(workdir)], tmp_path)
+    process = launch(
+        ["sweep", *LONG_MOONS, "--sweep", "config.seed=0,1", "--vmap", "--workdir", str(workdir)],
+        tmp_path,
+    )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     status, err = stopped_cleanly(process)
@@ -60,15 +77,19 @@ def test_a_signal_during_a_vmap_sweeps_start_up_stops_it_with_75(tmp_path, delay
 
 
 def sweep_workers(workdir):
-    found = subprocess.run(["pgrep", "-f", f"jaxlab.sweep.worker {workdir}"],
-                           capture_output=True, text=True).stdout
+    found = subprocess.run(
+        ["pgrep", "-f", f"jaxlab.sweep.worker {workdir}"], capture_output=True, text=True
+    ).stdout
     return [int(pid) for pid in found.split()]
 
 
 def results(workdir):
-    return {name: json.loads((workdir / name / "sweep_result.json").read_text())
-            if (workdir / name / "sweep_result.json").exists() else {"status": "pending"}
-            for name in json.loads((workdir / "sweep.json").read_text())}
+    return {
+        name: json.loads((workdir / name / "sweep_result.json").read_text())
+        if (workdir / name / "sweep_result.json").exists()
+        else {"status": "pending"}
+        for name in json.loads((workdir / "sweep.json").read_text())
+    }
 
 
 def wait_for_workers(workdir, process, count=2, timeout=120):
@@ -82,24 +103,47 @@ def wait_for_workers(workdir, process, count=2, timeout=120):
 @pytest.mark.parametrize("delay", [0.0, 0.5, 1.5])
 def test_a_signal_while_process_workers_start_leaves_their_runs_pending(tmp_path, delay):
     workdir = tmp_path / "sweep"
-    process = launch(["sweep", *LONG_MOONS, "--sweep", "config.seed=0,1,2", "--parallel", "2",
-                      "--workdir", str(workdir)], tmp_path)
+    process = launch(
+        [
+            "sweep",
+            *LONG_MOONS,
+            "--sweep",
+            "config.seed=0,1,2",
+            "--parallel",
+            "2",
+            "--workdir",
+            str(workdir),
+        ],
+        tmp_path,
+    )
     wait_for_workers(workdir, process)
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     status, err = stopped_cleanly(process)
     assert status == cli.INTERRUPTED, err
     assert {n: r["status"] for n, r in results(workdir).items()} == {
-        f"seed={s}": "pending" for s in range(3)}
+        f"seed={s}": "pending" for s in range(3)
+    }
     assert sweep_workers(workdir) == []
 
 
 @pytest.mark.slow
 def test_a_worker_killed_by_sigkill_is_recorded_with_that_cause(tmp_path):
     workdir = tmp_path / "sweep"
-    process = launch(["sweep", "mlp_moons:smoke", "--config.train.steps=2000",
-                      "--sweep", "config.seed=0,1", "--parallel", "2",
-                      "--workdir", str(workdir)], tmp_path)
+    process = launch(
+        [
+            "sweep",
+            "mlp_moons:smoke",
+            "--config.train.steps=2000",
+            "--sweep",
+            "config.seed=0,1",
+            "--parallel",
+            "2",
+            "--workdir",
+            str(workdir),
+        ],
+        tmp_path,
+    )
     wait_for_workers(workdir, process)
     victim = sorted(sweep_workers(workdir))[0]
     arguments = pathlib.Path(f"/proc/{victim}/cmdline").read_bytes().split(b"\0")
@@ -112,10 +156,20 @@ def test_a_worker_killed_by_sigkill_is_recorded_with_that_cause(tmp_path):
     assert result["error"].startswith("the worker was killed by SIGKILL"), result
 
 
-RAY_SWEEP = ["sweep", "mlp_moons:smoke", "--backend", "ray", "--parallel", "2",
-             "--sweep", "config.seed=0,1,2", "--config.train.steps=100000",
-             "--config.train.log_every=5", "--config.train.checkpoint_every=5",
-             "--config.train.eval_every=100000"]
+RAY_SWEEP = [
+    "sweep",
+    "mlp_moons:smoke",
+    "--backend",
+    "ray",
+    "--parallel",
+    "2",
+    "--sweep",
+    "config.seed=0,1,2",
+    "--config.train.steps=100000",
+    "--config.train.log_every=5",
+    "--config.train.checkpoint_every=5",
+    "--config.train.eval_every=100000",
+]
 
 
 def logged_step(run_dir):
@@ -138,10 +192,14 @@ def test_a_stopped_ray_sweep_meets_the_process_backends_contract(tmp_path, signu
     process.send_signal(signum)
     status, err = stopped_cleanly(process, timeout=240)
     assert status == cli.INTERRUPTED, err
-    assert err.strip().splitlines()[-1].startswith(
-        f"jaxlab: sweep stopped by {signal.Signals(signum).name}: "), err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"jaxlab: sweep stopped by {signal.Signals(signum).name}: ")
+    ), err
     assert {n: r["status"] for n, r in results(workdir).items()} == {
-        f"seed={s}": "pending" for s in range(3)}
+        f"seed={s}": "pending" for s in range(3)
+    }
     assert (workdir / "results.md").is_file()
     for seed in (0, 1):  # each worker committed a checkpoint of the step it stopped at
         run = workdir / f"seed={seed}"

@@ -1,6 +1,7 @@
 """Nothing silently wrong: re-run sweeps of another config, links planted in a workdir, two
 processes racing for one lock, settings that must act, odd paths, damaged sweep records, and data
 paths that must mean the same files from any directory."""
+
 import json
 import multiprocessing
 import os
@@ -18,8 +19,11 @@ from jaxlab import workdir as workdir_lib
 from jaxlab.errors import InUse
 
 MOONS = "mlp_moons:smoke"
-SHORT = ["--config.train.steps=20", "--config.train.eval_every=20",
-         "--config.train.checkpoint_every=20"]
+SHORT = [
+    "--config.train.steps=20",
+    "--config.train.eval_every=20",
+    "--config.train.checkpoint_every=20",
+]
 
 
 def one_error_line(capsys) -> str:
@@ -29,15 +33,19 @@ def one_error_line(capsys) -> str:
 
 
 def tree(directory: pathlib.Path) -> dict:
-    return {p.relative_to(directory): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
-            for p in sorted(directory.rglob("*"))}
+    return {
+        p.relative_to(directory): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+        for p in sorted(directory.rglob("*"))
+    }
 
 
 # --- a re-run sweep whose config changed ------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", [["--vmap"], ["--parallel", "1"]])
-def test_a_finished_sweep_rerun_with_another_config_is_refused_naming_the_keys(tmp_path, mode,
-                                                                               capsys):
+def test_a_finished_sweep_rerun_with_another_config_is_refused_naming_the_keys(
+    tmp_path, mode, capsys
+):
     workdir = tmp_path / "sweep"
     sweep = ["sweep", MOONS, "--sweep", "config.seed=0,1", *mode, *SHORT, "--workdir", str(workdir)]
     assert cli.main(sweep) == 0
@@ -46,16 +54,32 @@ def test_a_finished_sweep_rerun_with_another_config_is_refused_naming_the_keys(t
     assert cli.main([*sweep, "--config.train.steps=40"]) == cli.USAGE_ERROR
     line = one_error_line(capsys)
     assert "seed=0" in line and "train.steps: 20 in the workdir, 40 now" in line, line
-    assert cli.main(["sweep", "minimal_transformer:smoke", "--sweep", "config.seed=0,1", *mode,
-                     *SHORT, "--workdir", str(workdir)]) == cli.USAGE_ERROR
-    assert "experiment: 'mlp_moons:smoke' in the workdir, 'minimal_transformer:smoke' now" in \
-        one_error_line(capsys)
+    assert (
+        cli.main(
+            [
+                "sweep",
+                "minimal_transformer:smoke",
+                "--sweep",
+                "config.seed=0,1",
+                *mode,
+                *SHORT,
+                "--workdir",
+                str(workdir),
+            ]
+        )
+        == cli.USAGE_ERROR
+    )
+    assert (
+        "experiment: 'mlp_moons:smoke' in the workdir, 'minimal_transformer:smoke' now"
+        in one_error_line(capsys)
+    )
     assert tree(workdir) == before
     assert cli.main(sweep) == 0  # the same command: its finished runs are skipped
     assert "2 runs: 2 done" in capsys.readouterr().out
 
 
 # --- links planted in a workdir ---------------------------------------------------------------
+
 
 def test_links_planted_in_a_workdir_are_never_written_through(tmp_path, capsys):
     outside = tmp_path / "outside"
@@ -77,8 +101,9 @@ def test_links_planted_in_a_workdir_are_never_written_through(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()
     (locked / ".lock").symlink_to(victims["a"])
-    assert cli.main(["train", MOONS, *SHORT, "--quiet", "--workdir", str(locked)]) == \
-        cli.USAGE_ERROR
+    assert (
+        cli.main(["train", MOONS, *SHORT, "--quiet", "--workdir", str(locked)]) == cli.USAGE_ERROR
+    )
     assert ".lock is a symbolic link" in one_error_line(capsys)
     assert victims["a"].read_text() == "precious\n"
     assert sorted(p.name for p in locked.iterdir()) == [".lock"]
@@ -87,8 +112,9 @@ def test_links_planted_in_a_workdir_are_never_written_through(tmp_path, capsys):
 def test_atomic_writes_are_flushed_to_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-                        or real_fsync(fd))
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd)
+    )
     paths.write_atomic(paths.path(tmp_path / "config.json"), "{}")
     assert synced[0].startswith(str(tmp_path / ".config.json.")) and synced[1] == str(tmp_path)
     assert (tmp_path / "config.json").read_text() == "{}"
@@ -96,6 +122,7 @@ def test_atomic_writes_are_flushed_to_the_disk_before_and_after_the_rename(tmp_p
 
 
 # --- two processes racing for one lock --------------------------------------------------------
+
 
 def _race(directory: str, barrier, outcomes) -> None:
     barrier.wait()
@@ -115,6 +142,7 @@ def _race(directory: str, barrier, outcomes) -> None:
         barrier.abort()
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the children only lock files
 def test_two_processes_locking_one_new_directory_at_once_never_break_the_winner(tmp_path):
     context = multiprocessing.get_context("fork")
     tries = 60
@@ -122,19 +150,22 @@ def test_two_processes_locking_one_new_directory_at_once_never_break_the_winner(
     for i in range(tries):
         directory = str(tmp_path / f"new{i}")
         barrier, outcomes = context.Barrier(2, timeout=30), context.Queue()
-        racers = [context.Process(target=_race, args=(directory, barrier, outcomes))
-                  for _ in range(2)]
+        racers = [
+            context.Process(target=_race, args=(directory, barrier, outcomes)) for _ in range(2)
+        ]
         for racer in racers:
             racer.start()
         for racer in racers:
             racer.join(60)
         results.append(sorted(outcomes.get(timeout=5) for _ in racers))
         assert (tmp_path / f"new{i}").is_dir()
-    assert all(r == ["held", "refused, holder alive=True, lock file=True"] for r in results), \
-        [r for r in results if r != ["held", "refused, holder alive=True, lock file=True"]][:3]
+    assert all(r == ["held", "refused, holder alive=True, lock file=True"] for r in results), [
+        r for r in results if r != ["held", "refused, holder alive=True, lock file=True"]
+    ][:3]
 
 
 # --- settings that must act or be refused -----------------------------------------------------
+
 
 def test_dropout_acts_in_training_and_evaluation_is_deterministic(tmp_path):
     finals = {}
@@ -147,7 +178,7 @@ def test_dropout_acts_in_training_and_evaluation_is_deterministic(tmp_path):
     assert again[0] == again[1] == pytest.approx(finals[0.5]["eval/loss"], rel=1e-6)
 
 
-MODELS = '''
+MODELS = """
 import flax.linen as nn
 
 class NoTrainFlag(nn.Module):
@@ -164,27 +195,53 @@ class WithBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         return nn.Dense(self.num_classes)(nn.BatchNorm(use_running_average=not train)(x))
-'''
+"""
 
 
-@pytest.mark.parametrize("case, overrides, message", [
-    (0, {"model.constructor": "{dir}/models0.py:NoTrainFlag", "model.hidden_sizes": None,
-         "model.dropout": 0.3}, "config.model.dropout=0.3: {dir}/models0.py:NoTrainFlag takes "
-                                "no train (or deterministic) argument in __call__"),
-    (1, {"model.constructor": "{dir}/models1.py:WithBatchNorm", "model.hidden_sizes": None,
-         "model.dropout": None}, "has the mutable variable collections batch_stats"),
-    (2, {"model.num_classes": 2}, "config.model.num_classes is set by the task"),
-    (3, {"data.loader": "{dir}/loader3.py:load"},
-     "config.data.loader='{dir}/loader3.py:load' failed: FileNotFoundError"),
-])
-def test_a_model_or_data_setting_the_task_cannot_honour_is_one_line(tmp_path, case, overrides,
-                                                                    message, capsys):
+@pytest.mark.parametrize(
+    "case, overrides, message",
+    [
+        (
+            0,
+            {
+                "model.constructor": "{dir}/models0.py:NoTrainFlag",
+                "model.hidden_sizes": None,
+                "model.dropout": 0.3,
+            },
+            "config.model.dropout=0.3: {dir}/models0.py:NoTrainFlag takes "
+            "no train (or deterministic) argument in __call__",
+        ),
+        (
+            1,
+            {
+                "model.constructor": "{dir}/models1.py:WithBatchNorm",
+                "model.hidden_sizes": None,
+                "model.dropout": None,
+            },
+            "has the mutable variable collections batch_stats",
+        ),
+        (2, {"model.num_classes": 2}, "config.model.num_classes is set by the task"),
+        (
+            3,
+            {"data.loader": "{dir}/loader3.py:load"},
+            "config.data.loader='{dir}/loader3.py:load' failed: FileNotFoundError",
+        ),
+    ],
+)
+def test_a_model_or_data_setting_the_task_cannot_honour_is_one_line(
+    tmp_path, case, overrides, message, capsys
+):
     (tmp_path / f"models{case}.py").write_text(MODELS)  # a module name of its own per case
     (tmp_path / f"loader{case}.py").write_text(
-        "import numpy as np\n\ndef load(**unused):\n    return np.load('missing.npz')\n")
+        "import numpy as np\n\ndef load(**unused):\n    return np.load('missing.npz')\n"
+    )
     experiment = tmp_path / "exp.py"
-    lines = ["from experiments_base import get_config as base", "", "def get_config(arg=None):",
-             "    config = base(arg)"]
+    lines = [
+        "from experiments_base import get_config as base",
+        "",
+        "def get_config(arg=None):",
+        "    config = base(arg)",
+    ]
     for key, value in overrides.items():
         section, leaf = key.split(".")
         if value is None:
@@ -193,18 +250,21 @@ def test_a_model_or_data_setting_the_task_cannot_honour_is_one_line(tmp_path, ca
             value = value.format(dir=tmp_path) if isinstance(value, str) else value
             lines.append(f"    config.{section}[{leaf!r}] = {value!r}")
     lines.append("    return config")
-    shutil.copy(pathlib.Path(jaxlab.__file__).parent / "experiments" / "mlp_moons.py",
-                tmp_path / "experiments_base.py")
-    experiment.write_text("import sys\nsys.path.insert(0, %r)\n" % str(tmp_path)
-                          + "\n".join(lines) + "\n")
+    shutil.copy(
+        pathlib.Path(jaxlab.__file__).parent / "experiments" / "mlp_moons.py",
+        tmp_path / "experiments_base.py",
+    )
+    experiment.write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n" + "\n".join(lines) + "\n"
+    )
     workdir = tmp_path / "run"
-    assert cli.main(["train", f"{experiment}:smoke", "--workdir", str(workdir)]) == \
-        cli.USAGE_ERROR
+    assert cli.main(["train", f"{experiment}:smoke", "--workdir", str(workdir)]) == cli.USAGE_ERROR
     assert message.format(dir=tmp_path) in one_error_line(capsys)
     assert not workdir.exists()
 
 
 # --- odd paths --------------------------------------------------------------------------------
+
 
 def test_odd_workdirs_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -213,12 +273,15 @@ def test_odd_workdirs_are_refused_before_anything_is_written(tmp_path, capsys, m
     long = tmp_path / "/".join(["d" * 200] * 20)  # 4,000 characters
     assert cli.main(["train", MOONS, "--workdir", str(long)]) == cli.USAGE_ERROR
     assert "use a shorter path" in one_error_line(capsys)
-    assert cli.main(["train", MOONS, "--workdir", str(tmp_path / ("x" * 300))]) == \
-        cli.USAGE_ERROR
+    assert cli.main(["train", MOONS, "--workdir", str(tmp_path / ("x" * 300))]) == cli.USAGE_ERROR
     assert f"longer than {workdir_lib.NAME_MAX} bytes" in one_error_line(capsys)
     (tmp_path / "a_file").write_text("mine\n")
-    assert cli.main(["sweep", MOONS, "--sweep", "config.seed=0,1",
-                     "--workdir", str(tmp_path / "a_file")]) == cli.USAGE_ERROR
+    assert (
+        cli.main(
+            ["sweep", MOONS, "--sweep", "config.seed=0,1", "--workdir", str(tmp_path / "a_file")]
+        )
+        == cli.USAGE_ERROR
+    )
     assert "a_file is a file, not a directory" in one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
     assert (tmp_path / "a_file").read_text() == "mine\n"
@@ -226,10 +289,19 @@ def test_odd_workdirs_are_refused_before_anything_is_written(tmp_path, capsys, m
 
 # --- damaged sweep records --------------------------------------------------------------------
 
+
 def test_damaged_sweep_records_are_one_line_or_healed(tmp_path, capsys):
     workdir = tmp_path / "sweep"
-    sweep = ["sweep", MOONS, "--sweep", "config.seed=0,1", "--vmap", *SHORT,
-             "--workdir", str(workdir)]
+    sweep = [
+        "sweep",
+        MOONS,
+        "--sweep",
+        "config.seed=0,1",
+        "--vmap",
+        *SHORT,
+        "--workdir",
+        str(workdir),
+    ]
     assert cli.main(sweep) == 0
     (workdir / "seed=0" / "sweep_result.json").write_text('{"status": "do')
     (workdir / "sweep.json").write_text("[1, 2")
@@ -244,8 +316,8 @@ def test_damaged_sweep_records_are_one_line_or_healed(tmp_path, capsys):
 
 # --- relative data paths ----------------------------------------------------------------------
 
-def test_relative_data_paths_are_stored_absolute_so_eval_works_from_anywhere(tmp_path,
-                                                                             monkeypatch):
+
+def test_relative_data_paths_are_stored_absolute_so_eval_works_from_anywhere(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -253,15 +325,22 @@ def test_relative_data_paths_are_stored_absolute_so_eval_works_from_anywhere(tmp
     np.savez(project / "data" / "points.npz", x=x, label=(x[:, 0] > 0).astype(np.int32))
     monkeypatch.chdir(project)
     config = jaxlab.load_config(MOONS, {"data.loader": "jaxlab.data.arrays:load"})
-    config.data = {"loader": "jaxlab.data.arrays:load", "train": "data/points.npz",
-                   "test_fraction": 0.25}
+    config.data = {
+        "loader": "jaxlab.data.arrays:load",
+        "train": "data/points.npz",
+        "test_fraction": 0.25,
+    }
     jaxlab.train(config, "run", quiet=True)
     stored = json.loads((project / "run" / "config.json").read_text())["data"]["train"]
     assert stored == str(project / "data" / "points.npz")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = subprocess.run([sys.executable, "-m", "jaxlab.cli", "eval", str(project / "run")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxlab.cli", "eval", str(project / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["eval/accuracy"] > 0.8

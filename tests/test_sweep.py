@@ -1,5 +1,6 @@
 """Sweeps: expansion, up-front validation, local processes (failures, skip, resume), the vmapped
 program (equal to sequential runs), Ray, and the sweep report."""
+
 import csv
 import importlib.util
 import json
@@ -20,8 +21,16 @@ from jaxlab.checkpoint import Checkpoints
 from jaxlab.config import apply_overrides
 from jaxlab.errors import UserError
 from jaxlab.registry import BUILTIN_DIR
-from jaxlab.sweep import (axis, command_line_points, experiment_points, fixed, plan,
-                          product, run_name, zipit)
+from jaxlab.sweep import (
+    axis,
+    command_line_points,
+    experiment_points,
+    fixed,
+    plan,
+    product,
+    run_name,
+    zipit,
+)
 from jaxlab.train import prepare
 from jaxlab.workdir import RESULT_FILE
 from tests.conftest import read_jsonl
@@ -35,39 +44,58 @@ ONE_SAVE = {**SHORT, "train.checkpoint_every": 10}  # Orbax saves cost seconds o
 def test_product_zip_fixed_and_command_line_form():
     seeds, rates = axis("config.seed", [0, 1]), axis("optimizer.learning_rate", [0.1, 0.2])
     assert product(seeds, rates) == [
-        {"seed": 0, "optimizer.learning_rate": 0.1}, {"seed": 0, "optimizer.learning_rate": 0.2},
-        {"seed": 1, "optimizer.learning_rate": 0.1}, {"seed": 1, "optimizer.learning_rate": 0.2}]
-    assert zipit(seeds, rates) == [{"seed": 0, "optimizer.learning_rate": 0.1},
-                                   {"seed": 1, "optimizer.learning_rate": 0.2}]
+        {"seed": 0, "optimizer.learning_rate": 0.1},
+        {"seed": 0, "optimizer.learning_rate": 0.2},
+        {"seed": 1, "optimizer.learning_rate": 0.1},
+        {"seed": 1, "optimizer.learning_rate": 0.2},
+    ]
+    assert zipit(seeds, rates) == [
+        {"seed": 0, "optimizer.learning_rate": 0.1},
+        {"seed": 1, "optimizer.learning_rate": 0.2},
+    ]
     assert product(zipit(seeds, rates), fixed("train.steps", 5))[1] == {
-        "seed": 1, "optimizer.learning_rate": 0.2, "train.steps": 5}
+        "seed": 1,
+        "optimizer.learning_rate": 0.2,
+        "train.steps": 5,
+    }
     with pytest.raises(UserError, match="same length"):
         zipit(seeds, axis("model.width", [8]))
     with pytest.raises(UserError, match="config.seed is swept twice"):
         product(seeds, axis("seed", [3]))
-    points = command_line_points(["config.seed=0,1,2", "config.model.depth=1,2"],
-                                 ["config.optimizer.learning_rate=1e-3,1e-2",
-                                  "config.optimizer.weight_decay=0,0.1"])
+    points = command_line_points(
+        ["config.seed=0,1,2", "config.model.depth=1,2"],
+        ["config.optimizer.learning_rate=1e-3,1e-2", "config.optimizer.weight_decay=0,0.1"],
+    )
     assert len(points) == 3 * 2 * 2
-    assert points[-1] == {"seed": "2", "model.depth": "2", "optimizer.learning_rate": "1e-2",
-                          "optimizer.weight_decay": "0.1"}
+    assert points[-1] == {
+        "seed": "2",
+        "model.depth": "2",
+        "optimizer.learning_rate": "1e-2",
+        "optimizer.weight_decay": "0.1",
+    }
     with pytest.raises(UserError, match="malformed sweep"):
         command_line_points(["config.seed"], [])
 
 
 def test_get_sweep_in_experiment_file_and_typed_run_names(tmp_path):
     source = (BUILTIN_DIR / "minimal_transformer.py").read_text()
-    (tmp_path / "seeded.py").write_text(source + '''
+    (tmp_path / "seeded.py").write_text(
+        source
+        + """
 
 def get_sweep(arg=None):
     from jaxlab.sweep import axis, product, zipit
     return product(axis("config.seed", [0, 1]),
                    zipit(axis("optimizer.learning_rate", [1e-3, 1e-2]),
                          axis("optimizer.weight_decay", [0, 1e-4])))
-''')
+"""
+    )
     points = experiment_points("seeded:smoke", [str(tmp_path)])
     assert len(points) == 4 and points[1] == {
-        "seed": 0, "optimizer.learning_rate": 1e-2, "optimizer.weight_decay": 1e-4}
+        "seed": 0,
+        "optimizer.learning_rate": 1e-2,
+        "optimizer.weight_decay": 1e-4,
+    }
     runs = plan("seeded:smoke", points, {"train.steps": "7"}, [str(tmp_path)])
     assert runs[1].name == "seed=0,optimizer.learning_rate=0.01,optimizer.weight_decay=0.0001"
     assert runs[0].overrides["optimizer.weight_decay"] == 0.0  # typed like the default (float)
@@ -77,12 +105,19 @@ def get_sweep(arg=None):
         experiment_points("minimal_transformer:smoke")
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--sweep", "config.seed=0,1", "--sweep", "config.optimizer.learning_rat=0.1"],
-     "did you mean optimizer.learning_rate"),
-    (["--sweep", "config.seed=0,1", "--sweep", "config.train.steps=10,0"],
-     "sweep run (seed=0, train.steps=0): config.train.steps must be positive"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--sweep", "config.seed=0,1", "--sweep", "config.optimizer.learning_rat=0.1"],
+            "did you mean optimizer.learning_rate",
+        ),
+        (
+            ["--sweep", "config.seed=0,1", "--sweep", "config.train.steps=10,0"],
+            "sweep run (seed=0, train.steps=0): config.train.steps must be positive",
+        ),
+    ],
+)
 def test_one_bad_override_fails_the_whole_sweep_up_front(tmp_path, flags, message):
     workdir = tmp_path / "sweep"
     result = jaxlab_cli("sweep", "minimal_transformer:smoke", *flags, "--workdir", str(workdir))
@@ -98,10 +133,19 @@ def _read_csv(path):
 
 def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_reports(tmp_path):
     workdir = tmp_path / "sweep"
-    command = ["sweep", "minimal_transformer:smoke", "--zip",
-               "config.data.test_fraction=0.2,0.2,1.5",
-               "--zip", "config.seed=0,1,0", *SHORT_FLAGS, "--parallel", "2",
-               "--workdir", str(workdir)]
+    command = [
+        "sweep",
+        "minimal_transformer:smoke",
+        "--zip",
+        "config.data.test_fraction=0.2,0.2,1.5",
+        "--zip",
+        "config.seed=0,1,0",
+        *SHORT_FLAGS,
+        "--parallel",
+        "2",
+        "--workdir",
+        str(workdir),
+    ]
     first = jaxlab_cli(*command)
     assert first.returncode == cli.SWEEP_INCOMPLETE, first.stderr  # one run failed
     assert "3 runs: 2 done, 1 failed;" in first.stdout
@@ -109,7 +153,10 @@ def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_repo
     good, resumed = "data.test_fraction=0.2,seed=0", "data.test_fraction=0.2,seed=1"
     bad = "data.test_fraction=1.5,seed=0"
     assert {name: row["status"] for name, row in rows.items()} == {
-        good: "done", resumed: "done", bad: "failed"}
+        good: "done",
+        resumed: "done",
+        bad: "failed",
+    }
     assert "leaves an empty train or test split" in rows[bad]["error"]
     assert rows[good]["seed"] == "0" and float(rows[good]["wall_time_s"]) > 0
     assert f"| {bad} | 1.5 | 0 | failed |" in (workdir / "results.md").read_text()
@@ -149,14 +196,20 @@ def _assert_vmap_equals_sequential(config, points, overrides, tmp_path):
         single_config = apply_overrides(config, {**overrides, **point})
         single = jaxlab.train(single_config, tmp_path / row["run"], quiet=True)
         trial_dir = tmp_path / "vmap" / row["run"]
-        for key in ("train/loss", "train/accuracy", "train/grad_norm", "eval/loss",
-                    "eval/accuracy"):
+        for key in (
+            "train/loss",
+            "train/accuracy",
+            "train/grad_norm",
+            "eval/loss",
+            "eval/accuracy",
+        ):
             np.testing.assert_allclose(row[key], single[key], rtol=1e-5, atol=1e-5, err_msg=key)
         vmapped_log = read_jsonl(trial_dir / "metrics.jsonl")
         single_log = read_jsonl(tmp_path / row["run"] / "metrics.jsonl")
         assert [r.keys() for r in vmapped_log] == [r.keys() for r in single_log]
         assert json.loads((trial_dir / "config.json").read_text()) == json.loads(
-            (tmp_path / row["run"] / "config.json").read_text())
+            (tmp_path / row["run"] / "config.json").read_text()
+        )
         states, target = [], prepare(single_config).state
         for directory in (trial_dir, tmp_path / row["run"]):
             checkpoints = Checkpoints(directory / "checkpoints", keep=3)
@@ -193,18 +246,25 @@ def test_vmapped_sweep_over_seed_optimizer_and_loss_weight_equals_sequential_run
     config = jaxlab.load_config("minimal_transformer:smoke")
     config.task = f"{tmp_path / 'l2_classification.py'}:make_task"
     config.loss = ml_collections.ConfigDict({"l2": 0.0})
-    points = zipit(axis("seed", [0, 1]), axis("optimizer.learning_rate", [1e-3, 4e-3]),
-                   axis("optimizer.weight_decay", [1e-4, 1e-2]), axis("loss.l2", [0.0, 0.05]))
+    points = zipit(
+        axis("seed", [0, 1]),
+        axis("optimizer.learning_rate", [1e-3, 4e-3]),
+        axis("optimizer.weight_decay", [1e-4, 1e-2]),
+        axis("loss.l2", [0.0, 0.05]),
+    )
     rows = _assert_vmap_equals_sequential(config, points, ONE_SAVE, tmp_path)
     again = jaxlab.sweep(config, points, tmp_path / "vmap", vmap=True, fixed_overrides=ONE_SAVE)
     assert again == rows  # finished trials are skipped, their results read back
 
 
-@pytest.mark.parametrize("points, key", [
-    (axis("model.width", [16, 32]), "config.model.width"),
-    (axis("optimizer.warmup_steps", [2, 4]), "config.optimizer.warmup_steps"),  # Python min()
-    (axis("optimizer.name", ["adam", "sgd"]), "config.optimizer.name"),
-])
+@pytest.mark.parametrize(
+    "points, key",
+    [
+        (axis("model.width", [16, 32]), "config.model.width"),
+        (axis("optimizer.warmup_steps", [2, 4]), "config.optimizer.warmup_steps"),  # Python min()
+        (axis("optimizer.name", ["adam", "sgd"]), "config.optimizer.name"),
+    ],
+)
 def test_vmap_refuses_a_key_that_changes_shapes_or_code_paths(tmp_path, points, key):
     with pytest.raises(UserError, match=f"--vmap cannot sweep {key}"):
         jaxlab.sweep("minimal_transformer:smoke", points, tmp_path / "sweep", vmap=True)
@@ -216,16 +276,36 @@ def test_ray_backend_runs_the_sweep_on_a_loopback_only_cluster_showing_progress(
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed (pip install 'jaxlab[ray]')")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jaxlab.cli", "sweep", "minimal_transformer:smoke", "--sweep",
-         "config.seed=0,1,2", "--backend", "ray", "--parallel", "2", *SHORT_FLAGS,
-         "--config.train.checkpoint_every=10", "--workdir", str(tmp_path / "ray")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "jaxlab.cli",
+            "sweep",
+            "minimal_transformer:smoke",
+            "--sweep",
+            "config.seed=0,1,2",
+            "--backend",
+            "ray",
+            "--parallel",
+            "2",
+            *SHORT_FLAGS,
+            "--config.train.checkpoint_every=10",
+            "--workdir",
+            str(tmp_path / "ray"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     listening = set()  # the addresses the sweep's Ray processes listen on
     while process.poll() is None:
         for child in psutil.Process(process.pid).children(recursive=True):
             try:
-                listening |= {c.laddr.ip for c in child.net_connections("inet")
-                              if c.status == psutil.CONN_LISTEN}
+                listening |= {
+                    c.laddr.ip
+                    for c in child.net_connections("inet")
+                    if c.status == psutil.CONN_LISTEN
+                }
             except psutil.Error:
                 pass
         time.sleep(0.2)

@@ -1,5 +1,6 @@
 """A sweep is as safe as a single run: locks, kill -9, SIGTERM, damaged checkpoints and NaN, for
 vmapped sweeps (the one training loop) and process sweeps (workers that stop with the sweep)."""
+
 import csv
 import os
 import random
@@ -16,7 +17,7 @@ import pytest
 import jaxlab
 from jaxlab import cli
 from jaxlab import workdir as workdir_lib
-from jaxlab.checkpoint import CheckpointWarning, Checkpoints
+from jaxlab.checkpoint import Checkpoints, CheckpointWarning
 from jaxlab.sweep import axis, zipit
 from jaxlab.train import prepare
 from tests.conftest import freeze, read_jsonl
@@ -25,21 +26,34 @@ from tests.test_faults import finish, read_jsonl_prefix, snapshot, wait_for
 SMOKE = "minimal_transformer:smoke"
 SEEDS = ["--sweep", "config.seed=0,1"]
 # A vmapped sweep in a subprocess: many chunk boundaries and checkpoint writes to land in.
-SUBPROCESS_SWEEP = [SMOKE, *SEEDS, "--vmap", "--config.train.steps=40",
-                    "--config.train.log_every=2", "--config.train.checkpoint_every=6",
-                    "--config.train.eval_every=20", "--config.train.keep_checkpoints=3"]
+SUBPROCESS_SWEEP = [
+    SMOKE,
+    *SEEDS,
+    "--vmap",
+    "--config.train.steps=40",
+    "--config.train.log_every=2",
+    "--config.train.checkpoint_every=6",
+    "--config.train.eval_every=20",
+    "--config.train.keep_checkpoints=3",
+]
 TRIALS = ("seed=0", "seed=1")
 
 
 def launch_sweep(args, workdir, compile_cache):
     """Starts `jaxlab sweep ARGS --workdir WORKDIR`; stderr to WORKDIR.stderr."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(compile_cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=str(compile_cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     with open(workdir.with_suffix(".stderr"), "w") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "jaxlab.cli", "sweep", *args,
-                                 "--workdir", str(workdir)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+        return subprocess.Popen(
+            [sys.executable, "-m", "jaxlab.cli", "sweep", *args, "--workdir", str(workdir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def trial_step(workdir, trial):
@@ -63,7 +77,8 @@ def assert_same_trials(workdir, reference, config, names=TRIALS):
     bit-identical train state."""
     for name in names:
         assert read_jsonl(workdir / name / "metrics.jsonl") == read_jsonl(
-            reference / name / "metrics.jsonl"), name
+            reference / name / "metrics.jsonl"
+        ), name
     got, want = final_states(workdir, config, names), final_states(reference, config, names)
     for name in names:
         assert got[name][0] == want[name][0]
@@ -90,16 +105,16 @@ def subprocess_config():
 
 
 @pytest.mark.slow
-def test_vmap_sweep_killed_at_random_points_resumes_every_trial_exactly(vmap_reference,
-                                                                         tmp_path):
+def test_vmap_sweep_killed_at_random_points_resumes_every_trial_exactly(vmap_reference, tmp_path):
     reference, cache = vmap_reference
     workdir, rng = tmp_path / "sweep", random.Random(3)
     for kill_point in range(3):
         process = launch_sweep(SUBPROCESS_SWEEP, workdir, cache)
         if kill_point == 1:  # while some trial's asynchronous checkpoint write is under way
             before = set(workdir.glob("*/checkpoints/*.orbax-checkpoint-tmp*"))
-            wait_for(lambda: set(workdir.glob("*/checkpoints/*.orbax-checkpoint-tmp*"))
-                     - before, process)
+            wait_for(
+                lambda: set(workdir.glob("*/checkpoints/*.orbax-checkpoint-tmp*")) - before, process
+            )
         else:
             target = min(trial_step(workdir, TRIALS[0]) + rng.randrange(2, 14, 2), 36)
             wait_for(lambda: trial_step(workdir, TRIALS[0]) >= target, process)
@@ -109,13 +124,15 @@ def test_vmap_sweep_killed_at_random_points_resumes_every_trial_exactly(vmap_ref
     status, err = finish(launch_sweep(SUBPROCESS_SWEEP, workdir, cache), workdir)
     assert status == 0, err
     assert {name: row["status"] for name, row in results(workdir).items()} == {
-        name: "done" for name in TRIALS}
+        name: "done" for name in TRIALS
+    }
     assert_same_trials(workdir, reference, subprocess_config())
 
 
 @pytest.mark.slow
 def test_vmap_sweep_sigterm_commits_every_trial_while_train_into_a_trial_is_refused(
-        vmap_reference, tmp_path):
+    vmap_reference, tmp_path
+):
     reference, cache = vmap_reference
     workdir = tmp_path / "sweep"
     process = launch_sweep(SUBPROCESS_SWEEP, workdir, cache)
@@ -124,9 +141,21 @@ def test_vmap_sweep_sigterm_commits_every_trial_while_train_into_a_trial_is_refu
     try:
         before = snapshot(workdir / TRIALS[1] / "checkpoints")
         refused = subprocess.run(
-            [sys.executable, "-m", "jaxlab.cli", "train", SMOKE, "--workdir",
-             str(workdir / TRIALS[1]), *SUBPROCESS_SWEEP[4:], "--config.seed=1"],
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "jaxlab.cli",
+                "train",
+                SMOKE,
+                "--workdir",
+                str(workdir / TRIALS[1]),
+                *SUBPROCESS_SWEEP[4:],
+                "--config.seed=1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert refused.returncode == cli.USAGE_ERROR
         assert f"is in use by a running jaxlab process (pid {process.pid} on" in refused.stderr
         assert snapshot(workdir / TRIALS[1] / "checkpoints") == before
@@ -162,8 +191,9 @@ def test_vmap_trial_with_a_damaged_checkpoint_falls_back_alone_and_catches_up(tm
     with pytest.warns(CheckpointWarning) as warned:
         again = jaxlab.sweep(SMOKE, points, tmp_path / "sweep", vmap=True, fixed_overrides=FIVE)
     messages = [str(w.message) for w in warned]
-    assert any(m.startswith(f"ignoring checkpoint {step_20}: it has no commit record")
-               for m in messages), messages
+    assert any(
+        m.startswith(f"ignoring checkpoint {step_20}: it has no commit record") for m in messages
+    ), messages
     assert any(m.startswith(f"moved the checkpoint {step_20} (unreadable)") for m in messages)
     assert [row["status"] for row in again] == ["done", "done"]
     config = jaxlab.load_config(SMOKE, FIVE)
@@ -172,8 +202,10 @@ def test_vmap_trial_with_a_damaged_checkpoint_falls_back_alone_and_catches_up(tm
 
 def test_a_diverging_trial_is_recorded_failed_and_the_others_finish(tmp_path):
     points = zipit(axis("seed", [0, 1]), axis("optimizer.learning_rate", [1e-3, 1e30]))
-    rows = {row["run"]: row for row in jaxlab.sweep(SMOKE, points, tmp_path / "sweep",
-                                                    vmap=True, fixed_overrides=FIVE)}
+    rows = {
+        row["run"]: row
+        for row in jaxlab.sweep(SMOKE, points, tmp_path / "sweep", vmap=True, fixed_overrides=FIVE)
+    }
     good = rows["seed=0,optimizer.learning_rate=0.001"]
     bad = rows["seed=1,optimizer.learning_rate=1e+30"]
     assert good["status"] == "done" and good["step"] == 20 and np.isfinite(good["eval/loss"])
@@ -193,14 +225,30 @@ def test_a_second_sweep_into_a_sweep_in_use_is_refused_and_touches_nothing(tmp_p
     with workdir_lib.lock(workdir):  # what a running sweep holds
         for mode in (["--vmap"], ["--parallel", "2"]):
             result = subprocess.run(
-                [sys.executable, "-m", "jaxlab.cli", "sweep", SMOKE, *SEEDS, *mode,
-                 "--workdir", str(workdir)], capture_output=True, text=True, timeout=300)
+                [
+                    sys.executable,
+                    "-m",
+                    "jaxlab.cli",
+                    "sweep",
+                    SMOKE,
+                    *SEEDS,
+                    *mode,
+                    "--workdir",
+                    str(workdir),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert result.returncode == cli.USAGE_ERROR, result.stderr
-            assert result.stderr.startswith(f"jaxlab: error: {workdir} is in use by a running "
-                                            f"jaxlab process (pid {os.getpid()} on")
+            assert result.stderr.startswith(
+                f"jaxlab: error: {workdir} is in use by a running "
+                f"jaxlab process (pid {os.getpid()} on"
+            )
             assert len(result.stderr.strip().splitlines()) == 1
     assert {k: v for k, v in snapshot(workdir).items() if k.name != ".lock"} == {
-        k: v for k, v in before.items() if k.name != ".lock"}
+        k: v for k, v in before.items() if k.name != ".lock"
+    }
 
 
 @pytest.mark.parametrize("mode", [["--vmap"], ["--parallel", "1"]])
@@ -209,26 +257,50 @@ def test_a_run_held_by_a_live_process_is_reported_running(tmp_path, mode):
     held = workdir / "seed=1"
     with workdir_lib.lock(held):  # e.g. a `jaxlab train` into that run's workdir
         result = subprocess.run(
-            [sys.executable, "-m", "jaxlab.cli", "sweep", SMOKE, *SEEDS, *mode,
-             "--config.train.steps=10", "--workdir", str(workdir)],
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "jaxlab.cli",
+                "sweep",
+                SMOKE,
+                *SEEDS,
+                *mode,
+                "--config.train.steps=10",
+                "--workdir",
+                str(workdir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == cli.SWEEP_INCOMPLETE, result.stderr
         assert "2 runs: 1 done, 1 running;" in result.stdout
         assert {n: r["status"] for n, r in results(workdir).items()} == {
-            "seed=0": "done", "seed=1": "running"}
+            "seed=0": "done",
+            "seed=1": "running",
+        }
     assert sorted(p.name for p in held.iterdir()) == [".lock"]  # not touched
 
 
 def sweep_workers(workdir):
     """PIDs of the worker processes training runs of the sweep in ``workdir``."""
-    found = subprocess.run(["pgrep", "-f", f"jaxlab.sweep.worker {workdir}"],
-                           capture_output=True, text=True).stdout
+    found = subprocess.run(
+        ["pgrep", "-f", f"jaxlab.sweep.worker {workdir}"], capture_output=True, text=True
+    ).stdout
     return [int(pid) for pid in found.split()]
 
 
-PARALLEL_SWEEP = [SMOKE, "--sweep", "config.seed=0,1,2", "--parallel", "2",
-                  "--config.train.steps=400", "--config.train.log_every=5",
-                  "--config.train.checkpoint_every=5", "--config.train.eval_every=200"]
+PARALLEL_SWEEP = [
+    SMOKE,
+    "--sweep",
+    "config.seed=0,1,2",
+    "--parallel",
+    "2",
+    "--config.train.steps=400",
+    "--config.train.log_every=5",
+    "--config.train.checkpoint_every=5",
+    "--config.train.eval_every=200",
+]
 
 
 @pytest.mark.slow
@@ -255,6 +327,7 @@ def test_a_stopped_process_sweep_stops_its_workers_and_launches_nothing_more(tmp
         assert status == cli.INTERRUPTED, err
         assert err.strip().splitlines()[-1].startswith("jaxlab: sweep stopped by SIGTERM: ")
         assert {n: r["status"] for n, r in results(workdir).items()} == {
-            f"seed={s}": "pending" for s in range(3)}
+            f"seed={s}": "pending" for s in range(3)
+        }
     else:
         assert status == -signal.SIGKILL

@@ -1,4 +1,5 @@
 """The training loop: outputs, data parallelism, and exact resumption."""
+
 import shutil
 
 import jax
@@ -26,8 +27,10 @@ def test_python_api_run_writes_outputs(smoke_config, tmp_path):
 
 
 def test_training_learns(tmp_path):
-    config = jaxlab.load_config("minimal_transformer:smoke", {
-        "train.steps": 200, "train.eval_every": 50, "optimizer.learning_rate": 1e-2})
+    config = jaxlab.load_config(
+        "minimal_transformer:smoke",
+        {"train.steps": 200, "train.eval_every": 50, "optimizer.learning_rate": 1e-2},
+    )
     final = jaxlab.train(config, tmp_path, quiet=True)
     assert final["eval/accuracy"] > 0.7  # 10 classes: chance is 0.1
 
@@ -52,8 +55,9 @@ def _final_params(config, workdir):
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    config = jaxlab.load_config("minimal_transformer:smoke",
-                                {"train.checkpoint_every": 5, "train.keep_checkpoints": 10})
+    config = jaxlab.load_config(
+        "minimal_transformer:smoke", {"train.checkpoint_every": 5, "train.keep_checkpoints": 10}
+    )
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     jaxlab.train(config, full, quiet=True)
     # The resumed workdir is the full one as it stood when stopped after the step-10 checkpoint
@@ -83,17 +87,25 @@ def test_workdir_of_another_config_is_refused(smoke_config, tmp_path):
 
 
 def test_mlp_classifier_on_moons(tmp_path):
-    config = jaxlab.load_config("mlp_moons:smoke", {"train.steps": 300, "train.eval_every": 100,
-                                                    "train.log_every": 100,
-                                                    "train.checkpoint_every": 300})
+    config = jaxlab.load_config(
+        "mlp_moons:smoke",
+        {
+            "train.steps": 300,
+            "train.eval_every": 100,
+            "train.log_every": 100,
+            "train.checkpoint_every": 300,
+        },
+    )
     final = jaxlab.train(config, tmp_path, quiet=True)
     assert final["eval/accuracy"] > 0.95  # two classes, 1,024 held-out points
 
 
 def test_data_arguments_the_loader_does_not_take_are_refused(tmp_path):
     config = jaxlab.load_config("mlp_moons:smoke", {"data.loader": "jaxlab.data.digits:load"})
-    with pytest.raises(UserError, match="jaxlab.data.digits:load does not take config.data.factor"
-                                        ", config.data.noise"):
+    with pytest.raises(
+        UserError,
+        match="jaxlab.data.digits:load does not take config.data.factor, config.data.noise",
+    ):
         jaxlab.train(config, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
 
@@ -106,6 +118,7 @@ def test_nothing_is_compiled_twice_across_chunks_evaluations_and_checkpoints(tmp
     array shape of the replicated state)."""
     import collections
     import logging
+
     compiled = collections.Counter()
 
     class Compilations(logging.Handler):
@@ -114,9 +127,16 @@ def test_nothing_is_compiled_twice_across_chunks_evaluations_and_checkpoints(tmp
                 compiled[record.getMessage()] += 1
 
     handler, logger = Compilations(), logging.getLogger("jax")
-    config = jaxlab.load_config("minimal_transformer:smoke", {
-        "train.log_every": 2, "train.eval_every": 4, "train.checkpoint_every": 4,
-        "train.keep_checkpoints": 10, "train.data_pipeline": pipeline})
+    config = jaxlab.load_config(
+        "minimal_transformer:smoke",
+        {
+            "train.log_every": 2,
+            "train.eval_every": 4,
+            "train.checkpoint_every": 4,
+            "train.keep_checkpoints": 10,
+            "train.data_pipeline": pipeline,
+        },
+    )
     logger.addHandler(handler)
     try:
         with jax.log_compiles(True):

@@ -1,4 +1,5 @@
 """The attention variants of the transformer-minimization paper: parameter counts and structure."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,22 +7,36 @@ import pytest
 
 import jaxlab
 from jaxlab.errors import UserError
-from jaxlab.papers.transformer_minimization.model import (SelfAttention, VisionTransformer,
-                                                         attention_parameter_count, parameter_count)
+from jaxlab.papers.transformer_minimization.model import (
+    SelfAttention,
+    VisionTransformer,
+    attention_parameter_count,
+    parameter_count,
+)
 from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, MULTI_HEAD_VARIANTS
 from jaxlab.tasks.classification import parameter_total
 
-VARIANTS = [(v, False) for v in ATTENTION_VARIANTS] + [("symmetric", True),
-                                                       ("symmetric_novo", True)]
+VARIANTS = [(v, False) for v in ATTENTION_VARIANTS] + [
+    ("symmetric", True),
+    ("symmetric_novo", True),
+]
 HEADS = [(v, t, 1) for v, t in VARIANTS] + [(v, False, 4) for v in MULTI_HEAD_VARIANTS]
 
 
 @pytest.mark.parametrize("variant,triangular,heads", HEADS)
 @pytest.mark.parametrize("use_mlp", [True, False])
 def test_parameter_count_formula_is_exact(variant, triangular, heads, use_mlp):
-    model = VisionTransformer(num_classes=10, patch_size=2, width=24, depth=3, heads=heads,
-                              mlp_dim=40, use_mlp=use_mlp, attention=variant,
-                              triangular=triangular)
+    model = VisionTransformer(
+        num_classes=10,
+        patch_size=2,
+        width=24,
+        depth=3,
+        heads=heads,
+        mlp_dim=40,
+        use_mlp=use_mlp,
+        attention=variant,
+        triangular=triangular,
+    )
     image_shape = (8, 6, 3)  # not square, several channels: exercises every term of the formula
     params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *image_shape)))
     assert parameter_total(params) == parameter_count(model, image_shape)
@@ -54,8 +69,9 @@ def test_every_head_sees_every_feature(variant):
     x = jax.random.normal(jax.random.key(5), (1, 6, 16))
     module = SelfAttention(4, variant)
     params = module.init(jax.random.key(6), x)
-    scores = lambda x: module.apply(params, x, mutable=["intermediates"])[1][
-        "intermediates"]["scores"][0]
+    scores = lambda x: module.apply(params, x, mutable=["intermediates"])[1]["intermediates"][
+        "scores"
+    ][0]
     before_BHTT = scores(x)
     for feature in range(16):
         moved_BHTT = scores(x.at[0, 2, feature].add(1.0))
@@ -70,8 +86,10 @@ def _scores(variant, triangular, x, heads):
     return out, state["intermediates"]["scores"][0]
 
 
-@pytest.mark.parametrize("variant,triangular", [("symmetric", False), ("symmetric_novo", False),
-                                                ("symmetric_novo", True)])
+@pytest.mark.parametrize(
+    "variant,triangular",
+    [("symmetric", False), ("symmetric_novo", False), ("symmetric_novo", True)],
+)
 def test_symmetric_scores_are_symmetric(variant, triangular):
     x = jax.random.normal(jax.random.key(2), (2, 7, 8))
     _, scores_BHTT = _scores(variant, triangular, x, heads=2 if variant == "symmetric" else 1)
@@ -100,22 +118,28 @@ def test_novo_outputs_are_convex_combinations_of_inputs(variant):
 
 
 def test_collapsed_variant_trains_through_the_api(tmp_path):
-    config = jaxlab.load_config("minimal_transformer:smoke,attention=symmetric_novo,mlp=False,"
-                                "triangular", {"train.steps": 150, "train.eval_every": 50,
-                                               "optimizer.learning_rate": 1e-2})
+    config = jaxlab.load_config(
+        "minimal_transformer:smoke,attention=symmetric_novo,mlp=False,triangular",
+        {"train.steps": 150, "train.eval_every": 50, "optimizer.learning_rate": 1e-2},
+    )
     final = jaxlab.train(config, tmp_path, quiet=True)
     assert final["eval/accuracy"] > 0.5  # 10 classes: chance is 0.1
 
 
-@pytest.mark.parametrize("preset,match", [
-    ("attention=wq", "config.model.attention='wq' is unknown"),
-    ("attention=wqk,triangular", "triangular=True needs a symmetric attention"),
-    ("heads=3", "width=16 is not divisible by config.model.heads=3"),
-    ("attention=wqk,heads=4", "heads=4: wqk is defined for one head"),
-    ("attention=symmetric_novo,heads=2", "heads=2: symmetric_novo is defined for one head"),
-    ("attention=symmetric,triangular,heads=4",
-     "heads=4: symmetric with triangular=True is defined for one head"),
-])
+@pytest.mark.parametrize(
+    "preset,match",
+    [
+        ("attention=wq", "config.model.attention='wq' is unknown"),
+        ("attention=wqk,triangular", "triangular=True needs a symmetric attention"),
+        ("heads=3", "width=16 is not divisible by config.model.heads=3"),
+        ("attention=wqk,heads=4", "heads=4: wqk is defined for one head"),
+        ("attention=symmetric_novo,heads=2", "heads=2: symmetric_novo is defined for one head"),
+        (
+            "attention=symmetric,triangular,heads=4",
+            "heads=4: symmetric with triangular=True is defined for one head",
+        ),
+    ],
+)
 def test_bad_model_config_is_a_user_error(preset, match, tmp_path):
     config = jaxlab.load_config(f"minimal_transformer:smoke,{preset}")
     with pytest.raises(UserError, match=match):
@@ -130,7 +154,8 @@ def test_paper_mnist_counts_from_our_formula(use_mlp, paper_count):
     token with its position (2N), and one LayerNorm per encoder instead of two when it has an MLP.
     """
     n, depth = 60, 6
-    model = VisionTransformer(num_classes=10, patch_size=2, width=n, depth=depth, heads=1,
-                              mlp_dim=256, use_mlp=use_mlp)
+    model = VisionTransformer(
+        num_classes=10, patch_size=2, width=n, depth=depth, heads=1, mlp_dim=256, use_mlp=use_mlp
+    )
     ours = parameter_count(model, (28, 28, 1))
     assert ours + depth * 4 * n + 2 * n - (depth * 2 * n if use_mlp else 0) == paper_count

@@ -4,24 +4,36 @@
 loaders are ``jaxlab.data.digits:load``, ``jaxlab.data.toy2d:load``, ``jaxlab.data.mnist:load``,
 ``jaxlab.data.cifar10:load`` and ``jaxlab.data.arrays:load`` (your own ``.npz`` / ``.npy`` files).
 """
-from typing import Mapping
+
+from collections.abc import Mapping
 
 from jaxlab import references
 from jaxlab.data.dataset import Dataset, in_memory, split_by_permutation, take
 from jaxlab.data.sampling import batch_indices, sample_batch
 from jaxlab.errors import UserError
 
-__all__ = ["Dataset", "batch_indices", "in_memory", "load", "sample_batch",
-           "split_by_permutation", "take"]
+__all__ = [
+    "Dataset",
+    "batch_indices",
+    "in_memory",
+    "load",
+    "sample_batch",
+    "split_by_permutation",
+    "take",
+]
 
 
 def load(data_config: Mapping) -> Dataset:
     """Calls ``data_config.loader`` with the section's other keys as keyword arguments."""
     if "loader" not in data_config:
-        raise UserError("config.data has no loader: set config.data.loader to a reference such "
-                        "as 'jaxlab.data.digits:load' or 'my_data.py:load'")
+        raise UserError(
+            "config.data has no loader: set config.data.loader to a reference such "
+            "as 'jaxlab.data.digits:load' or 'my_data.py:load'"
+        )
     dataset = references.call(data_config, "loader", "config.data")
     if not isinstance(dataset, Dataset):
-        raise UserError(f"config.data.loader={data_config['loader']!r} returned a "
-                        f"{type(dataset).__name__}, expected a jaxlab.data.Dataset")
+        raise UserError(
+            f"config.data.loader={data_config['loader']!r} returned a "
+            f"{type(dataset).__name__}, expected a jaxlab.data.Dataset"
+        )
     return dataset

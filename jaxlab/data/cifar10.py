@@ -13,6 +13,7 @@ Every batch file is checked before anything is trained on, each failed check a `
 the file, what it holds and what was expected: a whole number of records, exactly 10,000 of them
 (30,730,000 bytes), and label bytes in 0..9.
 """
+
 import numpy as np
 from etils import epath
 
@@ -32,16 +33,22 @@ def load(directory: str = "data/cifar10") -> Dataset:
     root = paths.path(directory, "config.data.directory")
     expected = ", ".join(TRAIN_FILES + TEST_FILES)
     if not root.is_dir():
-        raise UserError(f"CIFAR-10 directory {root} does not exist; expected it to hold the binary "
-                        f"version's files {expected} (set config.data.directory)")
+        raise UserError(
+            f"CIFAR-10 directory {root} does not exist; expected it to hold the binary "
+            f"version's files {expected} (set config.data.directory)"
+        )
     if (root / SUBDIRECTORY).is_dir():
         root = root / SUBDIRECTORY
     missing = [name for name in TRAIN_FILES + TEST_FILES if not (root / name).is_file()]
     if missing:
-        raise UserError(f"CIFAR-10 files missing from {root}: {', '.join(missing)}; expected the "
-                        f"binary version's files {expected} (not the Python version's pickles)")
-    return Dataset(train=_read_batches([root / n for n in TRAIN_FILES]),
-                   test=_read_batches([root / n for n in TEST_FILES]))
+        raise UserError(
+            f"CIFAR-10 files missing from {root}: {', '.join(missing)}; expected the "
+            f"binary version's files {expected} (not the Python version's pickles)"
+        )
+    return Dataset(
+        train=_read_batches([root / n for n in TRAIN_FILES]),
+        test=_read_batches([root / n for n in TEST_FILES]),
+    )
 
 
 def _read_batches(files: list[epath.Path]) -> dict[str, np.ndarray]:
@@ -53,14 +60,20 @@ def _read_batches(files: list[epath.Path]) -> dict[str, np.ndarray]:
 def _read_records(path: epath.Path) -> np.ndarray:
     raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     if raw.size % RECORD_BYTES:
-        raise UserError(f"{path} is truncated or not a CIFAR-10 binary batch: {raw.size} bytes is "
-                        f"not a multiple of the {RECORD_BYTES}-byte record")
+        raise UserError(
+            f"{path} is truncated or not a CIFAR-10 binary batch: {raw.size} bytes is "
+            f"not a multiple of the {RECORD_BYTES}-byte record"
+        )
     records = raw.reshape(-1, RECORD_BYTES)
     if len(records) != RECORDS_PER_BATCH:
-        raise UserError(f"{path} holds {len(records):,} records, expected {RECORDS_PER_BATCH:,} "
-                        f"({RECORDS_PER_BATCH * RECORD_BYTES:,} bytes) as every CIFAR-10 binary "
-                        f"batch does")
+        raise UserError(
+            f"{path} holds {len(records):,} records, expected {RECORDS_PER_BATCH:,} "
+            f"({RECORDS_PER_BATCH * RECORD_BYTES:,} bytes) as every CIFAR-10 binary "
+            f"batch does"
+        )
     if records[:, 0].max() > 9:
-        raise UserError(f"{path} is not a CIFAR-10 binary batch: label byte {records[:, 0].max()} "
-                        f"is not in 0..9")
+        raise UserError(
+            f"{path} is not a CIFAR-10 binary batch: label byte {records[:, 0].max()} "
+            f"is not in 0..9"
+        )
     return records

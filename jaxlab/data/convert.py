@@ -14,6 +14,7 @@ temporary directory beside it and renamed when complete, so a failed conversion 
 Rows are copied in slices, so a memory-mapped source larger than memory converts (a ``.npz`` is
 read whole: numpy cannot memory-map inside a zip).
 """
+
 import os
 import shutil
 from collections.abc import Mapping
@@ -31,8 +32,16 @@ FORMATS = ("npy", "array_record")
 COPY_ROWS = 4096  # rows read and written at a time
 
 
-def convert(source: str, destination: str, *, kind: str = "arrays", fmt: str = "npy",
-            test: str = "", test_fraction: float = 0.0, split_seed: int = 0) -> list[str]:
+def convert(
+    source: str,
+    destination: str,
+    *,
+    kind: str = "arrays",
+    fmt: str = "npy",
+    test: str = "",
+    test_fraction: float = 0.0,
+    split_seed: int = 0,
+) -> list[str]:
     """Writes ``source`` to the new directory ``destination``; returns one line per split."""
     if kind not in SOURCES:
         raise UserError(f"--from must be one of {', '.join(SOURCES)}, got {kind!r}")
@@ -53,24 +62,30 @@ def convert(source: str, destination: str, *, kind: str = "arrays", fmt: str = "
     finally:
         if partial.exists():
             shutil.rmtree(partial)
-    return [f"{name}: {len(rows)} examples, arrays "
-            + ", ".join(f"{key} {tuple(v.shape[1:])} {v.dtype}" for key, v in a.items())
-            for name, (a, rows) in splits.items()]
+    return [
+        f"{name}: {len(rows)} examples, arrays "
+        + ", ".join(f"{key} {tuple(v.shape[1:])} {v.dtype}" for key, v in a.items())
+        for name, (a, rows) in splits.items()
+    ]
 
 
 Split = tuple[Mapping[str, np.ndarray], np.ndarray]  # arrays, and which of their rows in order
 
 
-def _read(source: str, kind: str, test: str, test_fraction: float, split_seed: int
-          ) -> dict[str, Split]:
+def _read(
+    source: str, kind: str, test: str, test_fraction: float, split_seed: int
+) -> dict[str, Split]:
     """{"train": split, "test": split}, each arrays and the rows of them it holds."""
+
     def whole(arrays: Mapping[str, np.ndarray]) -> Split:
         return arrays, np.arange(len(next(iter(arrays.values()))))
 
     if kind in ("mnist", "cifar10"):
         if test or test_fraction:
-            raise UserError(f"--from {kind} keeps the distribution's own test split; leave out "
-                            f"--test and --test-fraction")
+            raise UserError(
+                f"--from {kind} keeps the distribution's own test split; leave out "
+                f"--test and --test-fraction"
+            )
         data = (mnist if kind == "mnist" else cifar10).load(source)
         return {"train": whole(data.train), "test": whole(data.test)}
     if test and test_fraction:
@@ -81,27 +96,36 @@ def _read(source: str, kind: str, test: str, test_fraction: float, split_seed: i
     if test:
         data = arrays.paired(train, arrays.read_split(test, "--test"), test)
         return {"train": whole(data.train), "test": whole(data.test)}
-    train_rows, test_rows = permutation_split(len(next(iter(train.values()))), test_fraction,
-                                              split_seed)
+    train_rows, test_rows = permutation_split(
+        len(next(iter(train.values()))), test_fraction, split_seed
+    )
     return {"train": (train, train_rows), "test": (train, test_rows)}
 
 
-def _write(split_arrays: Mapping, rows: np.ndarray, directory: epath.Path, split: str,
-           fmt: str) -> None:
+def _write(
+    split_arrays: Mapping, rows: np.ndarray, directory: epath.Path, split: str, fmt: str
+) -> None:
     """Rows ``rows`` of ``split_arrays``, in that order, as ``directory/split`` in ``fmt``,
     read and written `COPY_ROWS` at a time."""
-    slices = (take(split_arrays, rows[first:first + COPY_ROWS])
-              for first in range(0, len(rows), COPY_ROWS))
+    slices = (
+        take(split_arrays, rows[first : first + COPY_ROWS])
+        for first in range(0, len(rows), COPY_ROWS)
+    )
     if fmt == "array_record":
         records.write(directory / f"{split}{records.SUFFIX}", slices)
         return
     (directory / split).mkdir()
-    outputs = {name: np.lib.format.open_memmap(os.fspath(directory / split / f"{name}.npy"),
-                                               mode="w+", dtype=array.dtype,
-                                               shape=(len(rows), *array.shape[1:]))
-               for name, array in split_arrays.items()}
+    outputs = {
+        name: np.lib.format.open_memmap(
+            os.fspath(directory / split / f"{name}.npy"),
+            mode="w+",
+            dtype=array.dtype,
+            shape=(len(rows), *array.shape[1:]),
+        )
+        for name, array in split_arrays.items()
+    }
     for first, values in zip(range(0, len(rows), COPY_ROWS), slices):
         for name, value in values.items():
-            outputs[name][first:first + len(value)] = value
+            outputs[name][first : first + len(value)] = value
     for out in outputs.values():
         out.flush()

@@ -4,6 +4,7 @@ Read straight from the file scikit-learn ships (``sklearn/datasets/data/digits.c
 per row, 64 pixel values 0..16 then the label), the file its ``load_digits`` reads: importing
 scikit-learn itself takes about 2 s, a third of a warm ``jaxlab train`` start-up.
 """
+
 import importlib.util
 import pathlib
 
@@ -16,13 +17,17 @@ from jaxlab.errors import UserError
 def bundled_file() -> pathlib.Path:
     """The path of scikit-learn's digits file, found without importing scikit-learn."""
     spec = importlib.util.find_spec("sklearn")
-    if spec is None:
-        raise UserError("the digits data set comes with scikit-learn, which is not installed; "
-                        "reinstall jaxlab's dependencies: pip install -e .")
+    if spec is None or spec.origin is None:
+        raise UserError(
+            "the digits data set comes with scikit-learn, which is not installed; "
+            "reinstall jaxlab's dependencies: pip install -e ."
+        )
     path = pathlib.Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
     if not path.is_file():
-        raise UserError(f"scikit-learn's digits file {path} does not exist; reinstall "
-                        f"scikit-learn: pip install --force-reinstall scikit-learn")
+        raise UserError(
+            f"scikit-learn's digits file {path} does not exist; reinstall "
+            f"scikit-learn: pip install --force-reinstall scikit-learn"
+        )
     return path
 
 

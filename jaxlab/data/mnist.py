@@ -16,6 +16,7 @@ pixels, at least one image per split, as many labels as images, and labels in 0.
 An IDX file is: two zero bytes, a type byte (0x08 = unsigned byte), a byte with the number of
 dimensions d, d big-endian uint32 sizes, then the values in row-major order.
 """
+
 import gzip
 
 import numpy as np
@@ -27,16 +28,20 @@ from jaxlab.errors import UserError
 
 UNSIGNED_BYTE = 0x08  # the IDX type code of MNIST's values
 SIDE = 28  # MNIST's images are SIDE x SIDE pixels
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def load(directory: str = "data/mnist") -> Dataset:
     root = paths.path(directory, "config.data.directory")
     expected = ", ".join(f"{name}[.gz]" for pair in FILES.values() for name in pair)
     if not root.is_dir():
-        raise UserError(f"MNIST directory {root} does not exist; expected it to hold the four IDX "
-                        f"files {expected} (set config.data.directory)")
+        raise UserError(
+            f"MNIST directory {root} does not exist; expected it to hold the four IDX "
+            f"files {expected} (set config.data.directory)"
+        )
     splits = {}
     for split, (images_name, labels_name) in FILES.items():
         images_path = _find(root, images_name, expected)
@@ -44,12 +49,15 @@ def load(directory: str = "data/mnist") -> Dataset:
         if not len(images):
             raise UserError(f"{images_path} holds no images, expected at least one")
         if images.shape[1:] != (SIDE, SIDE):
-            raise UserError(f"{images_path} holds images of {images.shape[1]}x{images.shape[2]} "
-                            f"pixels (shape {images.shape}), expected MNIST's {SIDE}x{SIDE}")
+            raise UserError(
+                f"{images_path} holds images of {images.shape[1]}x{images.shape[2]} "
+                f"pixels (shape {images.shape}), expected MNIST's {SIDE}x{SIDE}"
+            )
         labels = read_idx(_find(root, labels_name, expected), ndim=1)
         if len(images) != len(labels):
-            raise UserError(f"MNIST {split} split in {root}: {len(images)} images but "
-                            f"{len(labels)} labels")
+            raise UserError(
+                f"MNIST {split} split in {root}: {len(images)} images but {len(labels)} labels"
+            )
         if labels.max() > 9:
             raise UserError(f"MNIST {split} labels in {root} hold {labels.max()}, expected 0..9")
         splits[split] = {"x": images[..., None], "label": labels.astype(np.int32)}
@@ -60,8 +68,10 @@ def _find(root: epath.Path, name: str, expected: str) -> epath.Path:
     for candidate in (root / name, root / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise UserError(f"MNIST file {name} (or {name}.gz) is missing from {root}; "
-                    f"expected the four IDX files {expected}")
+    raise UserError(
+        f"MNIST file {name} (or {name}.gz) is missing from {root}; "
+        f"expected the four IDX files {expected}"
+    )
 
 
 def read_idx(path: epath.Path, ndim: int) -> np.ndarray:
@@ -80,7 +90,9 @@ def read_idx(path: epath.Path, ndim: int) -> np.ndarray:
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
         state = "truncated" if len(raw) < expected else "longer than its header says"
-        raise UserError(f"{path} is {state}: {len(raw)} bytes, expected {expected} for shape {shape}")
+        raise UserError(
+            f"{path} is {state}: {len(raw)} bytes, expected {expected} for shape {shape}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

@@ -10,8 +10,8 @@ same shapes and dtypes.
 Reading a whole column (``np.asarray(column)``, as the classification task does with the labels
 to count the classes) reads every record once, in slices.
 """
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Iterator
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -32,8 +32,11 @@ def write(destination: epath.Path, slices: Iterable[Mapping[str, np.ndarray]]) -
     try:
         for arrays in slices:
             for i in range(len(next(iter(arrays.values())))):
-                writer.write(serialization.msgpack_serialize(
-                    {name: np.asarray(array[i]) for name, array in arrays.items()}))
+                writer.write(
+                    serialization.msgpack_serialize(
+                        {name: np.asarray(array[i]) for name, array in arrays.items()}
+                    )
+                )
     finally:
         writer.close()
 
@@ -53,18 +56,26 @@ class RecordSplit(Mapping):
             raise
         except Exception as error:  # noqa: BLE001 - whatever the reader raises on a bad file
             why = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise UserError(f"{what}: {path} is not a readable ArrayRecord file ({why}); write "
-                            f"it with jaxlab data convert") from None
+            raise UserError(
+                f"{what}: {path} is not a readable ArrayRecord file ({why}); write "
+                f"it with jaxlab data convert"
+            ) from None
         if not first:
             raise UserError(f"{what}: {path} holds no examples")
         missing = [k for k in keys if k not in first]
         if missing:
-            raise UserError(f"config.data.keys names {', '.join(map(repr, missing))}, which "
-                            f"{path} does not hold (it holds {', '.join(sorted(first))})")
+            raise UserError(
+                f"config.data.keys names {', '.join(map(repr, missing))}, which "
+                f"{path} does not hold (it holds {', '.join(sorted(first))})"
+            )
         self._signature = {name: (value.shape, value.dtype) for name, value in first.items()}
         self._kept = list(keys) or list(first)
-        self._columns = {name: RecordColumn(self, name, (size, *self._signature[name][0]),
-                                            self._signature[name][1]) for name in self._kept}
+        self._columns = {
+            name: RecordColumn(
+                self, name, (size, *self._signature[name][0]), self._signature[name][1]
+            )
+            for name in self._kept
+        }
 
     def __getitem__(self, name: str) -> "RecordColumn":
         return self._columns[name]
@@ -78,29 +89,36 @@ class RecordSplit(Mapping):
     def read(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """Every array's rows ``indices``, each record read once."""
         keys = [int(i) for i in np.asarray(indices).ravel()]
-        records = [self._decode(raw, key)
-                   for raw, key in zip(self._source.__getitems__(keys), keys)]
+        records = [
+            self._decode(raw, key) for raw, key in zip(self._source.__getitems__(keys), keys)
+        ]
         shape = np.shape(indices)
-        return {name: np.stack([r[name] for r in records]).reshape(*shape, *self._signature[
-            name][0]) for name in self._kept}
+        return {
+            name: np.stack([r[name] for r in records]).reshape(*shape, *self._signature[name][0])
+            for name in self._kept
+        }
 
     def _decode(self, raw: bytes, index: int) -> dict[str, np.ndarray]:
         try:
             record = serialization.msgpack_restore(raw)
         except Exception as error:  # noqa: BLE001 - a damaged record
-            raise UserError(f"{self._what}: record {index} of {self.path} does not decode "
-                            f"({type(error).__name__}); write it with jaxlab data convert") \
-                from None
+            raise UserError(
+                f"{self._what}: record {index} of {self.path} does not decode "
+                f"({type(error).__name__}); write it with jaxlab data convert"
+            ) from None
         if not isinstance(record, dict):
-            raise UserError(f"{self._what}: record {index} of {self.path} is not a dict of "
-                            f"arrays")
+            raise UserError(f"{self._what}: record {index} of {self.path} is not a dict of arrays")
         record = {name: np.asarray(value) for name, value in record.items()}
         signature = getattr(self, "_signature", None)
-        if signature is not None and {n: (v.shape, v.dtype) for n, v in record.items()} \
-                != signature:
-            raise UserError(f"{self._what}: record {index} of {self.path} holds other arrays "
-                            f"(names, shapes or dtypes) than record 0; every example needs the "
-                            f"same ones")
+        if (
+            signature is not None
+            and {n: (v.shape, v.dtype) for n, v in record.items()} != signature
+        ):
+            raise UserError(
+                f"{self._what}: record {index} of {self.path} holds other arrays "
+                f"(names, shapes or dtypes) than record 0; every example needs the "
+                f"same ones"
+            )
         return record
 
 
@@ -121,6 +139,10 @@ class RecordColumn:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """The whole column, read in slices of `READ_ROWS` records (only this column kept)."""
-        array = np.concatenate([self[np.arange(first, min(first + READ_ROWS, len(self)))]
-                                for first in range(0, len(self), READ_ROWS)])
+        array = np.concatenate(
+            [
+                self[np.arange(first, min(first + READ_ROWS, len(self)))]
+                for first in range(0, len(self), READ_ROWS)
+            ]
+        )
         return array if dtype is None else array.astype(dtype)

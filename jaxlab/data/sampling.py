@@ -11,13 +11,18 @@ past the end of the set) to restrict it to ``0 .. num_examples-1``. A batch cost
 whatever the size of the training set; a sort-based permutation of 4,096 examples costs ~2 ms on
 a CPU core, more than a training step of a small MLP.
 """
+
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
 from jaxlab.errors import UserError
 
 FEISTEL_ROUNDS = 6
-MAX_EXAMPLES = 2 ** 31 - 1  # indices are int32
+MAX_EXAMPLES = 2**31 - 1  # indices are int32
 
 
 def _mix(x: jax.Array) -> jax.Array:
@@ -50,13 +55,15 @@ def permute(round_keys: jax.Array, positions: jax.Array, num_examples: int) -> j
 
     limit = jnp.uint32(num_examples)
     x = feistel(positions.astype(jnp.uint32))
-    x = jax.lax.while_loop(lambda x: jnp.any(x >= limit),
-                           lambda x: jnp.where(x >= limit, feistel(x), x), x)
+    x = jax.lax.while_loop(
+        lambda x: jnp.any(x >= limit), lambda x: jnp.where(x >= limit, feistel(x), x), x
+    )
     return x.astype(jnp.int32)
 
 
-def epoch_and_offset(step: jax.Array, batch_size: int, num_examples: int
-                     ) -> tuple[jax.Array, jax.Array]:
+def epoch_and_offset(
+    step: ArrayLike, batch_size: int, num_examples: int
+) -> tuple[jax.Array, jax.Array]:
     """``(epoch, offset)`` with ``step * batch_size == epoch * num_examples + offset`` and
     ``0 <= offset < num_examples``, exact in 32-bit arithmetic for every int32 ``step``.
 
@@ -81,25 +88,30 @@ def epoch_and_offset(step: jax.Array, batch_size: int, num_examples: int
     return epoch.astype(jnp.int32), remainder
 
 
-def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, num_examples: int) -> jax.Array:
+def batch_indices(key: jax.Array, step: ArrayLike, batch_size: int, num_examples: int) -> jax.Array:
     """Indices (batch_size,) into the training set for ``step``: positions ``step * batch_size``
     onwards of the stream (`epoch_and_offset`), exact for any int32 step; needs ``batch_size <=
     num_examples < 2**31``. A batch spans at most two epochs."""
     if not 0 < batch_size <= num_examples <= MAX_EXAMPLES:
-        raise UserError(f"batches of {batch_size} from {num_examples} examples: the sampler "
-                        f"needs 0 < batch size <= examples <= {MAX_EXAMPLES}")
+        raise UserError(
+            f"batches of {batch_size} from {num_examples} examples: the sampler "
+            f"needs 0 < batch size <= examples <= {MAX_EXAMPLES}"
+        )
     epoch, offset = epoch_and_offset(step, batch_size, num_examples)
     offsets = offset + jnp.arange(batch_size, dtype=jnp.uint32)  # < 2 * num_examples <= 2**32
     wrapped = offsets >= jnp.uint32(num_examples)
-    round_keys = jax.vmap(lambda e: jax.random.bits(jax.random.fold_in(key, e), (FEISTEL_ROUNDS,),
-                                                    jnp.uint32))(epoch + jnp.arange(2))
+    round_keys = jax.vmap(
+        lambda e: jax.random.bits(jax.random.fold_in(key, e), (FEISTEL_ROUNDS,), jnp.uint32)
+    )(epoch + jnp.arange(2))
     keys = jnp.where(wrapped[:, None], round_keys[1], round_keys[0])
-    return permute(keys, jnp.where(wrapped, offsets - jnp.uint32(num_examples), offsets),
-                   num_examples)
+    return permute(
+        keys, jnp.where(wrapped, offsets - jnp.uint32(num_examples), offsets), num_examples
+    )
 
 
-def sample_batch(arrays: dict[str, jax.Array], key: jax.Array, step: jax.Array,
-                 batch_size: int) -> dict[str, jax.Array]:
+def sample_batch(
+    arrays: Mapping[str, jax.Array | np.ndarray], key: jax.Array, step: ArrayLike, batch_size: int
+) -> dict[str, jax.Array]:
     """The batch of ``step``: the same rows of every array in ``arrays``."""
     num_examples = next(iter(arrays.values())).shape[0]
     idx = batch_indices(key, step, batch_size, num_examples)

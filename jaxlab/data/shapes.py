@@ -17,14 +17,25 @@ outlined square at 3 px, through noise and clutter, takes the relations between 
 attention is for, so it is not saturated by a small model in a few hundred steps as digits nearly
 is. Images ``x`` are float32 (N, 16, 16, 1) in [0, 1], labels ``label`` int32 (N,), balanced.
 """
+
 import numpy as np
 
 from jaxlab.data.dataset import Dataset
 from jaxlab.errors import UserError
 
 SIDE = 16
-CLASSES = ("disc", "ring", "square", "square outline", "triangle", "plus", "cross",
-           "horizontal bars", "vertical bars", "L corner")
+CLASSES = (
+    "disc",
+    "ring",
+    "square",
+    "square outline",
+    "triangle",
+    "plus",
+    "cross",
+    "horizontal bars",
+    "vertical bars",
+    "L corner",
+)
 TRAIN_STREAM, TEST_STREAM = 0, 1
 
 
@@ -32,8 +43,10 @@ def load(num_train: int = 10_000, num_test: int = 2_000, seed: int = 0) -> Datas
     for key, value in (("num_train", num_train), ("num_test", num_test)):
         if value < 1:
             raise UserError(f"config.data.{key}={value}: the shapes set needs at least one image")
-    return Dataset(train=generate(num_train, np.random.default_rng([seed, TRAIN_STREAM])),
-                   test=generate(num_test, np.random.default_rng([seed, TEST_STREAM])))
+    return Dataset(
+        train=generate(num_train, np.random.default_rng([seed, TRAIN_STREAM])),
+        test=generate(num_test, np.random.default_rng([seed, TEST_STREAM])),
+    )
 
 
 def generate(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -52,8 +65,9 @@ def generate(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     distance_NP = np.empty_like(u)
     for k in range(len(CLASSES)):
         rows = labels == k
-        distance_NP[rows] = _signed_distance(k, u[rows], v[rows], size[rows, None],
-                                             stroke[rows, None])
+        distance_NP[rows] = _signed_distance(
+            k, u[rows], v[rows], size[rows, None], stroke[rows, None]
+        )
     shape_NP = np.clip(0.5 - distance_NP, 0.0, 1.0) * contrast[:, None]
     image_NP = np.clip(shape_NP + _background(rng, n, grid_2P), 0.0, 1.0)
     images = image_NP.reshape(n, SIDE, SIDE, 1).astype(np.float32)
@@ -68,7 +82,7 @@ def _background(rng: np.random.Generator, n: int, grid_2P: np.ndarray) -> np.nda
     blob_centre_N2 = rng.uniform(0, SIDE - 1, (n, 2))
     blob_width = rng.uniform(0.8, 1.2, n)[:, None]
     squared_distance = ((grid_2P[None] - blob_centre_N2[:, :, None]) ** 2).sum(axis=1)
-    blob = rng.uniform(0.3, 0.7, n)[:, None] * np.exp(-squared_distance / (2 * blob_width ** 2))
+    blob = rng.uniform(0.3, 0.7, n)[:, None] * np.exp(-squared_distance / (2 * blob_width**2))
     noise = rng.uniform(0.05, 0.15, n)[:, None] * rng.standard_normal((n, SIDE * SIDE))
     return gradient + blob + noise
 
@@ -91,7 +105,9 @@ def _signed_distance(k: int, u, v, r, w):
         return _box(u, v, side, side)
     if k == 3:
         return np.abs(_box(u, v, side - w, side - w)) - w
-    if k == 4:  # apex up at (0, -r), base at v = 0.7 r from -r to r: the largest of 3 edge distances
+    if (
+        k == 4
+    ):  # apex up at (0, -r), base at v = 0.7 r from -r to r: the largest of 3 edge distances
         base = v - 0.7 * r
         slant = (1.7 * np.abs(u) - v - r) / np.hypot(1.7, 1.0)  # through (0, -r), (±r, 0.7 r)
         return np.maximum(base, slant)

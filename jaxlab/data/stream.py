@@ -19,6 +19,7 @@ there. Here the arrays stay on disk (memory-mapped ``.npy`` files or an ArrayRec
 A memory map's pages are released after each read (`jaxlab.data.take`), so the process stays
 small however large the files. Evaluation reads the test split in chunks too (`test_chunks`).
 """
+
 import functools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,12 +36,14 @@ DATA_AXIS = "data"
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def steps_indices(data_key: jax.Array, steps: np.ndarray, batch_size: int, num_examples: int
-                  ) -> jax.Array:
+def steps_indices(
+    data_key: jax.Array, steps: np.ndarray, batch_size: int, num_examples: int
+) -> jax.Array:
     """``(len(steps), batch_size)``: the example indices of each of ``steps`` (`batch_indices`,
     compiled once per chunk length)."""
-    return jax.vmap(batch_indices, in_axes=(None, 0, None, None))(data_key, steps, batch_size,
-                                                                  num_examples)
+    return jax.vmap(batch_indices, in_axes=(None, 0, None, None))(
+        data_key, steps, batch_size, num_examples
+    )
 
 
 def index_device() -> jax.Device:
@@ -56,16 +59,25 @@ def index_device() -> jax.Device:
 class ChunkReader:
     """The batches of the training loop's chunks for trials with data keys ``data_keys``."""
 
-    def __init__(self, split: Mapping[str, Any], data_keys: Sequence[jax.Array], batch_size: int,
-                 mesh: Mesh, *, trial_axis: bool, prefetch: int):
+    def __init__(
+        self,
+        split: Mapping[str, Any],
+        data_keys: Sequence[jax.Array],
+        batch_size: int,
+        mesh: Mesh,
+        *,
+        trial_axis: bool,
+        prefetch: int,
+    ):
         self.split, self.batch_size, self.prefetch = split, batch_size, prefetch
         self.num_examples = len(next(iter(split.values())))
         self._keys = [jax.device_put(key, index_device()) for key in data_keys]
         self._trial_axis = trial_axis
         self._sharding = NamedSharding(
-            mesh, PartitionSpec(*([None] * (2 if trial_axis else 1)), DATA_AXIS))
+            mesh, PartitionSpec(*([None] * (2 if trial_axis else 1)), DATA_AXIS)
+        )
         self._indexing = threading.Lock()
-        self._stream = None  # (next start, iterator) of the chunks being read ahead
+        self._stream: tuple[int, Iterator] | None = None  # (next start, chunks read ahead)
 
     def _global_shape(self, length: int, name: str) -> tuple[int, ...]:
         example = self.split[name].shape[1:]
@@ -77,8 +89,10 @@ class ChunkReader:
         name = next(iter(self.split))
         shape = self._global_shape(length, name)
         axis = len(shape) - len(self.split[name].shape)  # the batch axis
-        parts = {index[axis].indices(self.batch_size)[:2] for index in
-                 self._sharding.addressable_devices_indices_map(shape).values()}
+        parts = {
+            index[axis].indices(self.batch_size)[:2]  # type: ignore[index]  # never None here
+            for index in self._sharding.addressable_devices_indices_map(shape).values()
+        }
         start, stop = min(p[0] for p in parts), max(p[1] for p in parts)
         return slice(start, stop)
 
@@ -87,15 +101,22 @@ class ChunkReader:
         steps = np.arange(start, start + length, dtype=np.int32)
         rows = self._rows_of_this_process(length)
         with self._indexing:  # one thread at a time: each program compiled once, not per thread
-            indices = [np.asarray(steps_indices(key, steps, self.batch_size,
-                                                self.num_examples))[:, rows]
-                       for key in self._keys]
+            indices = [
+                np.asarray(steps_indices(key, steps, self.batch_size, self.num_examples))[:, rows]
+                for key in self._keys
+            ]
         per_trial = [take(self.split, trial_indices) for trial_indices in indices]
-        local = ({name: np.stack([t[name] for t in per_trial]) for name in per_trial[0]}
-                 if self._trial_axis else per_trial[0])
-        return {name: jax.make_array_from_process_local_data(
-            self._sharding, value, self._global_shape(length, name))
-            for name, value in local.items()}
+        local = (
+            {name: np.stack([t[name] for t in per_trial]) for name in per_trial[0]}
+            if self._trial_axis
+            else per_trial[0]
+        )
+        return {
+            name: jax.make_array_from_process_local_data(
+                self._sharding, value, self._global_shape(length, name)
+            )
+            for name, value in local.items()
+        }
 
     def chunks(self, start: int, stop: int, length: int) -> Iterator[tuple[int, int, dict]]:
         """(first step, length, batches) of the chunks from ``start`` to ``stop``, read ahead by
@@ -104,13 +125,21 @@ class ChunkReader:
 
         starts = list(range(start, stop, length))
         spans = grain.MapDataset.source(starts).map(
-            lambda first: (first, min(length, stop - first),
-                           self.read(first, min(length, stop - first))))
-        return iter(spans.to_iter_dataset(grain.ReadOptions(
-            num_threads=self.prefetch, prefetch_buffer_size=self.prefetch)))
+            lambda first: (
+                first,
+                min(length, stop - first),
+                self.read(first, min(length, stop - first)),
+            )
+        )
+        return iter(
+            spans.to_iter_dataset(
+                grain.ReadOptions(num_threads=self.prefetch, prefetch_buffer_size=self.prefetch)
+            )
+        )
 
-    def batches(self, start: int, length: int, stop: int, chunk_length: int
-                ) -> dict[str, jax.Array]:
+    def batches(
+        self, start: int, length: int, stop: int, chunk_length: int
+    ) -> dict[str, jax.Array]:
         """The batches of the chunk at ``start``: the next of the chunks read ahead, or a new
         read-ahead from ``start`` when the loop asks for another chunk than expected."""
         if self._stream is None or self._stream[0] != start:
@@ -121,21 +150,31 @@ class ChunkReader:
         return batches
 
 
-def first_batch(split: Mapping[str, Any], data_key: jax.Array, batch_size: int
-                ) -> dict[str, np.ndarray]:
+def first_batch(
+    split: Mapping[str, Any], data_key: jax.Array, batch_size: int
+) -> dict[str, np.ndarray]:
     """The batch of step 0 (what a model is initialised on), read on the host."""
-    indices = steps_indices(jax.device_put(data_key, index_device()), np.zeros(1, np.int32),
-                            batch_size, len(next(iter(split.values()))))[0]
+    indices = steps_indices(
+        jax.device_put(data_key, index_device()),
+        np.zeros(1, np.int32),
+        batch_size,
+        len(next(iter(split.values()))),
+    )[0]
     return take(split, np.asarray(indices))
 
 
-def test_chunks(split: Mapping[str, Any], chunk: int, sharding: NamedSharding
-                ) -> Iterator[tuple[int, dict[str, jax.Array]]]:
+def test_chunks(
+    split: Mapping[str, Any], chunk: int, sharding: NamedSharding
+) -> Iterator[tuple[int, dict[str, jax.Array]]]:
     """(examples, arrays) of consecutive chunks of at most ``chunk`` examples of ``split``, each
     placed with ``sharding`` (every process reads the whole chunk)."""
     total = len(next(iter(split.values())))
     for first in range(0, total, chunk):
         rows = take(split, np.arange(first, min(first + chunk, total)))
-        yield len(next(iter(rows.values()))), {
-            name: jax.make_array_from_process_local_data(sharding, value, value.shape)
-            for name, value in rows.items()}
+        yield (
+            len(next(iter(rows.values()))),
+            {
+                name: jax.make_array_from_process_local_data(sharding, value, value.shape)
+                for name, value in rows.items()
+            },
+        )

@@ -4,6 +4,7 @@ The GEDI paper (Sansone & Manhaeve, arXiv 2401.00873, Sec. 6 "synthetic data", T
 clustering on these two generators. Train and test points are drawn independently from the
 generator with fixed seeds (``seed`` and ``seed + 1``), so the test split is never trained on.
 """
+
 import numpy as np
 from sklearn import datasets
 
@@ -19,8 +20,14 @@ def _generate(shape: str, n: int, noise: float, factor: float, seed: int):
     return datasets.make_circles(n_samples=n, noise=noise, factor=factor, random_state=seed)
 
 
-def load(shape: str = "moons", num_train: int = 2000, num_test: int = 1000, noise: float = 0.1,
-         factor: float = 0.5, seed: int = 0) -> Dataset:
+def load(
+    shape: str = "moons",
+    num_train: int = 2000,
+    num_test: int = 1000,
+    noise: float = 0.1,
+    factor: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
     """Points ``x`` (N, 2) float32 and their generating component ``label`` (N,) int32.
 
     ``noise`` is the std of the Gaussian noise the generator adds; ``factor`` is the ratio of the
@@ -29,8 +36,9 @@ def load(shape: str = "moons", num_train: int = 2000, num_test: int = 1000, nois
     if shape not in SHAPES:
         raise UserError(f"config.data.shape must be one of {', '.join(SHAPES)}, got {shape!r}")
     if num_train <= 0 or num_test <= 0:
-        raise UserError(f"config.data.num_train and num_test must be positive, "
-                        f"got {num_train} and {num_test}")
+        raise UserError(
+            f"config.data.num_train and num_test must be positive, got {num_train} and {num_test}"
+        )
     splits = {}
     for name, n, split_seed in (("train", num_train, seed), ("test", num_test, seed + 1)):
         x, label = _generate(shape, n, noise, factor, split_seed)

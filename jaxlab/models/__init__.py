@@ -8,8 +8,10 @@ A model with dropout (or anything else that acts only in training) takes a ``tra
 ``__call__`` (or flax's ``deterministic``, its opposite): the tasks pass ``train=True`` with a
 ``"dropout"`` key in the loss and ``train=False`` in evaluation (`mode`).
 """
+
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from jaxlab import references
 from jaxlab.errors import UserError
@@ -24,20 +26,26 @@ def build(model_config: Mapping[str, Any], **fixed: Any) -> Any:
     Refused (`UserError`): a key the task sets itself, and a dropout rate the model could never
     apply (its ``__call__`` takes no `TRAIN_FLAGS` argument)."""
     if "constructor" not in model_config:
-        raise UserError("config.model has no constructor: set config.model.constructor to a "
-                        "reference such as 'jaxlab.models.mlp:MLPClassifier' or "
-                        "'my_model.py:Net'")
+        raise UserError(
+            "config.model has no constructor: set config.model.constructor to a "
+            "reference such as 'jaxlab.models.mlp:MLPClassifier' or "
+            "'my_model.py:Net'"
+        )
     clash = sorted(set(fixed) & set(model_config))
     if clash:
-        raise UserError(f"config.model.{clash[0]} is set by the task (from the data); remove it "
-                        f"from config.model")
+        raise UserError(
+            f"config.model.{clash[0]} is set by the task (from the data); remove it "
+            f"from config.model"
+        )
     model = references.call(model_config, "constructor", "config.model", **fixed)
     rates = {k: v for k, v in model_config.items() if "dropout" in k and v}
     if rates and train_flag(model) is None:
         key = next(iter(rates))
-        raise UserError(f"config.model.{key}={rates[key]}: {model_config['constructor']} takes "
-                        f"no train (or deterministic) argument in __call__, so dropout would "
-                        f"never act; add one, or set config.model.{key}=0")
+        raise UserError(
+            f"config.model.{key}={rates[key]}: {model_config['constructor']} takes "
+            f"no train (or deterministic) argument in __call__, so dropout would "
+            f"never act; add one, or set config.model.{key}=0"
+        )
     return model
 
 

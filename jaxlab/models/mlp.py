@@ -1,5 +1,6 @@
 """A multilayer perceptron classifier: feature vectors (B, F) -> class logits (B, C)."""
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -10,14 +11,17 @@ from jaxlab.errors import UserError
 class MLPClassifier(nn.Module):
     """Dense -> ReLU (-> dropout of rate ``dropout`` in training) for each hidden width, then a
     linear head."""
+
     hidden_sizes: Sequence[int]
     num_classes: int
     dropout: float = 0.0
 
     def __post_init__(self):
         if any(not isinstance(size, int) or size < 1 for size in self.hidden_sizes):
-            raise UserError(f"config.model.hidden_sizes={tuple(self.hidden_sizes)}: every width "
-                            f"must be a positive int")
+            raise UserError(
+                f"config.model.hidden_sizes={tuple(self.hidden_sizes)}: every width "
+                f"must be a positive int"
+            )
         if not 0 <= self.dropout < 1:
             raise UserError(f"config.model.dropout must be in [0, 1), got {self.dropout}")
         super().__post_init__()

@@ -1,20 +1,22 @@
 """Sweeps: many runs of one experiment that differ in config overrides, as safe as a single run.
 
-Every run's config is resolved and validated once, before anything starts (`plan`): one bad
-override fails the whole sweep with a `UserError` and nothing written. The sweep's directory is
-locked for the sweep (a second sweep into it is refused), and each run trains in
-``WORKDIR/RUN_NAME`` (named from its overrides) through the one training loop, which locks,
-resumes, checkpoints and logs it as a single run: in worker processes (`processes`, or Ray tasks,
-`ray_backend`), or together with the others as one vmapped program (`vmapped`). Re-running a sweep
-skips its finished runs and resumes the unfinished ones; a run whose directory holds a run of
-another config (a changed override, another experiment) is refused before anything starts. ``results.csv`` and ``results.md``
+Every run's config is resolved and validated once, before anything starts (`plan`): one bad override
+fails the whole sweep with a `UserError` and nothing written. The sweep's directory is locked for
+the sweep (a second sweep into it is refused), and each run trains in ``WORKDIR/RUN_NAME`` (named
+from its overrides) through the one training loop, which locks, resumes, checkpoints and logs it as
+a single run: in worker processes (`processes`, or Ray tasks, `ray_backend`), or together with the
+others as one vmapped program (`vmapped`). Re-running a sweep skips its finished runs and resumes
+the unfinished ones; a run whose directory holds a run of another config (a changed override,
+another experiment) is refused before anything starts. ``results.csv`` and ``results.md``
 (`results`) hold one row per run: overrides, status, final metrics, wall time, error.
 
     from jaxlab.sweep import axis, product
     rows = jaxlab.sweep("minimal_transformer:smoke", product(axis("seed", [0, 1])), "runs/s")
 """
+
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
 from etils import epath
@@ -23,20 +25,61 @@ from jaxlab import paths
 from jaxlab import workdir as workdir_lib
 from jaxlab.errors import Interrupted, UserError
 from jaxlab.sweep import processes, ray_backend, vmapped
-from jaxlab.sweep.plan import (Point, Run, axis, command_line_points, experiment_points, fixed,
-                               plan, product, run_name, zipit)
-from jaxlab.sweep.results import (DONE, FAILED, PENDING, RUNNING, collect, read_result,
-                                  write_sweep, write_tables)
+from jaxlab.sweep.plan import (
+    Point,
+    Run,
+    axis,
+    command_line_points,
+    experiment_points,
+    fixed,
+    plan,
+    product,
+    run_name,
+    zipit,
+)
+from jaxlab.sweep.results import (
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    collect,
+    read_result,
+    write_sweep,
+    write_tables,
+)
 
-__all__ = ["DONE", "FAILED", "PENDING", "RUNNING", "Point", "Run", "axis", "command_line_points",
-           "experiment_points", "fixed", "plan", "product", "run_name", "sweep", "zipit"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "PENDING",
+    "RUNNING",
+    "Point",
+    "Run",
+    "axis",
+    "command_line_points",
+    "experiment_points",
+    "fixed",
+    "plan",
+    "product",
+    "run_name",
+    "sweep",
+    "zipit",
+]
 
 
-def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
-          workdir: str | os.PathLike, *, parallel: int = 1, vmap: bool = False,
-          backend: str = "local", address: str | None = None,
-          fixed_overrides: Mapping[str, Any] | None = None, extra_dirs: Sequence[str] = (),
-          quiet: bool = True) -> list[dict[str, Any]]:
+def sweep(
+    config: str | ml_collections.ConfigDict,
+    sweep: Sequence[Point],
+    workdir: str | os.PathLike,
+    *,
+    parallel: int = 1,
+    vmap: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    fixed_overrides: Mapping[str, Any] | None = None,
+    extra_dirs: Sequence[str] = (),
+    quiet: bool = True,
+) -> list[dict[str, Any]]:
     """Runs every point of ``sweep`` on ``config`` (a spec like ``"name:preset"``, or a
     ConfigDict) under ``workdir``; returns the results table (one dict per run).
 
@@ -55,51 +98,61 @@ def sweep(config: str | ml_collections.ConfigDict, sweep: Sequence[Point],
         raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
     if address and backend != "ray":
         raise UserError("--address is for --backend ray")
-    workdir = paths.path(workdir, "sweep directory")
-    if paths.is_remote(workdir):
-        raise UserError(f"sweep directory {workdir}: sweeps run in a local directory (a mounted "
-                        f"bucket works); single runs take remote workdirs")
+    directory = paths.path(workdir, "sweep directory")
+    if paths.is_remote(directory):
+        raise UserError(
+            f"sweep directory {directory}: sweeps run in a local directory (a mounted "
+            f"bucket works); single runs take remote workdirs"
+        )
     runs = plan(config, sweep, fixed_overrides, extra_dirs)
-    workdir_lib.check_can_hold(workdir, "sweep directory")
+    workdir_lib.check_can_hold(directory, "sweep directory")
     for run in runs:
-        _check_same_config(run, workdir)
+        _check_same_config(run, directory)
     if vmap:
-        vmapped.check(_unfinished(runs, workdir))
+        vmapped.check(_unfinished(runs, directory))
     elif backend == "ray":
         ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
-    with workdir_lib.lock(workdir):
-        write_sweep(workdir, names)
-        todo = _unfinished(runs, workdir)  # under the lock: what no other sweep finished
+    with workdir_lib.lock(directory):
+        write_sweep(directory, names)
+        todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
             if vmap:
-                vmapped.train(todo, workdir, quiet=quiet)
+                vmapped.train(todo, directory, quiet=quiet)
                 stopped = None
             elif backend == "ray":
-                stopped = ray_backend.run(todo, workdir, parallel, address, quiet=quiet)
+                stopped = ray_backend.run(todo, directory, parallel, address, quiet=quiet)
             else:
-                stopped = processes.run(todo, workdir, parallel, quiet=quiet)
+                stopped = processes.run(todo, directory, parallel, quiet=quiet)
         except Interrupted as interrupted:
             stopped = interrupted.reason
-        rows = collect(workdir, names)
-        write_tables(workdir, rows)
+        rows = collect(directory, names)
+        write_tables(directory, rows)
     if stopped:
-        raise Interrupted(f"sweep stopped by {stopped}: the running runs' checkpoints are "
-                          f"committed and {workdir / workdir_lib.RESULTS_MD} written; run the "
-                          f"same command again to resume", step=None, reason=stopped)
+        raise Interrupted(
+            f"sweep stopped by {stopped}: the running runs' checkpoints are "
+            f"committed and {directory / workdir_lib.RESULTS_MD} written; run the "
+            f"same command again to resume",
+            step=None,
+            reason=stopped,
+        )
     return rows
 
 
 def _check_same_config(run: Run, workdir: epath.Path) -> None:
     """`UserError` if the run's directory holds a run (finished or not) of another config."""
-    differences = sorted(workdir_lib.config_differences(workdir / run.name, run.config),
-                         key=lambda line: not line.strip().startswith("experiment:"))
+    differences = sorted(
+        workdir_lib.config_differences(workdir / run.name, run.config),
+        key=lambda line: not line.strip().startswith("experiment:"),
+    )
     if differences:
         shown = "; ".join(line.strip() for line in differences[:4])
         more = f"; and {len(differences) - 4} more" if len(differences) > 4 else ""
-        raise UserError(f"sweep run {run.name}: {workdir / run.name} holds a run of another "
-                        f"config ({shown}{more}); use a new sweep directory, or remove that "
-                        f"run's directory to train it again")
+        raise UserError(
+            f"sweep run {run.name}: {workdir / run.name} holds a run of another "
+            f"config ({shown}{more}); use a new sweep directory, or remove that "
+            f"run's directory to train it again"
+        )
 
 
 def _unfinished(runs: Sequence[Run], workdir: epath.Path) -> list[Run]:

@@ -11,11 +11,13 @@ A sweep is a list of override dicts (dotted key -> value), one per run, written
 `plan` resolves and validates every run's config once, before anything starts, and names each
 run's workdir from its overrides.
 """
+
 import dataclasses
 import hashlib
 import itertools
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -50,8 +52,9 @@ def zipit(*axes: Sequence[Point]) -> list[Point]:
     """The i-th points of all axes together; the axes must have the same length."""
     lengths = {len(a) for a in axes}
     if len(lengths) > 1:
-        raise UserError(f"zipped sweep axes must have the same length, got lengths "
-                        f"{[len(a) for a in axes]}")
+        raise UserError(
+            f"zipped sweep axes must have the same length, got lengths {[len(a) for a in axes]}"
+        )
     return [_merge(points) for points in zip(*axes)]
 
 
@@ -90,15 +93,18 @@ def experiment_points(spec: str, extra_dirs: Sequence[str] = ()) -> list[Point]:
     path, preset = registry.resolve(spec, extra_dirs)
     get_sweep = getattr(registry.import_experiment(path), "get_sweep", None)
     if not callable(get_sweep):
-        raise UserError(f"experiment {path.stem} defines no get_sweep(arg); pass --sweep "
-                        f"config.KEY=V1,V2 on the command line")
+        raise UserError(
+            f"experiment {path.stem} defines no get_sweep(arg); pass --sweep "
+            f"config.KEY=V1,V2 on the command line"
+        )
     try:
         points = [{_strip(k): v for k, v in dict(p).items()} for p in get_sweep(preset)]
     except UserError:
         raise
     except (Exception, SystemExit) as error:  # noqa: BLE001 - a failing get_sweep: one line
-        raise UserError(f"get_sweep({preset!r}) of {path} failed: "
-                        f"{references.describe_error(error)}") from None
+        raise UserError(
+            f"get_sweep({preset!r}) of {path} failed: {references.describe_error(error)}"
+        ) from None
     if not points:
         raise UserError(f"get_sweep({preset!r}) of {path.stem} returned no runs")
     return points
@@ -111,14 +117,18 @@ class Run:
     config: ml_collections.ConfigDict  # resolved and validated
 
 
-def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
-         fixed_overrides: Mapping[str, Any] | None = None,
-         extra_dirs: Sequence[str] = ()) -> list[Run]:
+def plan(
+    base: str | ml_collections.ConfigDict,
+    points: Sequence[Point],
+    fixed_overrides: Mapping[str, Any] | None = None,
+    extra_dirs: Sequence[str] = (),
+) -> list[Run]:
     """Resolves and validates every run's config; raises `UserError` naming the bad run."""
     if not points:
         raise UserError("the sweep has no runs")
     fixed_overrides = {_strip(k): v for k, v in (fixed_overrides or {}).items()}
-    runs, names = [], {}
+    runs: list[Run] = []
+    names: dict[str, Point] = {}
     for point in points:
         point = {_strip(k): v for k, v in point.items()}
         overrides = {**fixed_overrides, **point}
@@ -133,8 +143,9 @@ def plan(base: str | ml_collections.ConfigDict, points: Sequence[Point],
         typed = {key: config_lib.get_leaf(config, key) for key in point}
         name = run_name(typed)
         if name in names:
-            raise UserError(f"two runs of the sweep have the same overrides: {names[name]} and "
-                            f"{point}")
+            raise UserError(
+                f"two runs of the sweep have the same overrides: {names[name]} and {point}"
+            )
         names[name] = point
         runs.append(Run(name, typed, config))
     return runs
@@ -153,5 +164,5 @@ def directory_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
     if len(name) > MAX_NAME_CHARS:
         digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_NAME_CHARS - 11]}-{digest}"
+        name = f"{name[: MAX_NAME_CHARS - 11]}-{digest}"
     return name

@@ -10,12 +10,13 @@ pending and resumes when the sweep is run again); `run` then returns the signal'
 never outlive the sweep: on Linux each asks the kernel for SIGTERM when its parent dies
 (`jaxlab.sweep.worker`), so even a sweep killed with ``kill -9`` leaves no orphan training.
 """
+
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from etils import epath
 
@@ -46,11 +47,14 @@ def run_one(run_: Run, workdir: epath.Path, python_path: str | None = None) -> s
     return _record(process.wait(), run_dir)
 
 
-def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool = True
-        ) -> str | None:
+def run(
+    runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool = True
+) -> str | None:
     """Trains ``runs`` in worker processes; returns the name of the signal that stopped the
     sweep (the runs not launched stay pending), or None when every run ended."""
-    queue, running, signalled = list(runs), {}, set()
+    queue = list(runs)
+    running: dict[subprocess.Popen, Run] = {}
+    signalled: set[subprocess.Popen] = set()
     with StopSignals() as stop:
         while queue or running:
             while queue and len(running) < parallel and not stop.received:
@@ -72,8 +76,9 @@ def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool 
     return stop.received
 
 
-def _launch(run_: Run, run_dir: epath.Path, shares_accelerator: bool,
-            python_path: str | None = None) -> subprocess.Popen:
+def _launch(
+    run_: Run, run_dir: epath.Path, shares_accelerator: bool, python_path: str | None = None
+) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
@@ -84,7 +89,13 @@ def _launch(run_: Run, run_dir: epath.Path, shares_accelerator: bool,
     with paths.open_append(run_dir / RUN_LOG) as log, preemption.held():
         process = subprocess.Popen(
             [sys.executable, "-m", "jaxlab.sweep.worker", os.fspath(run_dir), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+    assert process.stdin is not None  # stdin=PIPE
     process.stdin.write(to_json(run_.config))
     process.stdin.close()
     return process
@@ -98,8 +109,10 @@ def _record(code: int, run_dir: epath.Path) -> str:
     if status != PENDING or code in (errors.INTERRUPTED, errors.USAGE_ERROR):
         return status
     if code < 0:
-        error = (f"the worker was killed by {signal.Signals(-code).name}; the run's checkpoints "
-                 f"are kept and the next sweep resumes it")
+        error = (
+            f"the worker was killed by {signal.Signals(-code).name}; the run's checkpoints "
+            f"are kept and the next sweep resumes it"
+        )
     else:
         log = (run_dir / RUN_LOG).read_text().strip().splitlines()
         error = f"exit status {code}: {log[-1] if log else ''}"

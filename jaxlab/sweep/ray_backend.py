@@ -15,9 +15,11 @@ Stopping is the process backend's: SIGTERM or SIGINT launches nothing more and c
 tasks, whose worker processes each commit a checkpoint and exit 75 (the run stays pending); `run`
 returns once they have, with the signal's name.
 """
+
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from etils import epath
 
@@ -42,8 +44,14 @@ def require_ray(local: bool = False):
     return ray
 
 
-def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, address: str | None, *,
-        quiet: bool = True) -> str | None:
+def run(
+    runs: Sequence[Run],
+    workdir: epath.Path,
+    parallel: int,
+    address: str | None,
+    *,
+    quiet: bool = True,
+) -> str | None:
     """Trains ``runs`` as Ray tasks (one CPU each) on the cluster at ``address`` (a new local
     one, bound to 127.0.0.1, when None); returns the name of the signal that stopped the sweep
     (the runs not launched stay pending), or None when every run ended."""
@@ -51,8 +59,12 @@ def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, address: str | 
     started_here = not ray.is_initialized()
     with StopSignals() as stop:
         if started_here:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]})
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]},
+            )
             stop.reinstall()  # ray.init sets a SIGTERM handler of its own
         try:
             _schedule(ray, runs, workdir, parallel, stop, quiet)
@@ -62,12 +74,15 @@ def run(runs: Sequence[Run], workdir: epath.Path, parallel: int, address: str | 
     return stop.received
 
 
-def _schedule(ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop: StopSignals,
-              quiet: bool) -> None:
+def _schedule(
+    ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop: StopSignals, quiet: bool
+) -> None:
     """Keeps ``parallel`` tasks in flight until every run ended or a stop was received; then
     cancels the running tasks and waits for their workers to commit and exit."""
     task = ray.remote(num_cpus=1)(_train_one)
-    queue, pending, names, done = list(runs), [], {}, 0
+    queue, done = list(runs), 0
+    pending: list[Any] = []  # ray.ObjectRef
+    names: dict[Any, str] = {}
     while (queue or pending) and not stop.received:
         while queue and len(pending) < parallel:
             run_ = queue.pop(0)
@@ -75,7 +90,7 @@ def _schedule(ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop
             pending.append(ref)
             names[ref] = run_.name
         _progress(done, len(pending), len(queue), quiet)
-        finished, pending = [], pending
+        finished: list[Any] = []
         while not finished and not stop.received:
             finished, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
         for ref in finished:
@@ -90,11 +105,13 @@ def _schedule(ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop
 
 def _progress(done: int, running: int, queued: int, quiet: bool) -> None:
     if not quiet:
-        print(f"jaxlab sweep (ray): {done} finished, {running} running, {queued} queued",
-              flush=True)
+        print(
+            f"jaxlab sweep (ray): {done} finished, {running} running, {queued} queued", flush=True
+        )
 
 
 def _train_one(run_: Run, workdir: str) -> str:
     """A Ray task: the worker process imports the jaxlab this task came with (``py_modules``)."""
-    return processes.run_one(run_, epath.Path(workdir),
-                             python_path=str(pathlib.Path(__file__).resolve().parents[2]))
+    return processes.run_one(
+        run_, epath.Path(workdir), python_path=str(pathlib.Path(__file__).resolve().parents[2])
+    )

@@ -4,11 +4,13 @@
 final metrics and error; ``RESULTS_CSV`` / ``RESULTS_MD`` hold one row per run. A run without a
 recorded outcome is `RUNNING` while a live process holds its workdir's lock, else `PENDING`.
 """
+
 import csv
 import io
 import json
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from etils import epath
 
@@ -38,8 +40,10 @@ def read_sweep(workdir: epath.Path) -> dict[str, Point]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         runs = error
     if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
-        raise UserError(f"{path} is damaged (not the JSON object of runs jaxlab writes); run the "
-                        f"sweep's command again to rewrite it")
+        raise UserError(
+            f"{path} is damaged (not the JSON object of runs jaxlab writes); run the "
+            f"sweep's command again to rewrite it"
+        )
     return runs
 
 
@@ -59,13 +63,17 @@ def read_result(run_dir: epath.Path) -> dict[str, Any]:
             result = None
         if isinstance(result, dict) and result.get("status") in (DONE, FAILED):
             return result
-        warnings.warn(f"{path} is damaged; the run counts as unfinished and resumes from its "
-                      f"checkpoints when the sweep runs again", stacklevel=2)
+        warnings.warn(
+            f"{path} is damaged; the run counts as unfinished and resumes from its "
+            f"checkpoints when the sweep runs again",
+            stacklevel=2,
+        )
     return {"status": RUNNING if workdir_lib.holder(run_dir) else PENDING}
 
 
-def write_result(run_dir: epath.Path, status: str, metrics: Mapping[str, Any] | None = None,
-                 error: str = "") -> None:
+def write_result(
+    run_dir: epath.Path, status: str, metrics: Mapping[str, Any] | None = None, error: str = ""
+) -> None:
     result = {"status": status, "metrics": dict(metrics or {}), "error": error}
     run_dir.mkdir(parents=True, exist_ok=True)
     paths.write_atomic(run_dir / RESULT_FILE, json.dumps(result, default=float))
@@ -79,9 +87,16 @@ def collect(workdir: epath.Path, runs: Mapping[str, Point]) -> list[dict[str, An
         result = read_result(workdir / name)
         metrics = dict(result.get("metrics", {}))
         wall = metrics.pop("wall_time_s", None)
-        rows.append({"run": name, **overrides, "status": result["status"],
-                     **{k: v for k, v in sorted(metrics.items())}, "wall_time_s": wall,
-                     "error": result.get("error", "")})
+        rows.append(
+            {
+                "run": name,
+                **overrides,
+                "status": result["status"],
+                **{k: v for k, v in sorted(metrics.items())},
+                "wall_time_s": wall,
+                "error": result.get("error", ""),
+            }
+        )
     return rows
 
 

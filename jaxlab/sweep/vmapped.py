@@ -2,7 +2,8 @@
 training loop (`jaxlab.train.run_trials`): each trial's workdir is locked, resumed, checkpointed
 and logged as a single run's, and a trial whose loss becomes NaN/Inf is recorded failed while
 the others go on."""
-from typing import Sequence
+
+from collections.abc import Sequence
 
 from etils import epath
 
@@ -36,8 +37,9 @@ def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> No
         return
     group = TrialGroup.of([run.config for run in free])
     try:
-        outcomes = run_trials(group, [workdir / run.name for run in free], quiet=quiet,
-                              record_nonfinite=True)
+        outcomes = run_trials(
+            group, [workdir / run.name for run in free], quiet=quiet, record_nonfinite=True
+        )
     except (Interrupted, UserError):
         raise
     except Exception as error:  # noqa: BLE001 - a crash of the group is each run's failure

@@ -12,6 +12,7 @@ data, a crash). Stopped by SIGTERM/SIGINT it commits a checkpoint and exits 75 w
 recorded (the run stays pending and resumes on the next sweep); a workdir held by another live
 process is left alone (exit 2, reported running).
 """
+
 import ctypes
 import json
 import os
@@ -22,7 +23,7 @@ import traceback
 import ml_collections
 
 from jaxlab import errors, paths
-from jaxlab.errors import InUse, Interrupted, UserError
+from jaxlab.errors import Interrupted, InUse, UserError
 from jaxlab.preemption import StopSignals
 from jaxlab.sweep.results import write_result
 from jaxlab.train import run_trials, summary_line
@@ -48,8 +49,9 @@ def main(run_dir: str, parent: int) -> int:
 def _train(workdir) -> int:
     config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
     try:
-        (outcome,) = run_trials(TrialGroup.of([config]), [workdir], quiet=True,
-                                record_nonfinite=True)
+        (outcome,) = run_trials(
+            TrialGroup.of([config]), [workdir], quiet=True, record_nonfinite=True
+        )
     except Interrupted as stopped:
         print(f"jaxlab: {stopped}", file=sys.stderr)
         return errors.INTERRUPTED

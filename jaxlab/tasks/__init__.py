@@ -1,5 +1,6 @@
 """Tasks: an experiment's pure functions (`Task`). ``config.task`` references the function that
 builds one, ``make_task(config) -> Task``; `build` calls it."""
+
 import ml_collections
 
 from jaxlab import references
@@ -13,6 +14,8 @@ def build(config: ml_collections.ConfigDict) -> Task:
     """The task of ``config``: ``config.task`` resolved and called with the config."""
     task = references.resolve(config.task, "config.task")(config)
     if not isinstance(task, Task):
-        raise UserError(f"config.task={config.task!r} returned a {type(task).__name__}, "
-                        f"expected a jaxlab.tasks.Task")
+        raise UserError(
+            f"config.task={config.task!r} returned a {type(task).__name__}, "
+            f"expected a jaxlab.tasks.Task"
+        )
     return task

@@ -1,6 +1,8 @@
 """The one small interface between the trainer and an experiment."""
+
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from etils import epath
@@ -29,9 +31,12 @@ class Task:
         training into ``directory``, an ``etils.epath.Path`` (local or remote: write with
         `jaxlab.paths.save_figure`).
     """
+
     data: Dataset
     init: Callable[[jax.Array, dict], tuple[Params, TaskState]]
-    loss: Callable[[Params, TaskState, dict, jax.Array], tuple[jax.Array, tuple[Metrics, TaskState]]]
+    loss: Callable[
+        [Params, TaskState, dict, jax.Array], tuple[jax.Array, tuple[Metrics, TaskState]]
+    ]
     evaluate: Callable[[Params, TaskState, dict], Metrics]
     evaluate_sums: Callable[[Params, TaskState, dict], Metrics] | None = None
     plot: Callable[[Params, TaskState, dict, epath.Path], None] | None = None

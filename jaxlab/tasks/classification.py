@@ -8,6 +8,7 @@ argument trains in training mode with the step's key as its ``"dropout"`` key, a
 in evaluation mode (`jaxlab.models.mode`). The model's variables must be ``params`` alone: mutable
 collections (BatchNorm's ``batch_stats``) are refused.
 """
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -41,13 +42,17 @@ def num_classes_of(dataset: data_lib.Dataset) -> int:
     for split, arrays in (("train", dataset.train), ("test", dataset.test)):
         missing = [k for k in (INPUTS, LABELS) if k not in arrays]
         if missing:
-            raise UserError(f"classification reads the arrays {INPUTS!r} and {LABELS!r}; the "
-                            f"{split} split of config.data has {', '.join(arrays) or 'none'}")
+            raise UserError(
+                f"classification reads the arrays {INPUTS!r} and {LABELS!r}; the "
+                f"{split} split of config.data has {', '.join(arrays) or 'none'}"
+            )
         labels = np.asarray(arrays[LABELS])
         if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1 or labels.min() < 0:
-            raise UserError(f"classification needs labels as non-negative integers of shape (N,);"
-                            f" the {split} split's {LABELS!r} is {labels.dtype} of shape "
-                            f"{labels.shape}")
+            raise UserError(
+                f"classification needs labels as non-negative integers of shape (N,);"
+                f" the {split} split's {LABELS!r} is {labels.dtype} of shape "
+                f"{labels.shape}"
+            )
         largest = max(largest, int(labels.max()))
     return largest + 1
 
@@ -60,16 +65,22 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     def logits_of(params, inputs, dropout_key=None):
         if dropout_key is None:
             return model.apply(params, as_float_images(inputs), **models.mode(flag, False))
-        return model.apply(params, as_float_images(inputs), **models.mode(flag, True),
-                           rngs={"dropout": dropout_key})
+        return model.apply(
+            params,
+            as_float_images(inputs),
+            **models.mode(flag, True),
+            rngs={"dropout": dropout_key},
+        )
 
     def init(key, batch):
         variables = model.init(key, as_float_images(batch[INPUTS]), **models.mode(flag, False))
         mutable = sorted(set(variables) - {"params"})
         if mutable:
-            raise UserError(f"config.model.constructor={config.model.constructor!r} has the "
-                            f"mutable variable collections {', '.join(mutable)}, which the "
-                            f"classification task does not update; it trains 'params' only")
+            raise UserError(
+                f"config.model.constructor={config.model.constructor!r} has the "
+                f"mutable variable collections {', '.join(mutable)}, which the "
+                f"classification task does not update; it trains 'params' only"
+            )
         return variables, {}
 
     def loss(params, task_state, batch, key):
@@ -81,16 +92,21 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     @jax.jit
     def evaluate_sums(params, task_state, test):
         del task_state
+
         def per_example(example):
             logits = logits_of(params, example[INPUTS][None])[0]
-            return (optax.softmax_cross_entropy_with_integer_labels(logits, example[LABELS]),
-                    jnp.argmax(logits) == example[LABELS])
+            return (
+                optax.softmax_cross_entropy_with_integer_labels(logits, example[LABELS]),
+                jnp.argmax(logits) == example[LABELS],
+            )
+
         losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_CHUNK)
         return {"loss": losses.sum(), "accuracy": correct.sum(dtype=jnp.float32)}
 
     def evaluate(params, task_state, test):
         count = len(test[LABELS])
-        return {name: total / count
-                for name, total in evaluate_sums(params, task_state, test).items()}
+        return {
+            name: total / count for name, total in evaluate_sums(params, task_state, test).items()
+        }
 
     return Task(data=data, init=init, loss=loss, evaluate=evaluate, evaluate_sums=evaluate_sums)

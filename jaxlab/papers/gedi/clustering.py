@@ -1,4 +1,5 @@
 """Scores of a clustering against true labels (host code: NumPy, SciPy, scikit-learn)."""
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import normalized_mutual_info_score

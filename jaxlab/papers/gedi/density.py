@@ -19,6 +19,7 @@ differ, away from the data but inside its range:
   the usual median-distance bandwidth, and the mean distance to the nearest data point, were
   tried first: neither told a filled disc from the rings clearly.)
 """
+
 import numpy as np
 from scipy.spatial import Delaunay, cKDTree
 from scipy.stats import mannwhitneyu
@@ -26,8 +27,9 @@ from scipy.stats import mannwhitneyu
 OFF_DATA_QUANTILE = 0.99
 
 
-def far_from_data(points: np.ndarray, train: np.ndarray, test: np.ndarray,
-                  quantile: float = OFF_DATA_QUANTILE) -> np.ndarray:
+def far_from_data(
+    points: np.ndarray, train: np.ndarray, test: np.ndarray, quantile: float = OFF_DATA_QUANTILE
+) -> np.ndarray:
     """Whether each of ``points`` is farther from every training point than the ``quantile`` of
     the test points' distances to their nearest training point."""
     tree = cKDTree(train)

@@ -13,7 +13,8 @@ independent of the step); the ``gedi`` experiment sets the Langevin relation
 noise_std = sqrt(2 step_size).
 Chains are clipped to the box [low, high] the uniform restarts are drawn from.
 """
-from typing import Callable
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,9 @@ def uniform_in_box(key: jax.Array, num: int, low: jax.Array, high: jax.Array) ->
     return jax.random.uniform(key, (num, *low.shape), minval=low, maxval=high)
 
 
-def draw_chains(buffer: jax.Array, key: jax.Array, num: int, reinit_prob: float,
-                low: jax.Array, high: jax.Array) -> tuple[jax.Array, jax.Array]:
+def draw_chains(
+    buffer: jax.Array, key: jax.Array, num: int, reinit_prob: float, low: jax.Array, high: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """(indices (num,), starting states) of ``num`` distinct buffer chains, some restarted."""
     pick_key, restart_key, noise_key = jax.random.split(key, 3)
     idx = jax.random.choice(pick_key, buffer.shape[0], (num,), replace=False)
@@ -35,8 +37,16 @@ def draw_chains(buffer: jax.Array, key: jax.Array, num: int, reinit_prob: float,
     return idx, jnp.where(mask, fresh, buffer[idx])
 
 
-def sgld(energy_fn: Callable[[jax.Array], jax.Array], x0: jax.Array, key: jax.Array, steps: int,
-         step_size: float, noise_std: float, low: jax.Array, high: jax.Array) -> jax.Array:
+def sgld(
+    energy_fn: Callable[[jax.Array], jax.Array],
+    x0: jax.Array,
+    key: jax.Array,
+    steps: int,
+    step_size: float,
+    noise_std: float,
+    low: jax.Array,
+    high: jax.Array,
+) -> jax.Array:
     """Runs ``steps`` SGLD steps from ``x0`` on ``energy_fn`` (batch -> per-example energies)."""
     grad_energy = jax.grad(lambda x: energy_fn(x).sum())
 

@@ -4,7 +4,8 @@ One network gives both halves of GEDI (Sansone & Manhaeve, arXiv 2401.00873, Sec
 posterior p(y|x) = softmax(logits(x)) and, JEM style (Grathwohl et al. 2020), the energy of an
 input E(x) = -logsumexp_y logits(x)_y, so that p(x) is proportional to exp(-E(x)).
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -12,6 +13,7 @@ import jax
 
 class ClusterMLP(nn.Module):
     """inputs (B, ...) -> cluster logits (B, K) = projection(encoder(inputs)) / temperature."""
+
     num_clusters: int
     hidden: Sequence[int] = (100, 100, 100)
     temperature: float = 0.1

@@ -13,12 +13,13 @@ bound on the data log-likelihood (Sec. 4, Algorithm 1), each weighted by ``confi
   assignments toward uniform; penalises cluster collapse (its minimum is K log K).
 
 The two discriminative terms are written as in the authors' later code (quoted in the issue); no
-stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` adds
-alpha * mean(E(x)^2 + E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), with
-the generative term (the ``gedi`` experiment sets alpha = 0.1; 0 leaves it out). A term whose
-weight is 0 is not computed (`left_out`). Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
+stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` adds alpha * mean(E(x)^2 +
+E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), with the generative term (the
+``gedi`` experiment sets alpha = 0.1; 0 leaves it out). A term whose weight is 0 is not computed
+(`left_out`). Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
 points, random shifts (zero padded) plus noise for images.
 """
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -50,8 +51,9 @@ def uniformity_loss(logits_bk: jax.Array) -> jax.Array:
     Computed in log space, log((1/B) sum_i p_iy) = logsumexp_i log_softmax(logits_i)_y - log B,
     so that it stays finite when every point is assigned to one cluster with logit gaps beyond
     float32's range of exp (where the mean of the softmax underflows to 0 and its log to -inf)."""
-    log_marginal_k = (jax.scipy.special.logsumexp(jax.nn.log_softmax(logits_bk), axis=0)
-                      - jnp.log(logits_bk.shape[0]))
+    log_marginal_k = jax.scipy.special.logsumexp(jax.nn.log_softmax(logits_bk), axis=0) - jnp.log(
+        logits_bk.shape[0]
+    )
     return -jnp.sum(log_marginal_k)
 
 
@@ -75,8 +77,9 @@ def augment(key: jax.Array, x: jax.Array, noise_std: float, max_shift: int) -> j
         b, h, w, _ = x.shape
         padded = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
         offsets = jax.random.randint(shift_key, (b, 2), 0, 2 * max_shift + 1)
-        x = jax.vmap(lambda img, o: jax.lax.dynamic_slice(
-            img, (o[0], o[1], 0), (h, w, img.shape[-1])))(padded, offsets)
+        x = jax.vmap(
+            lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
+        )(padded, offsets)
     return x + noise_std * jax.random.normal(noise_key, x.shape, x.dtype)
 
 
@@ -93,10 +96,13 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     if m.num_clusters < 2:
         raise UserError(f"config.model.num_clusters must be at least 2, got {m.num_clusters}")
     if sc.buffer_size < config.train.batch_size:
-        raise UserError(f"config.sgld.buffer_size={sc.buffer_size} must be at least "
-                        f"config.train.batch_size={config.train.batch_size}")
-    model = ClusterMLP(num_clusters=m.num_clusters, hidden=tuple(m.hidden),
-                       temperature=m.temperature)
+        raise UserError(
+            f"config.sgld.buffer_size={sc.buffer_size} must be at least "
+            f"config.train.batch_size={config.train.batch_size}"
+        )
+    model = ClusterMLP(
+        num_clusters=m.num_clusters, hidden=tuple(m.hidden), temperature=m.temperature
+    )
     low, high = (jnp.asarray(v) for v in sampling_box(data.train["x"], sc.box_margin))
     use_generative = not left_out(lc.generative)
 
@@ -122,17 +128,27 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             buffer = task_state["sgld_buffer"]
             idx, x0 = ebm.draw_chains(buffer, chain_key, x.shape[0], sc.reinit_prob, low, high)
             frozen = jax.lax.stop_gradient(params)
-            samples = jax.lax.stop_gradient(ebm.sgld(
-                lambda z: energy(model.apply(frozen, z)), x0, sgld_key, sc.steps, sc.step_size,
-                sc.noise_std, low, high))
+            samples = jax.lax.stop_gradient(
+                ebm.sgld(
+                    lambda z: energy(model.apply(frozen, z)),
+                    x0,
+                    sgld_key,
+                    sc.steps,
+                    sc.step_size,
+                    sc.noise_std,
+                    low,
+                    high,
+                )
+            )
             task_state = {"sgld_buffer": buffer.at[idx].set(samples)}
             e_data, e_samples = energy(model.apply(params, x)), energy(model.apply(params, samples))
             gen = generative_loss(e_data, e_samples)
             total += lc.generative * gen
             if not left_out(lc.energy_l2):
-                total += lc.energy_l2 * jnp.mean(e_data ** 2 + e_samples ** 2)
-            metrics.update(loss_generative=gen, energy_data=e_data.mean(),
-                           energy_sgld=e_samples.mean())
+                total += lc.energy_l2 * jnp.mean(e_data**2 + e_samples**2)
+            metrics.update(
+                loss_generative=gen, energy_data=e_data.mean(), energy_sgld=e_samples.mean()
+            )
         return total, (metrics, task_state)
 
     @jax.jit
@@ -147,8 +163,11 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     uniform_points = ebm.uniform_in_box(jax.random.PRNGKey(0), NUM_UNIFORM_EVAL, low, high)
     train_inputs = np.asarray(data.train["x"])
     on_plane = train_inputs.ndim == 2 and train_inputs.shape[1] == 2  # the 2-D toy sets
-    off_data_candidates = np.asarray(ebm.uniform_in_box(
-        jax.random.PRNGKey(1), NUM_OFF_DATA_CANDIDATES, low, high)) if on_plane else None
+    off_data_candidates = (
+        np.asarray(ebm.uniform_in_box(jax.random.PRNGKey(1), NUM_OFF_DATA_CANDIDATES, low, high))
+        if on_plane
+        else None
+    )
 
     def evaluate(params, task_state, test):
         inputs = np.asarray(jax.device_get(test["x"]))
@@ -156,29 +175,33 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         _, uniform_energy = jax.device_get(predict(params, uniform_points))
         max_p = np.asarray(jax.device_get(confidence(params, inputs)))
         labels = np.asarray(jax.device_get(test["label"]))
-        metrics = {"nmi": clustering.nmi(labels, clusters),
-                   "accuracy": clustering.hungarian_accuracy(labels, clusters),
-                   "cluster_entropy": clustering.cluster_entropy(clusters, m.num_clusters),
-                   "confidence": float(max_p.mean()),
-                   "confident_fraction": float((max_p > CONFIDENT).mean()),
-                   "energy_data": float(test_energy.mean()),
-                   "energy_uniform": float(uniform_energy.mean())}
+        metrics = {
+            "nmi": clustering.nmi(labels, clusters),
+            "accuracy": clustering.hungarian_accuracy(labels, clusters),
+            "cluster_entropy": clustering.cluster_entropy(clusters, m.num_clusters),
+            "confidence": float(max_p.mean()),
+            "confident_fraction": float((max_p > CONFIDENT).mean()),
+            "energy_data": float(test_energy.mean()),
+            "energy_uniform": float(uniform_energy.mean()),
+        }
         if on_plane:  # the density checks (`density`)
             off = density.off_data(off_data_candidates, train_inputs, inputs)
             samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
             metrics.update(
                 separation_auc=density.separation_auc(
-                    np.asarray(jax.device_get(predict(params, off)[1])), test_energy),
-                sgld_off_data=float(density.far_from_data(samples, train_inputs,
-                                                          inputs).mean()))
+                    np.asarray(jax.device_get(predict(params, off)[1])), test_energy
+                ),
+                sgld_off_data=float(density.far_from_data(samples, train_inputs, inputs).mean()),
+            )
         return metrics
 
     def plot(params, task_state, test, directory):
         inputs = np.asarray(jax.device_get(test["x"]))
         samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
         if inputs.ndim == 2 and inputs.shape[1] == 2:
-            _plot_plane(predict, params, inputs, samples, np.asarray(low), np.asarray(high),
-                        directory)
+            _plot_plane(
+                predict, params, inputs, samples, np.asarray(low), np.asarray(high), directory
+            )
         else:
             _plot_image_samples(samples, directory)
 
@@ -187,8 +210,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 def _plot_plane(predict, params, points, samples, low, high, directory: epath.Path) -> None:
     """gedi_clusters.png, gedi_energy.png and gedi_sgld_samples.png for 2-D inputs."""
-    gx, gy = np.meshgrid(np.linspace(low[0], high[0], PLOT_GRID),
-                         np.linspace(low[1], high[1], PLOT_GRID))
+    gx, gy = np.meshgrid(
+        np.linspace(low[0], high[0], PLOT_GRID), np.linspace(low[1], high[1], PLOT_GRID)
+    )
     grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
     grid_clusters, grid_energy = (np.asarray(a) for a in jax.device_get(predict(params, grid)))
     clusters, _ = jax.device_get(predict(params, points))
@@ -201,10 +225,15 @@ def _plot_plane(predict, params, points, samples, low, high, directory: epath.Pa
         fig = Figure(figsize=(5, 4.5))
         ax = fig.subplots()
         if overlay is None:
-            ax.contourf(gx, gy, grid_clusters.reshape(gx.shape), alpha=0.25, cmap="tab10",
-                        levels=np.arange(grid_clusters.max() + 2) - 0.5)
-            ax.scatter(points[:, 0], points[:, 1], c=clusters, cmap="tab10", s=4,
-                       vmin=0, vmax=9)
+            ax.contourf(
+                gx,
+                gy,
+                grid_clusters.reshape(gx.shape),
+                alpha=0.25,
+                cmap="tab10",
+                levels=np.arange(grid_clusters.max() + 2) - 0.5,
+            )
+            ax.scatter(points[:, 0], points[:, 1], c=clusters, cmap="tab10", s=4, vmin=0, vmax=9)
         else:
             mesh = ax.contourf(gx, gy, grid_energy.reshape(gx.shape), levels=30, cmap="viridis")
             fig.colorbar(mesh, ax=ax)

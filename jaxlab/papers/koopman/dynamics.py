@@ -26,9 +26,10 @@ state_dim)`` for rollouts. ``noise`` adds Gaussian observation noise of ``noise`
 std to the training windows only (the paper's noisy setting is ``noise=0.1``); test trajectories
 stay clean, so rollout errors measure the dynamics, not the noise.
 """
+
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,12 +45,12 @@ BURN_IN_STEP = 0.01  # RK4 step of the burn-in that brings initial states onto t
 
 @dataclasses.dataclass(frozen=True)
 class System:
-    vector_field: Callable[[jax.Array], jax.Array]   # dx/dt of one state (D,)
+    vector_field: Callable[[jax.Array], jax.Array]  # dx/dt of one state (D,)
     initial_states: Callable[[np.random.Generator, int], np.ndarray]  # (N, D)
-    dt: float        # default sampling interval
+    dt: float  # default sampling interval
     max_step: float  # largest RK4 step used to integrate one interval
-    burn_in: float   # time integrated (RK4 steps of BURN_IN_STEP) before the first sample
-    field: bool      # standardise with one scalar (a field) or per dimension (an ODE state)
+    burn_in: float  # time integrated (RK4 steps of BURN_IN_STEP) before the first sample
+    field: bool  # standardise with one scalar (a field) or per dimension (an ODE state)
 
 
 def lorenz63(state: jax.Array, sigma=10.0, rho=28.0, beta=8.0 / 3.0) -> jax.Array:
@@ -68,7 +69,7 @@ def burgers(u: jax.Array, viscosity: float = BURGERS_VISCOSITY) -> jax.Array:
     wavenumbers = jnp.fft.rfftfreq(n, d=1.0 / n)
     u_hat = jnp.fft.rfft(u, axis=-1)
     u_x = jnp.fft.irfft(1j * wavenumbers * u_hat, n=n, axis=-1)
-    u_xx = jnp.fft.irfft(-(wavenumbers ** 2) * u_hat, n=n, axis=-1)
+    u_xx = jnp.fft.irfft(-(wavenumbers**2) * u_hat, n=n, axis=-1)
     return -u * u_x + viscosity * u_xx
 
 
@@ -90,17 +91,17 @@ def _burgers_initial(rng: np.random.Generator, n: int) -> np.ndarray:
     modes = np.arange(1, 4)
     amplitude = rng.normal(0.0, 0.4, size=(n, 3)) / modes
     phase = rng.uniform(0.0, 2.0 * np.pi, size=(n, 3))
-    return np.sum(amplitude[:, :, None] * np.sin(modes[None, :, None] * x + phase[:, :, None]),
-                  axis=1)
+    return np.sum(
+        amplitude[:, :, None] * np.sin(modes[None, :, None] * x + phase[:, :, None]), axis=1
+    )
 
 
 SYSTEMS = {
-    "lorenz63": System(lorenz63, _lorenz_initial, dt=0.1, max_step=0.1, burn_in=10.0,
-                       field=False),
-    "pendulum": System(pendulum, _pendulum_initial, dt=0.1, max_step=0.01, burn_in=0.0,
-                       field=False),
-    "burgers": System(burgers, _burgers_initial, dt=0.05, max_step=0.005, burn_in=0.0,
-                      field=True),
+    "lorenz63": System(lorenz63, _lorenz_initial, dt=0.1, max_step=0.1, burn_in=10.0, field=False),
+    "pendulum": System(
+        pendulum, _pendulum_initial, dt=0.1, max_step=0.01, burn_in=0.0, field=False
+    ),
+    "burgers": System(burgers, _burgers_initial, dt=0.05, max_step=0.005, burn_in=0.0, field=True),
 }
 
 
@@ -113,8 +114,13 @@ def rk4_step(vector_field: Callable[[jax.Array], jax.Array], x: jax.Array, h: fl
     return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
-def integrate(vector_field: Callable[[jax.Array], jax.Array], x0: jax.Array, dt: float,
-              num_samples: int, substeps: int = 1) -> jax.Array:
+def integrate(
+    vector_field: Callable[[jax.Array], jax.Array],
+    x0: jax.Array,
+    dt: float,
+    num_samples: int,
+    substeps: int = 1,
+) -> jax.Array:
     """Samples x(0), x(dt), ..., x((num_samples-1) dt) of every initial state: (N, num_samples, D).
 
     Each interval dt is integrated with ``substeps`` RK4 steps of size dt / substeps.
@@ -129,8 +135,9 @@ def integrate(vector_field: Callable[[jax.Array], jax.Array], x0: jax.Array, dt:
     return jnp.concatenate([x0[None], samples], axis=0).swapaxes(0, 1)
 
 
-def simulate(system: str, num_trajectories: int, length: int, dt: float,
-             rng: np.random.Generator) -> np.ndarray:
+def simulate(
+    system: str, num_trajectories: int, length: int, dt: float, rng: np.random.Generator
+) -> np.ndarray:
     """(num_trajectories, length, D) float32 trajectories of ``system`` from random starts."""
     spec = SYSTEMS[system]
     substeps = max(1, math.ceil(dt / spec.max_step - 1e-9))
@@ -146,14 +153,24 @@ def windows(trajectories: np.ndarray, window_len: int, stride: int) -> np.ndarra
     """Overlapping windows (N * num_starts, window_len, D) cut from (N, length, D) trajectories."""
     starts = np.arange(0, trajectories.shape[1] - window_len + 1, stride)
     return trajectories[:, starts[:, None] + np.arange(window_len)].reshape(
-        -1, window_len, trajectories.shape[-1])
+        -1, window_len, trajectories.shape[-1]
+    )
 
 
-def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: int = 32,
-         test_trajectories: int = 8, length: int = 1000, window_len: int = 32,
-         window_stride: int = 4, noise: float = 0.0, split_seed: int = 0) -> Dataset:
+def load(
+    system: str = "lorenz63",
+    dt: float | None = None,
+    train_trajectories: int = 32,
+    test_trajectories: int = 8,
+    length: int = 1000,
+    window_len: int = 32,
+    window_stride: int = 4,
+    noise: float = 0.0,
+    split_seed: int = 0,
+) -> Dataset:
     """train {"window": (num_windows, window_len, D)}, test {"trajectory": (N_test, length, D),
-    "offset": (N_test, D), "scale": (N_test, D)}: physical states are trajectory · scale + offset."""
+    "offset": (N_test, D), "scale": (N_test, D)}: physical states are trajectory · scale +
+    offset."""
     if system not in SYSTEMS:
         raise UserError(f"unknown dynamical system {system!r}; known: {', '.join(SYSTEMS)}")
     dt = SYSTEMS[system].dt if dt is None else dt
@@ -162,9 +179,11 @@ def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: 
     if not 2 <= window_len <= length:
         raise UserError(f"config.data.window_len must be in [2, length={length}], got {window_len}")
     if window_stride < 1 or train_trajectories < 1 or test_trajectories < 1 or noise < 0:
-        raise UserError("config.data.window_stride, train_trajectories and test_trajectories must "
-                        f"be positive and noise non-negative, got {window_stride}, "
-                        f"{train_trajectories}, {test_trajectories}, {noise}")
+        raise UserError(
+            "config.data.window_stride, train_trajectories and test_trajectories must "
+            f"be positive and noise non-negative, got {window_stride}, "
+            f"{train_trajectories}, {test_trajectories}, {noise}"
+        )
     rng = np.random.default_rng(split_seed)
     trajectories = simulate(system, train_trajectories + test_trajectories, length, dt, rng)
     if not np.all(np.isfinite(trajectories)):
@@ -176,7 +195,11 @@ def load(system: str = "lorenz63", dt: float | None = None, train_trajectories: 
     train_windows = windows(train, window_len, window_stride)
     train_windows = train_windows + noise * rng.standard_normal(train_windows.shape)
     per_trajectory = (len(test), trajectories.shape[-1])
-    return Dataset(train={"window": train_windows.astype(np.float32)},
-                   test={"trajectory": test.astype(np.float32),
-                         "offset": np.broadcast_to(mean, per_trajectory).astype(np.float32),
-                         "scale": np.broadcast_to(std, per_trajectory).astype(np.float32)})
+    return Dataset(
+        train={"window": train_windows.astype(np.float32)},
+        test={
+            "trajectory": test.astype(np.float32),
+            "offset": np.broadcast_to(mean, per_trajectory).astype(np.float32),
+            "scale": np.broadcast_to(std, per_trajectory).astype(np.float32),
+        },
+    )

@@ -16,12 +16,14 @@ Everything here is a jittable function of arrays, with no model or training code
 Row-vector convention throughout: latents are rows z (shape (..., d)), one Koopman step is
 ``z @ A`` with ``A = K^T``.
 """
+
 import jax
 import jax.numpy as jnp
 
 
-def gaussian_mutual_information(koopman: jax.Array, state_cov: jax.Array,
-                                noise_cov: jax.Array) -> jax.Array:
+def gaussian_mutual_information(
+    koopman: jax.Array, state_cov: jax.Array, noise_cov: jax.Array
+) -> jax.Array:
     """I(z_t; z_{t+1}) in nats for z_t ~ N(m, C), z_{t+1} = K z_t + w, w ~ N(0, Σ).
 
     The paper's Eq. 7, I = ½ log det(I + M_n^{-1/2} K^n C (K^n)^T M_n^{-1/2}), at n = 1 (M_1 = Σ),
@@ -53,7 +55,7 @@ def paper_infonce(z_BTL: jax.Array, k: int, temperature: float) -> jax.Array:
     distance_TT = jnp.abs(times[:, None] - times[None, :])
     positive_TT = (distance_TT >= 1) & (distance_TT <= k)
     per_anchor_BT = jnp.sum(jnp.where(positive_TT, log_p_BTT, 0.0), axis=-1) / (2 * k)
-    return per_anchor_BT[:, k:t - k].mean()
+    return per_anchor_BT[:, k : t - k].mean()
 
 
 def covariance(z_NL: jax.Array) -> jax.Array:
@@ -102,5 +104,6 @@ def nrmse_by_norm(predicted_SHD: jax.Array, true_SHD: jax.Array) -> jax.Array:
     The error relative to the size of the true state: for Lorenz-63, whose attractor lies around
     z ≈ 23.5, far from the origin, this is several times smaller than `nrmse_by_std`.
     """
-    return jnp.sqrt(jnp.sum((predicted_SHD - true_SHD) ** 2, axis=(0, 2))
-                    / jnp.sum(true_SHD ** 2, axis=(0, 2)))
+    return jnp.sqrt(
+        jnp.sum((predicted_SHD - true_SHD) ** 2, axis=(0, 2)) / jnp.sum(true_SHD**2, axis=(0, 2))
+    )

@@ -6,6 +6,7 @@ G grid points, C channels. The Koopman step is a row-vector product ``z @ A`` wi
 The encoder and decoder come in two families: an MLP for low-dimensional states (Lorenz-63, the
 pendulum) and a small periodic 1-D conv net for fields on a grid (Burgers on 64 points).
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 
 class MLP(nn.Module):
     """Dense -> GELU blocks, then a linear output layer of width ``out_dim``."""
+
     hidden: int
     depth: int
     out_dim: int
@@ -26,6 +28,7 @@ class MLP(nn.Module):
 
 class ConvEncoder(nn.Module):
     """A field (N, G) -> latents (N, L): two stride-2 circular convolutions, then a linear map."""
+
     channels: int
     latent_dim: int
 
@@ -41,6 +44,7 @@ class ConvDecoder(nn.Module):
     """Latents (N, L) -> a field (N, G): a linear map to G/4 cells, then twice (repeat each cell,
     circular convolution); upsampling by repetition avoids transposed-conv checkerboards and
     costs half as much on CPU."""
+
     channels: int
     grid: int
 
@@ -48,8 +52,9 @@ class ConvDecoder(nn.Module):
     def __call__(self, z_NL: jax.Array) -> jax.Array:
         cells, width = self.grid // 4, 2 * self.channels
         h = nn.Dense(cells * width, name="in")(z_NL).reshape(-1, cells, width)
-        h = nn.gelu(nn.Conv(self.channels, (5,), padding="CIRCULAR", name="conv0")(
-            jnp.repeat(h, 2, axis=1)))
+        h = nn.gelu(
+            nn.Conv(self.channels, (5,), padding="CIRCULAR", name="conv0")(jnp.repeat(h, 2, axis=1))
+        )
         h = nn.Conv(1, (5,), padding="CIRCULAR", name="conv1")(jnp.repeat(h, 2, axis=1))
         return h[..., 0]
 
@@ -61,9 +66,10 @@ class KoopmanAutoencoder(nn.Module):
     start for a learned Koopman matrix; with ``learned_koopman=False`` it is not a parameter and
     the task supplies a closed-form one.
     """
+
     state_dim: int
     latent_dim: int
-    encoder: str = "mlp"     # "mlp" or "conv"
+    encoder: str = "mlp"  # "mlp" or "conv"
     hidden: int = 64
     depth: int = 2
     channels: int = 16
@@ -75,16 +81,19 @@ class KoopmanAutoencoder(nn.Module):
             self.decoder_net = MLP(self.hidden, self.depth, self.state_dim)
         elif self.encoder == "conv":
             if self.state_dim % 4:
-                raise ValueError(f"the conv encoder needs a grid divisible by 4, "
-                                 f"got {self.state_dim}")
+                raise ValueError(
+                    f"the conv encoder needs a grid divisible by 4, got {self.state_dim}"
+                )
             self.encoder_net = ConvEncoder(self.channels, self.latent_dim)
             self.decoder_net = ConvDecoder(self.channels, self.state_dim)
         else:
             raise ValueError(f"unknown encoder {self.encoder!r}: expected 'mlp' or 'conv'")
         if self.learned_koopman:
             self.koopman_transpose = self.param(
-                "koopman_transpose", lambda _, shape: jnp.eye(shape[0]),
-                (self.latent_dim, self.latent_dim))
+                "koopman_transpose",
+                lambda _, shape: jnp.eye(shape[0]),
+                (self.latent_dim, self.latent_dim),
+            )
 
     def encode(self, x_ND: jax.Array) -> jax.Array:
         return self.encoder_net(x_ND)

@@ -16,30 +16,43 @@ Squared norms are summed over the state (or latent) dimensions and averaged over
 states (or consecutive pairs): the paper writes the norms, not how they are averaged.
 α = γ = 0 leaves the Koopman autoencoder (KAE) baseline, L_rec + β L_Koop.
 """
+
 import jax
 import jax.numpy as jnp
 
 from jaxlab.papers.koopman import information
 
 
-def algorithm2_terms(x_BTD: jax.Array, reconstruction_BTD: jax.Array, z_BTL: jax.Array,
-                     a_LL: jax.Array, k: int, temperature: float) -> dict[str, jax.Array]:
+def algorithm2_terms(
+    x_BTD: jax.Array,
+    reconstruction_BTD: jax.Array,
+    z_BTL: jax.Array,
+    a_LL: jax.Array,
+    k: int,
+    temperature: float,
+) -> dict[str, jax.Array]:
     """The four terms of Algorithm 2 for windows ``x_BTD``, their latents and reconstructions."""
     return {
         "reconstruction": jnp.mean(jnp.sum((x_BTD - reconstruction_BTD) ** 2, axis=-1)),
         "infonce": information.paper_infonce(z_BTL, k, temperature),
         "consistency": jnp.mean(jnp.sum((z_BTL[:, 1:] - z_BTL[:, :-1] @ a_LL) ** 2, axis=-1)),
         "entropy": information.von_neumann_entropy(
-            information.covariance(z_BTL.reshape(-1, z_BTL.shape[-1]))),
+            information.covariance(z_BTL.reshape(-1, z_BTL.shape[-1]))
+        ),
     }
 
 
-def algorithm2_loss(terms: dict[str, jax.Array], alpha: float, beta: float, gamma: float,
-                    entropy_sign: float = -1.0) -> jax.Array:
+def algorithm2_loss(
+    terms: dict[str, jax.Array], alpha: float, beta: float, gamma: float, entropy_sign: float = -1.0
+) -> jax.Array:
     """L = L_rec - α I + β L_Koop - γ S (line 9). ``entropy_sign=+1`` adds +γ S instead, as the
     authors' released code does (it minimises the entropy the paper maximises)."""
-    return (terms["reconstruction"] - alpha * terms["infonce"] + beta * terms["consistency"]
-            + entropy_sign * gamma * terms["entropy"])
+    return (
+        terms["reconstruction"]
+        - alpha * terms["infonce"]
+        + beta * terms["consistency"]
+        + entropy_sign * gamma * terms["entropy"]
+    )
 
 
 def rollout_error(x_BTD: jax.Array, rolled_out_BTD: jax.Array) -> jax.Array:

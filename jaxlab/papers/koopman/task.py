@@ -23,6 +23,7 @@ state in physical units (`information.nrmse_by_std`, `information.nrmse_by_norm`
 not define its NRMSE). ``effective_dim`` is exp(S) of the covariance of the test latents;
 ``spectrum`` the eigenvalues of K as (real, imag) rows, largest modulus first.
 """
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -48,18 +49,26 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
     if lc.koopman not in KOOPMAN_MODES:
         raise UserError(f"config.loss.koopman must be one of {KOOPMAN_MODES}, got {lc.koopman!r}")
     if lc.entropy_objective not in ENTROPY_SIGNS:
-        raise UserError(f"config.loss.entropy_objective must be one of {tuple(ENTROPY_SIGNS)}, "
-                        f"got {lc.entropy_objective!r}")
+        raise UserError(
+            f"config.loss.entropy_objective must be one of {tuple(ENTROPY_SIGNS)}, "
+            f"got {lc.entropy_objective!r}"
+        )
     if lc.infonce_k < 1 or window_len < 2 * lc.infonce_k + 1:
-        raise UserError(f"InfoNCE with infonce_k={lc.infonce_k} needs windows of at least "
-                        f"{2 * lc.infonce_k + 1} steps and k >= 1, got "
-                        f"config.data.window_len={window_len}")
+        raise UserError(
+            f"InfoNCE with infonce_k={lc.infonce_k} needs windows of at least "
+            f"{2 * lc.infonce_k + 1} steps and k >= 1, got "
+            f"config.data.window_len={window_len}"
+        )
     if lc.temperature <= 0 or lc.ridge < 0 or min(lc.beta, lc.rollout) < 0:
-        raise UserError(f"config.loss.temperature must be positive, and ridge, beta and rollout "
-                        f"non-negative, got {lc.temperature}, {lc.ridge}, {lc.beta}, {lc.rollout}")
+        raise UserError(
+            f"config.loss.temperature must be positive, and ridge, beta and rollout "
+            f"non-negative, got {lc.temperature}, {lc.ridge}, {lc.beta}, {lc.rollout}"
+        )
     if not config.evaluation.horizons or min(config.evaluation.horizons) < 1:
-        raise UserError(f"config.evaluation.horizons must be positive step counts, got "
-                        f"{config.evaluation.horizons}")
+        raise UserError(
+            f"config.evaluation.horizons must be positive step counts, got "
+            f"{config.evaluation.horizons}"
+        )
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -70,27 +79,39 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     test_len = data.test["trajectory"].shape[1]
     horizons = tuple(int(h) for h in config.evaluation.horizons)
     if max(horizons) >= test_len:
-        raise UserError(f"config.evaluation.horizons {horizons} must be shorter than the test "
-                        f"trajectories ({test_len} steps)")
+        raise UserError(
+            f"config.evaluation.horizons {horizons} must be shorter than the test "
+            f"trajectories ({test_len} steps)"
+        )
     learned = lc.koopman == "learned"
-    model = KoopmanAutoencoder(state_dim=state_dim, latent_dim=m.latent_dim, encoder=m.encoder,
-                               hidden=m.hidden, depth=m.depth, channels=m.channels,
-                               learned_koopman=learned)
+    model = KoopmanAutoencoder(
+        state_dim=state_dim,
+        latent_dim=m.latent_dim,
+        encoder=m.encoder,
+        hidden=m.hidden,
+        depth=m.depth,
+        channels=m.channels,
+        learned_koopman=learned,
+    )
     entropy_sign = ENTROPY_SIGNS[lc.entropy_objective]
 
     def encode(params, x):
         return model.apply(params, x.reshape(-1, state_dim), method=model.encode).reshape(
-            *x.shape[:-1], m.latent_dim)
+            *x.shape[:-1], m.latent_dim
+        )
 
     def decode(params, z):
         return model.apply(params, z.reshape(-1, m.latent_dim), method=model.decode).reshape(
-            *z.shape[:-1], state_dim)
+            *z.shape[:-1], state_dim
+        )
 
     def rollout(z0_NL, a_LL, steps):
         """(N, steps, L): z0 A, z0 A², ..., z0 A^steps."""
+
         def step(z, _):
             z = z @ a_LL
             return z, z
+
         return jax.lax.scan(step, z0_NL, length=steps)[1].swapaxes(0, 1)
 
     def init(key, batch):
@@ -106,12 +127,14 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             now_NL = z_BTL[:, :-1].reshape(-1, m.latent_dim)
             next_NL = z_BTL[:, 1:].reshape(-1, m.latent_dim)
             a_LL = jax.lax.stop_gradient(information.ridge_koopman(now_NL, next_NL, lc.ridge))
-        terms = objective.algorithm2_terms(x_BTD, decode(params, z_BTL), z_BTL, a_LL,
-                                           lc.infonce_k, lc.temperature)
+        terms = objective.algorithm2_terms(
+            x_BTD, decode(params, z_BTL), z_BTL, a_LL, lc.infonce_k, lc.temperature
+        )
         total = objective.algorithm2_loss(terms, lc.alpha, lc.beta, lc.gamma, entropy_sign)
         if lc.rollout:
             terms["rollout"] = objective.rollout_error(
-                x_BTD, decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1)))
+                x_BTD, decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
+            )
             total = total + lc.rollout * terms["rollout"]
         terms["effective_dim"] = jnp.exp(terms["entropy"])
         return total, (terms, task_state)
@@ -122,8 +145,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     @jax.jit
     def closed_form_koopman(params, windows_BTD):
         z = encode(params, windows_BTD)
-        return information.ridge_koopman(z[:, :-1].reshape(-1, m.latent_dim),
-                                         z[:, 1:].reshape(-1, m.latent_dim), lc.ridge)
+        return information.ridge_koopman(
+            z[:, :-1].reshape(-1, m.latent_dim), z[:, 1:].reshape(-1, m.latent_dim), lc.ridge
+        )
 
     def koopman_matrix(params):
         """A = K^T used for evaluation and plots."""
@@ -142,16 +166,18 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         targets = trajectories_NTD[:, starts[:, None] + np.arange(1, max(horizons) + 1)]
         targets = targets.reshape(predicted.shape)
         by_std = information.nrmse_by_std(predicted, targets, test_std_D)
-        by_norm = information.nrmse_by_norm(predicted * scale_D + offset_D,
-                                            targets * scale_D + offset_D)
+        by_norm = information.nrmse_by_norm(
+            predicted * scale_D + offset_D, targets * scale_D + offset_D
+        )
         latents = encode(params, trajectories_NTD).reshape(-1, m.latent_dim)
         return by_std, by_norm, information.effective_dimension(information.covariance(latents))
 
     def evaluate(params, task_state, test):
         del task_state
         a_LL = koopman_matrix(params)
-        by_std, by_norm, effective_dim = map(np.asarray,
-                                             rollout_errors(params, a_LL, test["trajectory"]))
+        by_std, by_norm, effective_dim = map(
+            np.asarray, rollout_errors(params, a_LL, test["trajectory"])
+        )
         eigenvalues = np.linalg.eigvals(np.asarray(a_LL, np.float64))
         eigenvalues = eigenvalues[np.argsort(-np.abs(eigenvalues))]
         metrics = {f"nrmse_std_{h}": by_std[h - 1] for h in horizons}
@@ -166,11 +192,15 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         a_LL = koopman_matrix(params)
         plot_spectrum(np.linalg.eigvals(np.asarray(a_LL, np.float64)), directory / SPECTRUM_PLOT)
         steps = min(test_len - 1, 4 * max(horizons))
-        trajectory = np.asarray(test["trajectory"][0, :steps + 1])
+        trajectory = np.asarray(test["trajectory"][0, : steps + 1])
         z0 = encode(params, jnp.asarray(trajectory[:1]))
         predicted = np.asarray(decode(params, rollout(z0, a_LL, steps)))[0]
-        plot_rollout(trajectory, np.concatenate([trajectory[:1], predicted]),
-                     config.data.dt, directory / ROLLOUT_PLOT)
+        plot_rollout(
+            trajectory,
+            np.concatenate([trajectory[:1], predicted]),
+            config.data.dt,
+            directory / ROLLOUT_PLOT,
+        )
 
     return Task(data=data, init=init, loss=loss, evaluate=evaluate, plot=plot)
 
@@ -181,8 +211,12 @@ def plot_spectrum(eigenvalues: np.ndarray, path: epath.Path) -> None:
     axes = fig.subplots(1, 2)
     angle = np.linspace(0, 2 * np.pi, 4000)
     pad = 0.1 * max(np.ptp(eigenvalues.real), np.ptp(eigenvalues.imag), 1e-3)
-    zoom = (eigenvalues.real.min() - pad, eigenvalues.real.max() + pad,
-            eigenvalues.imag.min() - pad, eigenvalues.imag.max() + pad)
+    zoom = (
+        eigenvalues.real.min() - pad,
+        eigenvalues.real.max() + pad,
+        eigenvalues.imag.min() - pad,
+        eigenvalues.imag.max() + pad,
+    )
     for ax, limits in zip(axes, ((-1.2, 1.2, -1.2, 1.2), zoom)):
         ax.plot(np.cos(angle), np.sin(angle), color="grey", lw=1)
         ax.scatter(eigenvalues.real, eigenvalues.imag, s=20, color="C3", zorder=3)
@@ -198,8 +232,9 @@ def plot_spectrum(eigenvalues: np.ndarray, path: epath.Path) -> None:
     paths.save_figure(fig, path)
 
 
-def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
-                 path: epath.Path) -> None:
+def plot_rollout(
+    true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float, path: epath.Path
+) -> None:
     """A test trajectory against the model's rollout from its first state (standardised units)."""
     time = np.arange(len(true_TD)) * dt
     dims = true_TD.shape[1]
@@ -220,10 +255,14 @@ def plot_rollout(true_TD: np.ndarray, predicted_TD: np.ndarray, dt: float,
         axes = fig.subplots(1, 3, sharey=True)
         extent = (0, dims, time[-1], 0)
         limit = np.abs(true_TD).max()
-        for ax, field, title in zip(axes, (true_TD, predicted_TD, predicted_TD - true_TD),
-                                    ("true", "Koopman rollout", "error")):
-            image = ax.imshow(field, aspect="auto", extent=extent, cmap="RdBu_r",
-                              vmin=-limit, vmax=limit)
+        for ax, field, title in zip(
+            axes,
+            (true_TD, predicted_TD, predicted_TD - true_TD),
+            ("true", "Koopman rollout", "error"),
+        ):
+            image = ax.imshow(
+                field, aspect="auto", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
+            )
             ax.set_title(title)
             ax.set_xlabel("grid point")
         axes[0].set_ylabel("time")

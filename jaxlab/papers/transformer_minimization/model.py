@@ -30,6 +30,7 @@ The paper defines the collapsed variants for one head only (Section 4: an N×N W
 more than W^Q_h and W^K_h together once H > 1), so they refuse H > 1. Q/K/V/O carry no biases, as
 in the paper's parameter accounting; all other layers do.
 """
+
 import math
 
 import flax.linen as nn
@@ -43,13 +44,17 @@ from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, 
 def attention_settings_error(attention: str, heads: int, triangular: bool) -> str | None:
     """Why these attention settings are not a variant of `SelfAttention`, or None if they are."""
     if attention not in ATTENTION_VARIANTS:
-        return f"attention={attention!r} is unknown; expected one of {', '.join(ATTENTION_VARIANTS)}"
+        return (
+            f"attention={attention!r} is unknown; expected one of {', '.join(ATTENTION_VARIANTS)}"
+        )
     if triangular and not attention.startswith("symmetric"):
         return f"triangular=True needs a symmetric attention, got attention={attention!r}"
     if heads != 1 and (triangular or attention not in MULTI_HEAD_VARIANTS):
         form = f"{attention} with triangular=True" if triangular else attention
-        return (f"heads={heads}: {form} is defined for one head (several heads take "
-                f"attention={' or '.join(MULTI_HEAD_VARIANTS)} without triangular); set heads=1")
+        return (
+            f"heads={heads}: {form} is defined for one head (several heads take "
+            f"attention={' or '.join(MULTI_HEAD_VARIANTS)} without triangular); set heads=1"
+        )
     return None
 
 
@@ -58,6 +63,7 @@ class SelfAttention(nn.Module):
 
     The scores (B, H, T, T) are sown into the ``intermediates`` collection as ``scores``.
     """
+
     heads: int
     variant: str = "full"
     triangular: bool = False
@@ -104,8 +110,9 @@ class SelfAttention(nn.Module):
         """T (N, N) lower-triangular from N(N+1)/2 parameters."""
         rows, cols = jnp.tril_indices(width)
         # Variance 2/(N+1) gives E|x T|² = |x|² for a unit-variance x, as lecun init does for W^Q.
-        entries = self.param("query_triangular", nn.initializers.normal(math.sqrt(2 / (width + 1))),
-                             (rows.size,))
+        entries = self.param(
+            "query_triangular", nn.initializers.normal(math.sqrt(2 / (width + 1))), (rows.size,)
+        )
         return jnp.zeros((width, width)).at[rows, cols].set(entries)
 
 
@@ -113,6 +120,7 @@ class EncoderBlock(nn.Module):
     """x + attention(LN(x)), then (optionally) x + MLP(LN(x)); in training, dropout of rate
     ``dropout`` on each branch before it is added (ours: the paper trains without dropout, and
     the default 0 leaves the block as the paper's)."""
+
     heads: int
     mlp_dim: int
     use_mlp: bool
@@ -126,7 +134,9 @@ class EncoderBlock(nn.Module):
         branch_BTN = attention(nn.LayerNorm(name="norm1")(x_BTN))
         x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         if self.use_mlp:
-            h_BTM = nn.gelu(nn.Dense(self.mlp_dim, name="mlp_in")(nn.LayerNorm(name="norm2")(x_BTN)))
+            h_BTM = nn.gelu(
+                nn.Dense(self.mlp_dim, name="mlp_in")(nn.LayerNorm(name="norm2")(x_BTN))
+            )
             branch_BTN = nn.Dense(x_BTN.shape[-1], name="mlp_out")(h_BTM)
             x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         return x_BTN
@@ -134,6 +144,7 @@ class EncoderBlock(nn.Module):
 
 class VisionTransformer(nn.Module):
     """Images (B, height, width, channels) -> class logits (B, C); mean pooling over tokens."""
+
     num_classes: int
     patch_size: int
     width: int
@@ -152,36 +163,64 @@ class VisionTransformer(nn.Module):
         position_TN = self.param("position", nn.initializers.normal(0.02), x_BTN.shape[1:])
         x_BTN = x_BTN + position_TN
         for i in range(self.depth):
-            x_BTN = EncoderBlock(self.heads, self.mlp_dim, self.use_mlp, self.attention,
-                                 self.triangular, self.dropout, name=f"block{i}")(x_BTN, train)
+            x_BTN = EncoderBlock(
+                self.heads,
+                self.mlp_dim,
+                self.use_mlp,
+                self.attention,
+                self.triangular,
+                self.dropout,
+                name=f"block{i}",
+            )(x_BTN, train)
         pooled_BN = nn.LayerNorm(name="norm")(x_BTN).mean(axis=1)
         return nn.Dense(self.num_classes, name="head")(pooled_BN)
 
 
-def classifier(num_classes: int, patch_size: int, width: int, depth: int, heads: int, mlp_dim: int,
-               mlp: bool = True, attention: str = "full", triangular: bool = False,
-               dropout: float = 0.0) -> VisionTransformer:
+def classifier(
+    num_classes: int,
+    patch_size: int,
+    width: int,
+    depth: int,
+    heads: int,
+    mlp_dim: int,
+    mlp: bool = True,
+    attention: str = "full",
+    triangular: bool = False,
+    dropout: float = 0.0,
+) -> VisionTransformer:
     """The minimal_transformer experiment's ``config.model.constructor``: checks the attention
     settings (`UserError` naming the config key), then builds the `VisionTransformer`."""
     error = attention_settings_error(attention, heads, triangular)
     if error:
         raise UserError(f"config.model.{error}")
     if width % heads:
-        raise UserError(f"config.model.width={width} is not divisible by "
-                        f"config.model.heads={heads}")
+        raise UserError(
+            f"config.model.width={width} is not divisible by config.model.heads={heads}"
+        )
     if not 0 <= dropout < 1:
         raise UserError(f"config.model.dropout must be in [0, 1), got {dropout}")
-    return VisionTransformer(num_classes=num_classes, patch_size=patch_size, width=width,
-                             depth=depth, heads=heads, mlp_dim=mlp_dim, use_mlp=mlp,
-                             attention=attention, triangular=triangular, dropout=dropout)
+    return VisionTransformer(
+        num_classes=num_classes,
+        patch_size=patch_size,
+        width=width,
+        depth=depth,
+        heads=heads,
+        mlp_dim=mlp_dim,
+        use_mlp=mlp,
+        attention=attention,
+        triangular=triangular,
+        dropout=dropout,
+    )
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     """(B, height, width, channels) -> (B, tokens, patch_size² · channels), row-major patches."""
     b, h, w, c = images.shape
     if h % patch_size or w % patch_size:
-        raise UserError(f"config.model.patch_size={patch_size} does not divide the {h}x{w} "
-                        f"images of the dataset")
+        raise UserError(
+            f"config.model.patch_size={patch_size} does not divide the {h}x{w} "
+            f"images of the dataset"
+        )
     p = patch_size
     x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, (h // p) * (w // p), p * p * c)
@@ -206,7 +245,7 @@ def parameter_count(model: VisionTransformer, image_shape: tuple[int, int, int])
     height, width_px, channels = image_shape
     n, m, c = model.width, model.mlp_dim, model.num_classes
     tokens = (height // model.patch_size) * (width_px // model.patch_size)
-    patch_features = model.patch_size ** 2 * channels
+    patch_features = model.patch_size**2 * channels
     block = 2 * n + attention_parameter_count(model.attention, n, model.triangular)
     if model.use_mlp:
         block += 2 * n + n * m + m + m * n + n
