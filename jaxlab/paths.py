@@ -110,21 +110,23 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def open_append(destination: epath.Path) -> BinaryIO:
-    """A local file opened for appending (created if needed); `UserError` if it is a symbolic
-    link, which jaxlab never writes through."""
+def open_no_follow(location: str | os.PathLike, flags: int) -> int:
+    """``os.open`` of a local file that is not a symbolic link (``O_NOFOLLOW``, mode 0644 when
+    created); `UserError` naming a link, which jaxlab never writes through."""
     try:
-        fd = os.open(
-            os.fspath(destination), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644
-        )
+        return os.open(os.fspath(location), flags | os.O_NOFOLLOW, 0o644)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise UserError(
-                f"{destination} is a symbolic link; jaxlab writes only files it "
-                f"made itself: remove the link"
+                f"{location} is a symbolic link; jaxlab writes only files it made itself: "
+                f"remove the link"
             ) from None
         raise
-    return os.fdopen(fd, "ab")
+
+
+def open_append(destination: epath.Path) -> BinaryIO:
+    """A local file opened for appending (created if needed), never through a link."""
+    return os.fdopen(open_no_follow(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
 
 
 class AppendFile:

@@ -176,18 +176,20 @@ class Program:
 
     def _chunk_fn(self, length: int):
         base = self.group.base
-        skip = base.train.get("skip_nonfinite_steps", False)
-        if self.group.size == 1:
-            tx = make_optimizer(base.optimizer, base.train.steps)
-            plain = make_train_chunk(
-                self.task,
+
+        def chunk_of(task, tx):
+            return make_train_chunk(
+                task,
                 tx,
                 base.train.batch_size,
                 length,
                 self.batch_sharding,
-                skip_nonfinite=skip,
+                skip_nonfinite=base.train.get("skip_nonfinite_steps", False),
                 batches_given=self.batches_given,
             )
+
+        if self.group.size == 1:
+            plain = chunk_of(self.task, make_optimizer(base.optimizer, base.train.steps))
 
             def one_trial(state, active, values, data):
                 del active, values  # a single run is always active
@@ -197,15 +199,7 @@ class Program:
 
         def chunk_one(state, values, data):
             _, task, tx = self._build(values)
-            return make_train_chunk(
-                task,
-                tx,
-                base.train.batch_size,
-                length,
-                self.batch_sharding,
-                skip_nonfinite=skip,
-                batches_given=self.batches_given,
-            )(state, data)
+            return chunk_of(task, tx)(state, data)
 
         def all_trials(state, active, values, data):
             new_state, metrics = jax.vmap(

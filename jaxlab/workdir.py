@@ -246,21 +246,14 @@ def _take_lock(lock_path: str, directory: epath.Path) -> tuple[int, bool]:
     """(descriptor holding an exclusive lock on ``lock_path``, whether this call created the
     file); `InUse` if a live process holds it, `UserError` if it is a symbolic link."""
     while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:  # a link there exists too: refused below
+            fd = paths.open_no_follow(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
             created = True
         except FileExistsError:
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_NOFOLLOW)
+                fd = paths.open_no_follow(lock_path, os.O_RDWR)
             except FileNotFoundError:  # removed by its holder meanwhile: try again
                 continue
-            except OSError as error:
-                if error.errno == errno.ELOOP:
-                    raise UserError(
-                        f"{lock_path} is a symbolic link; jaxlab writes only files "
-                        f"it made itself: remove the link"
-                    ) from None
-                raise
             created = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
