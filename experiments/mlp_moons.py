@@ -1,6 +1,6 @@
 """A 2->64->64->2 MLP classifier on two moons: the smallest end-to-end experiment.
 
-Also the `tiny` workload of scripts/bench.py (batch 256, Adam 1e-3, like the PyTorch reference in
+Also the `tiny` workload of benchmarks/bench.py (batch 256, Adam 1e-3, like the PyTorch reference in
 the benchmark references).
 
     jaxlab train mlp_moons --workdir runs/moons

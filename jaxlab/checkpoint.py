@@ -33,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from jaxlab.errors import StorageError, UserError
+from jaxlab.errors import StorageError, UserError, one_line
 
 UNREADABLE_SUFFIX = ".unreadable"
 AHEAD_SUFFIX = ".ahead-of-log"
@@ -138,7 +138,7 @@ class Checkpoints:
                 try:
                     state = self.restore(step, target)
                 except Exception as error:  # noqa: BLE001 - any failure to read is damage here
-                    problem = f"its arrays do not read: {_first_line(error)}"
+                    problem = f"its arrays do not read: {one_line(error)}"
             if problem is None:
                 self._move_aside(skipped, UNREADABLE_SUFFIX, "unreadable")
                 return step, state
@@ -161,7 +161,7 @@ class Checkpoints:
                 return "it has no commit record (_CHECKPOINT_METADATA missing or incomplete)"
             saved = metadata.item_metadata
         except Exception as error:  # noqa: BLE001 - unreadable metadata is damage
-            return f"its metadata does not read: {_first_line(error)}"
+            return f"its metadata does not read: {one_line(error)}"
         if saved is None:
             return "its tree metadata (_METADATA) is missing"
         differences = _shape_differences(saved, target)
@@ -217,9 +217,7 @@ class Checkpoints:
         except Exception as error:  # noqa: BLE001 - whatever Orbax/TensorStore raise here
             text = str(error)
             cause = (
-                "no space left on device"
-                if "No space left on device" in text
-                else _first_line(error)
+                "no space left on device" if "No space left on device" in text else one_line(error)
             )
             self._manager.reload()
             intact = self._manager.latest_step()
@@ -275,8 +273,3 @@ def _leaf_signatures(tree: Any) -> dict[str, str]:
         names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in key_path]
         signatures["/".join(names)] = f"{tuple(leaf.shape)} {leaf.dtype}"
     return signatures
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

@@ -9,6 +9,7 @@ Two string forms reach a config:
 """
 
 import ast
+import copy
 import difflib
 import json
 from collections.abc import Mapping
@@ -85,16 +86,29 @@ def get_leaf(config: ml_collections.ConfigDict, key: str) -> Any:
     return node
 
 
-def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    """All leaf keys of ``config`` as dotted paths."""
-    keys = []
-    for name, value in config.items():
-        path = f"{prefix}{name}"
-        if isinstance(value, ml_collections.ConfigDict):
-            keys.extend(flat_keys(value, path + "."))
+def set_leaf(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Sets dotted ``key`` of ``config`` to ``value`` (a field holding a FieldReference passes the
+    value on to the fields that refer to it)."""
+    parent, _, leaf = key.rpartition(".")
+    node = get_leaf(config, parent) if parent else config
+    node[leaf] = value
+
+
+def flatten(tree: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
+    """Dotted key -> leaf of a nested config or dict: ``{"train": {"steps": 5}}`` ->
+    ``{"train.steps": 5}``."""
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, (Mapping, ml_collections.ConfigDict)):
+            flat.update({f"{name}.{key}": leaf for key, leaf in flatten(value).items()})
         else:
-            keys.append(path)
-    return keys
+            flat[name] = value
+    return flat
+
+
+def flat_keys(config: ml_collections.ConfigDict) -> list[str]:
+    """All leaf keys of ``config`` as dotted paths."""
+    return list(flatten(config))
 
 
 def apply_overrides(
@@ -105,7 +119,7 @@ def apply_overrides(
     String values are parsed against the default's type; other values must already have it (an int
     is accepted where a float is expected). An unknown key names the closest existing keys.
     """
-    config = ml_collections.ConfigDict(config.to_dict())
+    config = copy.deepcopy(config)  # FieldReferences kept: an override reaches the fields using it
     known = flat_keys(config)
     for key, value in overrides.items():
         key = key.removeprefix("config.")
@@ -113,12 +127,7 @@ def apply_overrides(
             close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise UserError(f"unknown config key {key!r}{hint}")
-        parent, _, leaf = key.rpartition(".")
-        node = config
-        for part in filter(None, parent.split(".")):
-            node = node[part]
-        default = node[leaf]
-        node[leaf] = _typed(value, default, f"config.{key}")
+        set_leaf(config, key, _typed(value, get_leaf(config, key), f"config.{key}"))
     return config
 
 

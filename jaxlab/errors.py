@@ -10,6 +10,12 @@ STORAGE_ERROR = 74  # `StorageError`: EX_IOERR (sysexits.h)
 INTERRUPTED = 75  # `Interrupted`: EX_TEMPFAIL (sysexits.h), a temporary failure, run again
 
 
+def one_line(error: BaseException) -> str:
+    """``ExceptionType: the first line of its message``, at most 300 characters."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
 class UserError(ValueError):
     """Bad input from the user (config, override, experiment name, data path).
 

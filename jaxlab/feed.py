@@ -23,7 +23,7 @@ from jaxlab.errors import UserError
 from jaxlab.state import data_key
 from jaxlab.tasks import Task
 
-EVAL_CHUNK = 4096  # test examples per evaluation chunk on the Grain path
+TEST_READ_CHUNK = 4096  # test examples read from the files per evaluation chunk (Grain path)
 
 
 class DeviceFeed:
@@ -84,7 +84,7 @@ class HostFeed:
     @functools.cached_property
     def test_arrays(self) -> dict:
         """The first chunk of the test split (what a task's plot is given), read on first use."""
-        return next(stream.test_chunks(self._data.test, EVAL_CHUNK, self._replicated))[1]
+        return next(stream.test_chunks(self._data.test, TEST_READ_CHUNK, self._replicated))[1]
 
     def chunk(self, start: int, length: int) -> dict:
         return self._reader.batches(start, length, self._total, self._chunk_length)
@@ -104,7 +104,9 @@ class HostFeed:
         assert task.evaluate_sums is not None  # `check` refuses the Grain path without it
         totals: dict[str, Any] = {}
         count = 0
-        for examples, arrays in stream.test_chunks(self._data.test, EVAL_CHUNK, self._replicated):
+        for examples, arrays in stream.test_chunks(
+            self._data.test, TEST_READ_CHUNK, self._replicated
+        ):
             sums = task.evaluate_sums(params, task_state, arrays)
             totals = {k: totals.get(k, 0) + v for k, v in sums.items()}
             count += examples

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from jaxlab.errors import UserError
+from jaxlab.errors import UserError, one_line
 
 _REFERENCE = re.compile(r"^(?P<module>[^:]+):(?P<attribute>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 
@@ -179,7 +179,6 @@ def _origin(module: ModuleType) -> str:
 def describe_error(error: BaseException) -> str:
     """``ExceptionType: message (file, line N)``: one line on an error raised in a user's file,
     naming the innermost frame outside Python's import machinery."""
-    text = str(error).strip().splitlines()
     where = ""
     if isinstance(error, SyntaxError) and error.filename:
         where = f" ({error.filename}, line {error.lineno})"
@@ -188,4 +187,4 @@ def describe_error(error: BaseException) -> str:
         user = [f for f in frames if "importlib" not in f.filename]
         if user:
             where = f" ({user[-1].filename}, line {user[-1].lineno})"
-    return f"{type(error).__name__}: {text[0] if text else ''}{where}"[:400]
+    return f"{one_line(error)}{where}"

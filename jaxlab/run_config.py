@@ -160,7 +160,6 @@ def _check_present(config: ml_collections.ConfigDict) -> None:
 
 def _check_finite(config: ml_collections.ConfigDict) -> None:
     """Every float leaf is finite: a NaN or Inf setting would only show up later as a NaN loss."""
-    for key in config_lib.flat_keys(config):
-        value: Any = config_lib.get_leaf(config, key)
+    for key, value in config_lib.flatten(config).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"config.{key} must be a finite number, got {value}")

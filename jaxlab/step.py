@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlab.data import batch_indices
+from jaxlab.data import sample_batch
 from jaxlab.state import DATA_STREAM, STEP_STREAM
 from jaxlab.tasks import Task
 
@@ -39,11 +39,8 @@ def make_train_chunk(
     """
 
     def sampled(state, train_arrays):
-        num_examples = next(iter(train_arrays.values())).shape[0]
-        indices = batch_indices(
-            jax.random.fold_in(state["rng"], DATA_STREAM), state["step"], batch_size, num_examples
-        )
-        return {name: value[indices] for name, value in train_arrays.items()}
+        data_key = jax.random.fold_in(state["rng"], DATA_STREAM)
+        return sample_batch(train_arrays, data_key, state["step"], batch_size)
 
     def train_step(state, batch):
         step, params = state["step"], state["params"]

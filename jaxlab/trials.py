@@ -87,7 +87,7 @@ class TrialGroup:
 
 def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
     """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
-    flats = [{key: config_lib.get_leaf(c, key) for key in config_lib.flat_keys(c)} for c in configs]
+    flats = [config_lib.flatten(c) for c in configs]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
     for key in differing:
@@ -114,11 +114,7 @@ def traced_config(
     """A copy of ``config`` whose ``values`` leaves (dotted key -> array) are replaced."""
     copy = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
     for key, value in values.items():
-        parent, _, leaf = key.rpartition(".")
-        node = copy
-        for part in filter(None, parent.split(".")):
-            node = node[part]
-        node[leaf] = value
+        config_lib.set_leaf(copy, key, value)
     return copy
 
 

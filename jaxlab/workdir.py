@@ -88,8 +88,8 @@ def config_differences(workdir: epath.Path, config: ml_collections.ConfigDict) -
     tree = read_config_tree(workdir)
     if tree is None:
         return []
-    old = _flatten(tree)
-    new = _flatten(json.loads(config_lib.to_json(config)))
+    old = config_lib.flatten(tree)
+    new = config_lib.flatten(json.loads(config_lib.to_json(config)))
     differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return [
         f"  {k}: {old.get(k, '(absent)')!r} in the workdir, {new.get(k, '(absent)')!r} now"
@@ -273,13 +273,3 @@ def _take_lock(lock_path: str, directory: epath.Path) -> tuple[int, bool]:
         if current is not None and current.st_ino == os.fstat(fd).st_ino:
             return fd, created
         os.close(fd)  # locked a file its holder removed meanwhile: take the new one
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

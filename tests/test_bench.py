@@ -1,4 +1,5 @@
-"""scripts/bench.py: its hand-written baselines run, its targets are judged, its breakdown table."""
+"""benchmarks/bench.py: its hand-written baselines run, its targets are judged, its breakdown
+table. Benchmark code stays out of the default run (`slow`, which .ci/run runs)."""
 
 import importlib.util
 
@@ -6,10 +7,12 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

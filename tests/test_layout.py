@@ -1,5 +1,6 @@
-"""The structure DESIGN.md asks for, checked on the source: no import cycle inside jaxlab/, the
-framework core imports no paper, and models, tasks and data never import the loop's layers."""
+"""The structure the README's "Layout" describes, checked on the source: no import cycle inside
+jaxlab/, the framework core imports no paper, and models, tasks and data never import the loop's
+layers."""
 
 import ast
 

@@ -31,8 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxlab.data.dataset import take
 from jaxlab.data.sampling import batch_indices
-
-DATA_AXIS = "data"
+from jaxlab.parallel import DATA_AXIS
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))

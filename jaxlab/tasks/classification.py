@@ -20,7 +20,7 @@ from jaxlab import models
 from jaxlab.errors import UserError
 from jaxlab.tasks.base import Task
 
-EVAL_CHUNK = 512  # test examples per vectorised evaluation chunk (bounds evaluation memory)
+EVAL_BATCH = 512  # test examples per vectorised step of the evaluation (bounds its memory)
 INPUTS, LABELS = "x", "label"
 
 
@@ -100,7 +100,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
                 jnp.argmax(logits) == example[LABELS],
             )
 
-        losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_CHUNK)
+        losses, correct = jax.lax.map(per_example, test, batch_size=EVAL_BATCH)
         return {"loss": losses.sum(), "accuracy": correct.sum(dtype=jnp.float32)}
 
     def evaluate(params, task_state, test):

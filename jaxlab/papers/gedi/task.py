@@ -6,7 +6,7 @@ and E(x) = -logsumexp_y f(x)_y (JEM's energy). GEDI minimises the sum of three t
 bound on the data log-likelihood (Sec. 4, Algorithm 1), each weighted by ``config.loss``:
 
 * generative (contrastive divergence): mean E(x) over data - mean E(x~) over SGLD samples x~ from
-  persistent chains (`jaxlab.ebm`); penalises representation collapse;
+  persistent chains (`jaxlab.papers.gedi.ebm`); penalises representation collapse;
 * invariance: -(1/B) sum_i sum_y p(y|x2_i) log p(y|x1_i), for two augmented views x1, x2 of x_i;
   makes the assignment of a point the same under augmentation;
 * uniformity (prior): -sum_y log((1/B) sum_i p(y|x1_i)), pushing the batch marginal of the

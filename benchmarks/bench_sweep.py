@@ -1,7 +1,7 @@
 """Times one 8-seed sweep three ways and checks that they agree.
 
-    python scripts/bench_sweep.py                                  # minimal_transformer:smoke
-    python scripts/bench_sweep.py --experiment koopman:smoke --seeds 8 --workdir /tmp/bench
+    python benchmarks/bench_sweep.py                                  # minimal_transformer:smoke
+    python benchmarks/bench_sweep.py --experiment koopman:smoke --seeds 8 --workdir /tmp/bench
 
 Runs ``jaxlab sweep EXPERIMENT --sweep config.seed=0,..,N-1`` as a user would (a fresh ``jaxlab``
 process each, so start-up, compilation and data loading are counted):

@@ -1,7 +1,7 @@
 """Kills real `jaxlab train` processes with SIGKILL at many seeded random points and checks that
 each relaunch finishes with the metrics and final train state of an uninterrupted run, bit for bit.
 
-    python scripts/kill_test.py --points 20 --seed 0 --out /tmp/kill_test
+    python benchmarks/kill_test.py --points 20 --seed 0 --out /tmp/kill_test
 
 Kill points are of three kinds, drawn in turn: after a random logged step plus a random part of
 the next chunk; as soon as an asynchronous checkpoint write is under way (its temporary directory

@@ -7,10 +7,10 @@ Workloads (matching the PyTorch references in ../shared/bench/):
                2x2 patches, batch 128, Adam(1e-3)
   wider        the same with width 256
 
-    python scripts/bench.py [--torch-python /tmp/torchenv/bin/python] [--repeats 3]
-    python scripts/bench.py --breakdown tiny     # what each part of the loop costs; prints a table
-    python scripts/bench.py --data               # the two input paths: memory and speed
-    python scripts/bench.py --end-to-end         # the default job against a bare script
+    python benchmarks/bench.py [--torch-python /tmp/torchenv/bin/python] [--repeats 3]
+    python benchmarks/bench.py --breakdown tiny  # what each part of the loop costs; prints a table
+    python benchmarks/bench.py --data            # the two input paths: memory and speed
+    python benchmarks/bench.py --end-to-end      # the default job against a bare script
 
 ``--data`` compares the input paths (``train.data_pipeline``): the peak resident memory of a run
 on synthetic datasets of ``--data-gb`` GB on disk, 8 simulated CPU devices, and the steps/s of
@@ -18,7 +18,7 @@ the default `minimal_transformer` job reading digits from ``.npy`` files; it wri
 of docs/BENCHMARKS.md. ``--end-to-end`` times the default `jaxlab train minimal_transformer` job
 from launch to exit, with a cold and a warm compilation cache (and warm with the CPU split into
 one device per core, on a CPU host of several cores), beside
-scripts/bare_minimal_transformer.py (the same job as a bare script); its own part too.
+benchmarks/bare_minimal_transformer.py (the same job as a bare script); its own part too.
 
 Steady-state steps/s is the median over repeats; each repeat is timed after a warm-up (for
 `jaxlab train`: the chunks after the first, from the run's own `perf/steps_per_sec` records,
@@ -398,7 +398,7 @@ def render_data(memory: dict, limit_mib: float, speeds: dict) -> str:
     ratios = [g / d for g, d in zip(speeds["grain"], speeds["device"])]
     return "\n".join(
         [
-            f"Measured by `python scripts/bench.py --data` on {machine()}.",
+            f"Measured by `python benchmarks/bench.py --data` on {machine()}.",
             "",
             "**Memory.** A 300-step `minimal_transformer:smoke` run on 8 simulated CPU devices "
             "(evaluation on 10,000 test examples) on noisy digits in `.npy` files; the peak "
@@ -435,8 +435,8 @@ def launch_to_result(args: list[str], env: dict | None = None) -> float:
 def end_to_end(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
     """Launch-to-result seconds of the default `jaxlab train minimal_transformer` job with a cold
     and with a warm compilation cache, and of the bare script of the same job
-    (scripts/bare_minimal_transformer.py), in interleaved repeats. On a CPU host of several cores,
-    also the warm job with the host split into one CPU device per core."""
+    (benchmarks/bare_minimal_transformer.py), in interleaved repeats. On a CPU host of several
+    cores, also the warm job with the host split into one CPU device per core."""
     warm_cache = workroot / "e2e_warm_cache"
     warm = dict(os.environ, JAXLAB_COMPILATION_CACHE=str(warm_cache))
     train = [sys.executable, "-m", "jaxlab.cli", "train", "minimal_transformer", "--quiet"]
@@ -452,7 +452,7 @@ def end_to_end(workroot: pathlib.Path, repeats: int) -> dict[str, list[float]]:
     for r in range(repeats):
         times["bare script"].append(
             launch_to_result(
-                [sys.executable, str(REPO / "scripts" / "bare_minimal_transformer.py")]
+                [sys.executable, str(REPO / "benchmarks" / "bare_minimal_transformer.py")]
             )
         )
         cold = dict(os.environ, JAXLAB_COMPILATION_CACHE=str(workroot / f"e2e_cold_cache{r}"))
@@ -473,9 +473,9 @@ SPLIT_NOTE = (
 def render_end_to_end(times: dict[str, list[float]]) -> str:
     bare = times["bare script"]
     lines = [
-        f"Measured by `python scripts/bench.py --end-to-end` on {machine()}: the default "
+        f"Measured by `python benchmarks/bench.py --end-to-end` on {machine()}: the default "
         f"`minimal_transformer` job (3,000 steps, evaluation every 500, checkpoints, logs) "
-        f"against `scripts/bare_minimal_transformer.py`, the same model and schedule as a "
+        f"against `benchmarks/bare_minimal_transformer.py`, the same model and schedule as a "
         f"bare script; whole-process wall time from launch to exit, {len(bare)} interleaved "
         f"repeats.{SPLIT_NOTE if any('CPU devices' in name for name in times) else ''}",
         "",
@@ -681,7 +681,7 @@ def render(rows, flops, peak, mfu, cold, warm, ckpt, repeats) -> str:
     (cold, colds), (warm, warms) = cold, warm
     batches = {name: w["batch"] for name, w in WORKLOADS.items()}
     lines = [
-        f"Measured by `python scripts/bench.py` on {machine()}. Steady-state training steps/s "
+        f"Measured by `python benchmarks/bench.py` on {machine()}. Steady-state training steps/s "
         f"(examples/s in brackets), median of {repeats} repeats, everything in one run.",
         "",
         "| workload | `jaxlab train` | hand-written JAX, jitted step per call | hand-written "
@@ -767,12 +767,12 @@ def _targets(rows, mfu, cold, warm, ckpt) -> list[tuple[str, str, bool]]:
     ]
 
 
-BEGIN = "<!-- generated by scripts/bench.py: begin -->"
-END = "<!-- generated by scripts/bench.py: end -->"
-DATA_BEGIN = "<!-- generated by scripts/bench.py --data: begin -->"
-DATA_END = "<!-- generated by scripts/bench.py --data: end -->"
-E2E_BEGIN = "<!-- generated by scripts/bench.py --end-to-end: begin -->"
-E2E_END = "<!-- generated by scripts/bench.py --end-to-end: end -->"
+BEGIN = "<!-- generated by benchmarks/bench.py: begin -->"
+END = "<!-- generated by benchmarks/bench.py: end -->"
+DATA_BEGIN = "<!-- generated by benchmarks/bench.py --data: begin -->"
+DATA_END = "<!-- generated by benchmarks/bench.py --data: end -->"
+E2E_BEGIN = "<!-- generated by benchmarks/bench.py --end-to-end: begin -->"
+E2E_END = "<!-- generated by benchmarks/bench.py --end-to-end: end -->"
 
 
 if __name__ == "__main__":

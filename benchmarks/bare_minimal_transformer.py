@@ -1,4 +1,4 @@
-"""Bare-script reference for `scripts/bench.py --end-to-end`: the job of `jaxlab train
+"""Bare-script reference for `benchmarks/bench.py --end-to-end`: the job of `jaxlab train
 minimal_transformer` written as a researcher would write it without a framework.
 
 The same model and schedule: a ViT-style classifier on scikit-learn's digits (8x8 images, 2x2
@@ -9,7 +9,7 @@ Q/K/V/O biases and a GELU MLP of 128, mean pooling), a random 80/20 split, batch
 drawn with replacement and gathered on the host. No checkpoints, no logs. Prints the final test
 accuracy; run it as a whole process (imports and compilation count).
 
-    python scripts/bare_minimal_transformer.py
+    python benchmarks/bare_minimal_transformer.py
 """
 
 import time

@@ -5,7 +5,7 @@ Trains the default minimal_transformer preset (3000 steps) with ``checkpoint_eve
 the wall times, their difference per intermediate checkpoint, and the time the loop spent blocked
 in `Checkpoints.save` (the asynchronous write itself runs in the background).
 
-    python scripts/checkpoint_cost.py --repeats 2 --out /tmp/checkpoint_cost
+    python benchmarks/checkpoint_cost.py --repeats 2 --out /tmp/checkpoint_cost
 """
 
 import argparse
