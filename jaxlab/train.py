@@ -10,11 +10,9 @@ chunk boundaries.
 
 import contextlib
 import dataclasses
-import functools
 import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,18 +22,18 @@ import numpy as np
 import optax
 from etils import epath
 
-from jaxlab import feed, parallel, paths, progress, run_config, tasks, trials
+from jaxlab import feed, parallel, paths, progress, run_config, tasks
 from jaxlab import workdir as workdir_lib
 from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.metrics_log import LogWarning, MetricsLog, read_metrics
 from jaxlab.optim import make_optimizer
 from jaxlab.preemption import StopRequests
+from jaxlab.run import Run
 from jaxlab.state import init_state
 from jaxlab.step import make_train_chunk
 from jaxlab.tasks import Task
 from jaxlab.trials import Program, TrialGroup, TrialOutcome
-from jaxlab.workdir import CHECKPOINT_DIR, METRICS_FILE
+from jaxlab.workdir import CHECKPOINT_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,254 +151,215 @@ def run_trials(
     start_time = time.time()
     setup = prepare(group.base, devices)
     program = Program(group, setup.task, setup.mesh)
-    trial_tasks = (
-        [tasks.build(config) for config in group.configs]
-        if group.task_varies
-        else [setup.task] * group.size
-    )
     examples = (
         [feed.example_batch(c, setup.task, c.seed) for c in group.configs]
         if program.batches_given
         else None
     )
     initial = program.init(setup.state, examples)
-    with workdir_lib.claim(workdirs, group.configs, allow_config_change):
-        loop = _Loop(group, setup, program, trial_tasks, workdirs, quiet, record_nonfinite)
-        state = loop.run(initial)
+    with (
+        workdir_lib.claim(workdirs, group.configs, allow_config_change),
+        contextlib.ExitStack() as stack,  # closed in reverse: the checkpoints last, committed
+    ):
+        runs = [Run(workdir, config, stack) for workdir, config in zip(workdirs, group.configs)]
+        restored = [run.restore(program.trial(initial, i)) for i, run in enumerate(runs)]
+        for run in runs:
+            run.start()
+        state = initial
+        if any(r is not None for r in restored):
+            state = program.stack(
+                [r if r is not None else program.trial(initial, i) for i, r in enumerate(restored)]
+            )
+        loop = _Loop(setup, program, runs, quiet, record_nonfinite)
+        shown = not quiet and jax.process_index() == 0
+        with (
+            progress.bar(group.base.train.steps, min(r.step for r in runs), shown=shown) as bar,
+            StopRequests(runs[0].checkpoints.reached_preemption) as stops,
+        ):
+            state = loop.train(state, bar, stops)
     wall = round(time.time() - start_time, 2)
-    outcomes = []
-    for i, (task, workdir) in enumerate(zip(trial_tasks, workdirs)):
-        if i in loop.failures:
-            error = loop.failures[i]
-            outcomes.append(
-                TrialOutcome(trials.FAILED, {**error.metrics, "step": error.step}, str(error))
-            )
-            continue
-        if task.plot is not None and jax.process_index() == 0:
-            trial_state = program.trial(state, i)
-            task.plot(
-                trial_state["params"], trial_state["task_state"], loop.feed.test_arrays, workdir
-            )
-        outcomes.append(
-            TrialOutcome(
-                trials.DONE, {**loop.logs[i].latest, "step": loop.steps[i], "wall_time_s": wall}
-            )
-        )
-    return outcomes
+    loop.plot(state)
+    return [run.outcome(wall) for run in runs]
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """A dispatched chunk whose records are written while the next chunk runs: from step
+    ``start``, ``length`` steps of the runs ``moving``; ``metrics`` on the device until checked
+    (``checked``: run index -> its metrics), ``evaluations`` dispatched at its end."""
+
+    moving: list[int]
+    start: int
+    length: int
+    metrics: dict
+    checked: dict[int, dict] | None = None
+    evaluations: dict[int, dict] = dataclasses.field(default_factory=dict)
 
 
 class _Loop:
-    """The host side of `run_trials`: chunks, logs, evaluations, checkpoints, stops."""
+    """The host side of `run_trials`: chunks, records, evaluations, checkpoints, stops.
+
+    The host writes chunk k's records while the device runs chunk k+1. At an evaluation or a
+    checkpoint the loop waits for chunk k, checks it, dispatches the evaluation and hands the
+    state to the checkpoint (which copies it off the device) before dispatching chunk k+1, which
+    donates the state; the records are written, and the evaluation fetched, while chunk k+1 runs.
+    """
 
     def __init__(
         self,
-        group: TrialGroup,
         setup: Setup,
         program: Program,
-        trial_tasks: Sequence[Task],
-        workdirs: Sequence[epath.Path],
+        runs: Sequence[Run],
         quiet: bool,
         record_nonfinite: bool,
     ):
-        self.group, self.setup, self.program, self.tasks = group, setup, program, trial_tasks
-        self.workdirs, self.quiet, self.record_nonfinite = workdirs, quiet, record_nonfinite
-        self.feed = feed.make(group.configs, setup.task.data, setup.mesh)
-        self.failures: dict[int, NonFiniteError] = {}  # trial -> why it stopped
-        self.steps: list[int] = []  # per trial: the step its state has reached
-        self.saved: list[int | None] = []  # per trial: its newest saved step
-        self.checkpoints: list[Checkpoints] = []
-        self.logs: list[MetricsLog] = []
+        self.setup, self.program, self.runs = setup, program, list(runs)
+        self.quiet, self.record_nonfinite = quiet, record_nonfinite
+        self.train_config = program.group.base.train
+        self.tasks = (
+            [tasks.build(run.config) for run in runs]
+            if program.group.task_varies
+            else [setup.task] * len(runs)
+        )
+        self.feed = feed.make(program.group.configs, setup.task.data, setup.mesh)
 
-    def run(self, initial: dict) -> dict:
-        """Restore-or-init, then chunks until every trial reached ``train.steps`` or failed;
-        returns the final stacked state."""
-        tc, size = self.group.base.train, self.group.size
-        with contextlib.ExitStack() as stack:  # closed in reverse: checkpoints last, committed
-            self.checkpoints = [
-                stack.enter_context(
-                    Checkpoints(w / CHECKPOINT_DIR, keep=tc.keep_checkpoints, owner=True)
-                )
-                for w in self.workdirs
-            ]
-            records = [read_metrics(w) for w in self.workdirs]
-            restored = [
-                c.restore_latest(
-                    self.program.trial(initial, i), newest=logged[-1]["step"] if logged else None
-                )
-                for i, (c, logged) in enumerate(zip(self.checkpoints, records))
-            ]
-            for workdir, config in zip(self.workdirs, self.group.configs):
-                workdir_lib.write_config(workdir, config)
-            self.steps = [r[0] if r else 0 for r in restored]
-            self.saved = [r[0] if r else None for r in restored]
-            state = initial
-            if any(restored):
-                state = self.program.stack(
-                    [r[1] if r else self.program.trial(initial, i) for i, r in enumerate(restored)]
-                )
-            for workdir, logged, step in zip(self.workdirs, records, self.steps):
-                if step and (not logged or logged[-1]["step"] < step):
-                    warnings.warn(
-                        f"{workdir / METRICS_FILE} records no step after "
-                        f"{logged[-1]['step'] if logged else 0}, and no checkpoint it "
-                        f"covers reads: the records up to step {step} are lost (the "
-                        f"training is not: it resumes from step {step})",
-                        LogWarning,
-                        stacklevel=2,
-                    )
-            self.logs = [
-                stack.enter_context(
-                    contextlib.closing(MetricsLog(w, [r for r in logged if r["step"] <= s]))
-                )
-                for w, logged, s in zip(self.workdirs, records, self.steps)
-            ]
-            self.progress = stack.enter_context(
-                progress.bar(
-                    tc.steps, min(self.steps), shown=not self.quiet and jax.process_index() == 0
-                )
+    def train(self, state: dict, bar: Any, stops: StopRequests) -> dict:
+        """Chunks until every run reached ``train.steps`` or failed; returns the final state."""
+        tc, runs = self.train_config, self.runs
+        if stops.received:  # during start-up: nothing trained, nothing to save
+            step = min(run.step for run in runs)
+            raise Interrupted(
+                f"stopped by {stops.received} during start-up, before training from step "
+                f"{step}; run the same command again to {'resume' if step else 'start'}",
+                step=step,
+                reason=stops.received,
             )
-            stop_requests = stack.enter_context(
-                StopRequests(self.checkpoints[0].reached_preemption)
+        self._bar = bar
+        unwritten: _Chunk | None = None
+        chunk_index = 0
+        while live := [i for i, run in enumerate(runs) if run.live]:
+            start = min(runs[i].step for i in live)
+            chunk = _Chunk(
+                [i for i in live if runs[i].step == start],
+                start,
+                min(tc.log_every, tc.steps - start),
+                {},
             )
-            if stop_requests.received:  # during start-up: nothing trained, nothing to save
-                step = min(self.steps)
-                raise Interrupted(
-                    f"stopped by {stop_requests.received} during start-up, before "
-                    f"training from step {step}; run the same command again to "
-                    f"{'resume' if step else 'start'}",
-                    step=step,
-                    reason=stop_requests.received,
-                )
-            # The host writes chunk k's records while the device runs chunk k+1. At an
-            # evaluation or a checkpoint the loop waits for chunk k, checks it, dispatches the
-            # evaluation and hands the state to the checkpoint (which copies it off the device)
-            # before dispatching chunk k+1, which donates the state; the records are written,
-            # and the evaluation fetched, while chunk k+1 runs.
-            pending = None  # (state) -> None: writes the records of the chunk before
-            chunk_index = 0
-            while True:
-                live = [
-                    i for i in range(size) if i not in self.failures and self.steps[i] < tc.steps
-                ]
-                if not live:
-                    break
-                step = min(self.steps[i] for i in live)
-                moving = [i for i in live if self.steps[i] == step]
-                length = min(tc.log_every, tc.steps - step)
-                active = np.isin(np.arange(size), moving)  # ignored by a single run
-                state, metrics = self.program.chunk(length)(
-                    state, active, self.feed.chunk(step, length)
-                )
-                if pending:
-                    pending(state)
-                start, step = step, step + length
-                for i in moving:
-                    self.steps[i] = step
-                stop_reason = stop_requests.reason(chunk_index)
-                chunk_index += 1
-                evaluate = step % tc.eval_every == 0 or step == tc.steps
-                save = step % tc.checkpoint_every == 0 or step == tc.steps or stop_reason
-                if evaluate or save:
-                    checked = self._check_chunk(state, moving, start, length, metrics)
-                    evaluations = (
-                        {i: self._evaluation(state, i) for i in checked} if evaluate else {}
-                    )
-                    if save:
-                        for i in checked:
-                            self.checkpoints[i].save(step, self.program.trial(state, i))
-                            self.saved[i] = step
-                    pending = functools.partial(self._write, checked, step, evaluations)
-                else:
-                    pending = functools.partial(self._log_chunk, moving, start, length, metrics)
-                if stop_reason and step < tc.steps:
-                    pending(state)
-                    for checkpoints in self.checkpoints:
-                        checkpoints.wait_until_committed()
-                    raise Interrupted(
-                        self._stopped(stop_reason, step), step=step, reason=stop_reason
-                    )
-            if pending:
-                pending(state)
-            for i, log in enumerate(self.logs):  # resumed at the end, its last record lost
-                if i not in self.failures and log.latest.get("step") != self.steps[i]:
-                    log.write(self.steps[i], jax.device_get(self._evaluation(state, i)))
+            state = self._dispatch(state, chunk)
+            if unwritten is not None:
+                self._write(unwritten, state)
+            step = chunk.start + chunk.length
+            for i in chunk.moving:
+                runs[i].step = step
+            stop = stops.reason(chunk_index)
+            chunk_index += 1
+            evaluate = step % tc.eval_every == 0 or step == tc.steps
+            save = step % tc.checkpoint_every == 0 or step == tc.steps or stop
+            if evaluate or save:
+                chunk.checked = self._check(state, chunk)
+                if evaluate:
+                    chunk.evaluations = {i: self._evaluation(state, i) for i in chunk.checked}
+                if save:
+                    for i in chunk.checked:
+                        runs[i].save(self.program.trial(state, i))
+            unwritten = chunk
+            if stop and step < tc.steps:
+                self._write(unwritten, state)
+                for run in runs:
+                    run.checkpoints.wait_until_committed()
+                raise Interrupted(self._stopped(stop, step), step=step, reason=stop)
+        if unwritten is not None:
+            self._write(unwritten, state)
+        for i, run in enumerate(runs):  # resumed at the end, its last record lost
+            if run.failure is None and run.last_recorded != run.step:
+                run.record(run.step, self._evaluation(state, i))
         return state
 
+    def plot(self, state: dict) -> None:
+        """The tasks' plots of the finished runs, in their workdirs (process 0)."""
+        if jax.process_index() != 0:
+            return
+        for i, (run, task) in enumerate(zip(self.runs, self.tasks)):
+            if run.failure is None and task.plot is not None:
+                run_state = self.program.trial(state, i)
+                task.plot(
+                    run_state["params"],
+                    run_state["task_state"],
+                    self.feed.test_arrays,
+                    run.workdir,
+                )
+
+    def _dispatch(self, state: dict, chunk: _Chunk) -> dict:
+        """Dispatches ``chunk``: the runs not moving are left as they are."""
+        active = np.isin(np.arange(len(self.runs)), chunk.moving)  # ignored by a single run
+        state, chunk.metrics = self.program.chunk(chunk.length)(
+            state, active, self.feed.chunk(chunk.start, chunk.length)
+        )
+        return state
+
+    def _write(self, chunk: _Chunk, state: dict) -> None:
+        """Writes the records of ``chunk`` (checked first if it was not): each run's train
+        metrics and its evaluation, fetched here."""
+        checked = self._check(state, chunk) if chunk.checked is None else chunk.checked
+        step = chunk.start + chunk.length
+        for i, metrics in checked.items():
+            record = {f"train/{k}": v for k, v in metrics.items()}
+            self.runs[i].record(step, {**record, **chunk.evaluations.get(i, {})})
+        if checked:
+            self._bar.update(min(self.runs[i].step for i in checked) - self._bar.n)
+            loss = next(iter(checked.values()))["loss"]
+            self._bar.set_postfix(loss=f"{float(loss):.4g}")
+
+    def _check(self, state: dict, chunk: _Chunk) -> dict[int, dict]:
+        """Waits for ``chunk``; returns its metrics per run that went well. A run that met a
+        NaN/Inf it did not skip raises `NonFiniteError`, or with ``record_nonfinite`` fails."""
+        metrics = jax.device_get(chunk.metrics)
+        checked = {}
+        for i in chunk.moving:
+            if self.runs[i].failure is not None:
+                continue
+            run_metrics = self.program.trial(metrics, i)
+            error = self._nonfinite(i, state, chunk.start, chunk.length, run_metrics)
+            if error is None:
+                checked[i] = run_metrics
+            elif self.record_nonfinite:
+                self.runs[i].fail(error)
+            else:
+                raise error
+        return checked
+
     def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
-        """``{"eval/NAME": value}`` of trial ``index`` on the test split, dispatched: values
+        """``{"eval/NAME": value}`` of run ``index`` on the test split, dispatched: values
         may still be computing on the device (`jax.device_get` waits for them)."""
-        trial_state = self.program.trial(state, index)
+        run_state = self.program.trial(state, index)
         evaluated = self.feed.evaluate(
-            self.tasks[index], trial_state["params"], trial_state["task_state"]
+            self.tasks[index], run_state["params"], run_state["task_state"]
         )
         return {f"eval/{k}": v for k, v in evaluated.items()}
 
     def _stopped(self, reason: str, step: int) -> str:
-        if self.group.size == 1:
+        if len(self.runs) == 1:
             return (
                 f"stopped by {reason} at step {step}: its checkpoint is committed in "
-                f"{self.checkpoints[0].directory}; run the same command again to resume"
+                f"{self.runs[0].checkpoints.directory}; run the same command again to resume"
             )
         return (
             f"stopped by {reason} at step {step}: the checkpoints of its "
-            f"{self.group.size} trials are committed; run the same command again to resume"
+            f"{len(self.runs)} trials are committed; run the same command again to resume"
         )
-
-    def _log_chunk(
-        self, moving: Sequence[int], start: int, length: int, metrics: dict, state: dict
-    ) -> None:
-        """Waits for the chunk from step ``start``, checks each trial, writes their records."""
-        checked = self._check_chunk(state, moving, start, length, metrics)
-        self._write(checked, start + length, {}, state)
-
-    def _check_chunk(
-        self, state: dict, moving: Sequence[int], start: int, length: int, metrics: dict
-    ) -> dict[int, dict]:
-        """Waits for the chunk from step ``start``; returns its metrics per trial that went
-        well. A trial that met a NaN/Inf it did not skip raises `NonFiniteError`, or with
-        ``record_nonfinite`` joins ``failures``."""
-        metrics = jax.device_get(metrics)
-        checked = {}
-        for i in moving:
-            if i in self.failures:
-                continue
-            trial_metrics = self.program.trial(metrics, i)
-            error = self._nonfinite(i, state, start, length, trial_metrics)
-            if error is not None:
-                if not self.record_nonfinite:
-                    raise error
-                self.failures[i] = error
-                continue
-            checked[i] = trial_metrics
-        return checked
-
-    def _write(
-        self, checked: dict[int, dict], step: int, evaluations: dict[int, dict], state: dict
-    ) -> None:
-        """Writes the records of step ``step``: the checked chunk's train metrics and the trials'
-        ``evaluations`` (fetched here); ``state`` is unused (`pending`'s signature)."""
-        del state
-        for i, trial_metrics in checked.items():
-            record = {f"train/{k}": v for k, v in trial_metrics.items()}
-            record.update(jax.device_get(evaluations.get(i, {})))
-            self.logs[i].write(step, record)
-        if checked:
-            self.progress.update(min(self.steps[i] for i in checked) - self.progress.n)
-            loss = next(iter(checked.values()))["loss"]
-            self.progress.set_postfix(loss=f"{float(loss):.4g}")
 
     def _nonfinite(
         self, index: int, state: dict, start: int, length: int, metrics: dict
     ) -> NonFiniteError | None:
-        """The error of trial ``index`` if its chunk from step ``start`` met a NaN/Inf it did not
+        """The error of run ``index`` if its chunk from step ``start`` met a NaN/Inf it did not
         skip, else None."""
-        saved = self.saved[index]
+        saved = self.runs[index].saved
         kept = (
             f"checkpoints up to step {saved} are untouched"
             if saved
             else "no checkpoint was written"
         )
-        config = self.group.configs[index]
+        config = self.runs[index].config
         if config.train.get("skip_nonfinite_steps", False):
             if metrics["skipped_steps"] == length:
                 return NonFiniteError(
