@@ -67,23 +67,28 @@ def epoch_and_offset(
     """``(epoch, offset)`` with ``step * batch_size == epoch * num_examples + offset`` and
     ``0 <= offset < num_examples``, exact in 32-bit arithmetic for every int32 ``step``.
 
-    The product is never formed: ``step = whole * num_examples + part``, and ``part *
-    batch_size`` is reduced modulo ``num_examples`` one bit of ``batch_size`` at a time (each
-    partial value stays below ``2 * num_examples <= 2**32``).
+    ``step = whole * num_examples + part``, and ``part * batch_size`` (``part <
+    num_examples``) is divided by ``num_examples`` in uint32 when it fits there (ImageNet in
+    batches of 2,048 does), else reduced modulo ``num_examples`` one bit of ``batch_size`` at a
+    time (each partial value stays below ``2 * num_examples <= 2**32``).
     """
     n = jnp.uint32(num_examples)
     step = jnp.asarray(step, jnp.int32).astype(jnp.uint32)
     whole, part = step // n, step % n
-    quotient, remainder = jnp.uint32(0), jnp.uint32(0)
+    if (num_examples - 1) * batch_size < 2**32:  # known when tracing: the product fits
+        product = part * jnp.uint32(batch_size)
+        quotient, remainder = product // n, product % n
+    else:
+        quotient, remainder = jnp.uint32(0), jnp.uint32(0)
 
-    def reduce(q, r):
-        over = r >= n
-        return q + over.astype(jnp.uint32), jnp.where(over, r - n, r)
+        def reduce(q, r):
+            over = r >= n
+            return q + over.astype(jnp.uint32), jnp.where(over, r - n, r)
 
-    for bit in bin(batch_size)[2:]:
-        quotient, remainder = reduce(2 * quotient, 2 * remainder)
-        if bit == "1":
-            quotient, remainder = reduce(quotient, remainder + part)
+        for bit in bin(batch_size)[2:]:
+            quotient, remainder = reduce(2 * quotient, 2 * remainder)
+            if bit == "1":
+                quotient, remainder = reduce(quotient, remainder + part)
     epoch = whole * jnp.uint32(batch_size) + quotient  # <= step, since batch_size <= num_examples
     return epoch.astype(jnp.int32), remainder
 
