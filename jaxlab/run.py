@@ -69,9 +69,9 @@ class Run:
         self.log = self._stack.enter_context(contextlib.closing(MetricsLog(self.workdir, kept)))
 
     def record(self, step: int, metrics: dict[str, Any]) -> None:
-        """Writes the record of ``step`` (fetching values still on the device)."""
+        """Writes the record of ``step`` (fetching values still on the device), keys in order."""
         assert self.log is not None, "start() opens the log"
-        self.log.write(step, jax.device_get(metrics))
+        self.log.write(step, {name: jax.device_get(value) for name, value in metrics.items()})
 
     def save(self, state: Any) -> None:
         """Hands a checkpoint of the run's state at its step to Orbax (written asynchronously)."""
