@@ -23,6 +23,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 
@@ -49,9 +50,9 @@ class StopSignals:
     """Context manager: records SIGTERM/SIGINT (``received``: the first one's name) while active,
     in the main thread, and restores the old handlers after."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.received: str | None = None
-        self._previous = {}
+        self._previous: dict[int, Any] = {}  # signal -> the handler it had before
         self._outer: StopSignals | None = None
 
     def _install(self) -> bool:

@@ -92,6 +92,12 @@ def results(workdir):
     }
 
 
+def launch_parallel_sweep(workdir, args):
+    """``jaxlab sweep ARGS --parallel 2`` into ``workdir``, from its parent directory."""
+    command = ["sweep", *args, "--parallel", "2", "--workdir", str(workdir)]
+    return launch(command, workdir.parent)
+
+
 def wait_for_workers(workdir, process, count=2, timeout=120):
     deadline = time.monotonic() + timeout
     while len(sweep_workers(workdir)) < count:
@@ -103,19 +109,7 @@ def wait_for_workers(workdir, process, count=2, timeout=120):
 @pytest.mark.parametrize("delay", [0.0, 0.5, 1.5])
 def test_a_signal_while_process_workers_start_leaves_their_runs_pending(tmp_path, delay):
     workdir = tmp_path / "sweep"
-    process = launch(
-        [
-            "sweep",
-            *LONG_MOONS,
-            "--sweep",
-            "config.seed=0,1,2",
-            "--parallel",
-            "2",
-            "--workdir",
-            str(workdir),
-        ],
-        tmp_path,
-    )
+    process = launch_parallel_sweep(workdir, [*LONG_MOONS, "--sweep", "config.seed=0,1,2"])
     wait_for_workers(workdir, process)
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
@@ -130,20 +124,8 @@ def test_a_signal_while_process_workers_start_leaves_their_runs_pending(tmp_path
 @pytest.mark.slow
 def test_a_worker_killed_by_sigkill_is_recorded_with_that_cause(tmp_path):
     workdir = tmp_path / "sweep"
-    process = launch(
-        [
-            "sweep",
-            "mlp_moons:smoke",
-            "--config.train.steps=2000",
-            "--sweep",
-            "config.seed=0,1",
-            "--parallel",
-            "2",
-            "--workdir",
-            str(workdir),
-        ],
-        tmp_path,
-    )
+    args = ["mlp_moons:smoke", "--config.train.steps=2000", "--sweep", "config.seed=0,1"]
+    process = launch_parallel_sweep(workdir, args)
     wait_for_workers(workdir, process)
     victim = sorted(sweep_workers(workdir))[0]
     arguments = pathlib.Path(f"/proc/{victim}/cmdline").read_bytes().split(b"\0")
