@@ -75,10 +75,10 @@ def absolute_data_paths(data: dict[str, Any], base: pathlib.Path) -> dict[str, A
             and not references.is_file_reference(value)
         ):
             path = pathlib.Path(value).expanduser()
-            if not path.is_absolute() and (os.sep in value or (base / path).exists()):
-                value = os.path.normpath(base / path)
-            elif path.is_absolute() or value.startswith("~"):
+            if path.is_absolute():
                 value = str(path)
+            elif os.sep in value or (base / path).exists():
+                value = os.path.normpath(base / path)
         out[key] = value
     return out
 

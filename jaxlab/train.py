@@ -170,7 +170,7 @@ def run_trials(
             state = program.stack(
                 [r if r is not None else program.trial(initial, i) for i, r in enumerate(restored)]
             )
-        loop = _Loop(setup, program, runs, quiet, record_nonfinite)
+        loop = _Loop(setup, program, runs, record_nonfinite)
         shown = not quiet and jax.process_index() == 0
         with (
             progress.bar(group.base.train.steps, min(r.step for r in runs), shown=shown) as bar,
@@ -191,7 +191,7 @@ class _Chunk:
     moving: list[int]
     start: int
     length: int
-    metrics: dict
+    metrics: dict = dataclasses.field(default_factory=dict)
     checked: dict[int, dict] | None = None
     evaluations: dict[int, dict] = dataclasses.field(default_factory=dict)
 
@@ -210,11 +210,10 @@ class _Loop:
         setup: Setup,
         program: Program,
         runs: Sequence[Run],
-        quiet: bool,
         record_nonfinite: bool,
     ):
         self.setup, self.program, self.runs = setup, program, list(runs)
-        self.quiet, self.record_nonfinite = quiet, record_nonfinite
+        self.record_nonfinite = record_nonfinite
         self.train_config = program.group.base.train
         self.tasks = (
             [tasks.build(run.config) for run in runs]
@@ -240,10 +239,9 @@ class _Loop:
         while live := [i for i, run in enumerate(runs) if run.live]:
             start = min(runs[i].step for i in live)
             chunk = _Chunk(
-                [i for i in live if runs[i].step == start],
-                start,
-                min(tc.log_every, tc.steps - start),
-                {},
+                moving=[i for i in live if runs[i].step == start],
+                start=start,
+                length=min(tc.log_every, tc.steps - start),
             )
             state = self._dispatch(state, chunk)
             if unwritten is not None:

@@ -185,11 +185,9 @@ def holder(directory: epath.Path) -> str | None:
     if paths.is_remote(directory) or not path.exists():
         return None
     try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as error:
-        if error.errno == errno.ELOOP:  # not a lock jaxlab made: `_locked` refuses it
-            return None
-        raise
+        fd = paths.open_no_follow(path, os.O_RDONLY)
+    except UserError:  # a link, not a lock jaxlab made: `_locked` refuses it
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as error:
