@@ -50,9 +50,9 @@ import jaxlab
 from jaxlab import parallel
 from jaxlab.data import digits as digits_dataset
 from jaxlab.doc_block import write_block
+from jaxlab.loop.train import prepare
 from jaxlab.papers.transformer_minimization.model import VisionTransformer
-from jaxlab.train import prepare
-from jaxlab.trials import Program, TrialGroup
+from jaxlab.sweep.trials import Program, TrialGroup
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TORCH_SCRIPTS = REPO.parent / "shared" / "bench"
@@ -193,8 +193,8 @@ def handwritten(workload, fused: bool) -> tuple[float, float]:
 
 def jaxlab_steps_per_sec(workload, workroot: pathlib.Path, name: str) -> float:
     """Steady-state steps/s of `jaxlab.train` with its defaults (evaluation, logging, checkpoints):
-    two runs of S and 2S steps with a warm compilation cache; fixed costs (start-up, data, the
-    final evaluation and checkpoint) cancel in the difference, periodic ones stay in."""
+    two runs of S and 2S steps with a warm compilation cache; fixed costs (start-up, data, the final
+    evaluation and checkpoint) cancel in the difference, periodic ones stay in."""
 
     def timed(steps: int, tag: str) -> float:
         overrides = {**workload["overrides"], "train.steps": steps}
@@ -622,7 +622,7 @@ def main() -> None:
     args = parser.parse_args()
     workroot = pathlib.Path(tempfile.mkdtemp(prefix="jaxlab_bench_"))
     os.environ["JAXLAB_COMPILATION_CACHE"] = str(workroot / "cache")
-    from jaxlab import compilation_cache
+    from jaxlab.loop import compilation_cache
 
     compilation_cache.enable()
     if args.data:

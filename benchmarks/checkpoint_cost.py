@@ -16,7 +16,7 @@ import statistics
 import time
 
 import jaxlab
-from jaxlab import checkpoint
+from jaxlab.rundir import checkpoint
 
 
 def timed_saves():

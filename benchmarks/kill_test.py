@@ -55,7 +55,7 @@ def launch(workdir: pathlib.Path, cache: pathlib.Path) -> subprocess.Popen:
 
 
 def logged_step(workdir: pathlib.Path) -> int:
-    from jaxlab.metrics_log import read_metrics
+    from jaxlab.rundir.metrics_log import read_metrics
 
     records = read_metrics(workdir, warn=False)
     return records[-1]["step"] if records else 0
@@ -75,8 +75,8 @@ def final_state(workdir: pathlib.Path):
     import jax
 
     import jaxlab
-    from jaxlab.checkpoint import Checkpoints
-    from jaxlab.train import prepare
+    from jaxlab.loop.train import prepare
+    from jaxlab.rundir.checkpoint import Checkpoints
 
     config = jaxlab.load_config("minimal_transformer:smoke")
     with Checkpoints(workdir / "checkpoints", keep=10) as checkpoints:
@@ -88,7 +88,7 @@ def same_run(workdir: pathlib.Path, reference: pathlib.Path) -> bool:
     import jax
     import numpy as np
 
-    from jaxlab.metrics_log import read_metrics
+    from jaxlab.rundir.metrics_log import read_metrics
 
     if read_metrics(workdir) != read_metrics(reference):
         return False

@@ -12,12 +12,12 @@ workdir = jaxlab.notebook.workdir("minimal_transformer", {"train.steps": 500})  
 __version__ = "0.2.0"
 
 from jaxlab import notebook
+from jaxlab.config.registry import list_experiments, load_config
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
+from jaxlab.loop.train import evaluate_workdir as evaluate
+from jaxlab.loop.train import restore, train
 from jaxlab.parallel import initialize_distributed
-from jaxlab.registry import list_experiments, load_config
 from jaxlab.sweep import sweep  # shadows the module: import its helpers `from jaxlab.sweep import`
-from jaxlab.train import evaluate_workdir as evaluate
-from jaxlab.train import restore, train
 
 __all__ = [
     "Interrupted",

@@ -57,8 +57,8 @@ def _split_overrides(extra: list[str]) -> dict[str, str]:
 
 def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     """Runs the sweep; its exit status: 0 when every run is done, else `SWEEP_INCOMPLETE`."""
+    from jaxlab.rundir.workdir import RESULTS_MD
     from jaxlab.sweep import DONE, command_line_points, experiment_points, sweep
-    from jaxlab.workdir import RESULTS_MD
 
     experiment = _experiment(args)
     if args.sweep or args.zip:
@@ -256,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit status.
 
     ``train`` and ``sweep`` (in a single process) record SIGTERM/SIGINT from the start, those held
-    pending while the command started included (`jaxlab.preemption`), and stop at the next
+    pending while the command started included (`jaxlab.rundir.preemption`), and stop at the next
     chunk; the other commands take them as Python does (`console` makes Ctrl-C one line)."""
     warnings.formatwarning = _one_line_warning
     _quiet_background_errors()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    from jaxlab import preemption
+    from jaxlab.rundir import preemption
 
     if args.command in ("train", "sweep") and not _multi_process(args):
         with preemption.StopSignals():
@@ -283,9 +283,11 @@ def _multi_process(args: argparse.Namespace) -> bool:
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import jax
 
-    from jaxlab import compilation_cache, parallel, registry
+    from jaxlab import parallel
+    from jaxlab.config import registry
     from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
-    from jaxlab.train import evaluate_workdir, train
+    from jaxlab.loop import compilation_cache
+    from jaxlab.loop.train import evaluate_workdir, train
 
     try:
         if args.command not in ("train", "sweep") and extra:

@@ -12,15 +12,15 @@ from matplotlib.figure import Figure  # no pyplot: the caller's backend (a noteb
 
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.metrics_log import read_metrics
-from jaxlab.sweep.results import DONE, collect, markdown_table, read_sweep, table_columns
-from jaxlab.workdir import (
+from jaxlab.rundir.metrics_log import read_metrics
+from jaxlab.rundir.workdir import (
     METRICS_FILE,
     METRICS_PLOT,
     SWEEP_CURVES_PLOT,
     SWEEP_FILE,
     SWEEP_METRIC_PLOT,
 )
+from jaxlab.sweep.results import DONE, collect, markdown_table, read_sweep, table_columns
 
 SEED_KEY = "seed"
 

@@ -156,7 +156,7 @@ def test_a_module_name_taken_by_another_file_is_refused(tmp_path):
     for directory in ("a", "b"):
         (tmp_path / directory).mkdir()
         (tmp_path / directory / "clash_task.py").write_text("def make_task(config):\n    pass\n")
-    from jaxlab import references
+    from jaxlab.config import references
 
     assert callable(references.resolve(f"{tmp_path / 'a' / 'clash_task.py'}:make_task", "x"))
     with pytest.raises(

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab import cli, state, tasks
-from jaxlab.checkpoint import Checkpoints, CheckpointWarning
+from jaxlab import cli, tasks
 from jaxlab.data import batch_indices
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.metrics_log import LogWarning
-from jaxlab.train import prepare
+from jaxlab.loop import state
+from jaxlab.loop.train import prepare
+from jaxlab.rundir.checkpoint import Checkpoints, CheckpointWarning
+from jaxlab.rundir.metrics_log import LogWarning
 from tests.conftest import REPO, freeze, read_jsonl
 
 SMOKE = "minimal_transformer:smoke"
@@ -432,7 +433,7 @@ def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised,
     def stopped_train(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(importlib.import_module("jaxlab.train"), "train", stopped_train)
+    monkeypatch.setattr(importlib.import_module("jaxlab.loop.train"), "train", stopped_train)
     assert cli.main(["train", SMOKE, "--workdir", str(tmp_path)]) == status
     assert capsys.readouterr().err.strip().endswith(str(raised))
 
@@ -494,7 +495,7 @@ def logged_step(workdir):
 
 def read_jsonl_prefix(path):
     """The complete lines of a file another process is appending to."""
-    from jaxlab.metrics_log import read_metrics
+    from jaxlab.rundir.metrics_log import read_metrics
 
     return read_metrics(path.parent, warn=False) if path.exists() else []
 

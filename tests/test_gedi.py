@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
+from jaxlab.loop.train import prepare
 from jaxlab.papers.gedi import clustering, ebm
 from jaxlab.papers.gedi.model import energy
 from jaxlab.papers.gedi.task import augment, generative_loss, invariance_loss, uniformity_loss
-from jaxlab.train import prepare
+from jaxlab.rundir.checkpoint import Checkpoints
 
 LN3 = math.log(3.0)
 

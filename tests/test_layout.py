@@ -1,13 +1,15 @@
 """The structure the README's "Layout" describes, checked on the source: no import cycle inside
-jaxlab/, the framework core imports no paper, and models, tasks and data never import the loop's
-layers."""
+jaxlab/, the framework core imports no paper, models, tasks and data never import the loop's
+layers, and the packages pyproject.toml installs are the folders."""
 
 import ast
+
+import tomllib
 
 from tests.conftest import REPO
 
 PACKAGE = REPO / "jaxlab"
-LOOP_LAYERS = ("jaxlab.train", "jaxlab.cli", "jaxlab.checkpoint", "jaxlab.sweep")
+LOOP_LAYERS = ("jaxlab.loop", "jaxlab.rundir", "jaxlab.cli", "jaxlab.sweep")
 
 
 def module_imports() -> dict[str, set[str]]:
@@ -15,7 +17,6 @@ def module_imports() -> dict[str, set[str]]:
     files = {
         ".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): f
         for f in PACKAGE.rglob("*.py")
-        if "experiments" not in f.parts
     }
     imports = {}
     for name, path in files.items():
@@ -69,3 +70,12 @@ def test_core_imports_no_paper_and_models_tasks_data_stay_below_the_loop():
         if b.startswith(LOOP_LAYERS)
     )
     assert upward == []
+
+
+def test_pyproject_installs_every_package_and_the_experiments_as_jaxlab_experiments():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(f.parent.relative_to(REPO).parts) for f in PACKAGE.rglob("__init__.py")}
+    assert set(setuptools["packages"]) == folders | {"jaxlab.experiments"}
+    assert setuptools["package-dir"] == {"jaxlab.experiments": "experiments"}
+    assert (REPO / "experiments" / "__init__.py").is_file()
+    assert not (PACKAGE / "experiments").exists()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab.train import evaluate_workdir
+from jaxlab.loop.train import evaluate_workdir
 from tests.conftest import REPO, read_jsonl
 
 

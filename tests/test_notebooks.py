@@ -73,7 +73,7 @@ def test_a_notebook_executed_again_finds_its_run_finished(tmp_path, monkeypatch)
 
 
 def test_progress_bar_in_a_notebook_and_none_when_quiet(monkeypatch, capsys):
-    from jaxlab import progress
+    from jaxlab.loop import progress
 
     assert not progress.in_notebook()  # pytest is no kernel
     monkeypatch.setattr(progress, "in_notebook", lambda: True)

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 import jaxlab
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.metrics_log import EVENTS_PREFIX
+from jaxlab.rundir.metrics_log import EVENTS_PREFIX
 from tests.conftest import read_jsonl
 from tests.test_cli import jaxlab_cli
 

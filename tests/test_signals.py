@@ -12,7 +12,7 @@ import time
 import pytest
 
 from jaxlab import cli
-from jaxlab.checkpoint import Checkpoints
+from jaxlab.rundir.checkpoint import Checkpoints
 
 JAXLAB = str(pathlib.Path(sys.executable).parent / "jaxlab")
 LONG_MOONS = [

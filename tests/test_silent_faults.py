@@ -15,8 +15,9 @@ import pytest
 
 import jaxlab
 from jaxlab import cli, paths
-from jaxlab import workdir as workdir_lib
 from jaxlab.errors import InUse
+from jaxlab.rundir import workdir as workdir_lib
+from tests.conftest import REPO
 
 MOONS = "mlp_moons:smoke"
 SHORT = [
@@ -251,7 +252,7 @@ def test_a_model_or_data_setting_the_task_cannot_honour_is_one_line(
             lines.append(f"    config.{section}[{leaf!r}] = {value!r}")
     lines.append("    return config")
     shutil.copy(
-        pathlib.Path(jaxlab.__file__).parent / "experiments" / "mlp_moons.py",
+        REPO / "experiments" / "mlp_moons.py",
         tmp_path / "experiments_base.py",
     )
     experiment.write_text(

@@ -17,10 +17,12 @@ import pytest
 
 import jaxlab
 from jaxlab import cli
-from jaxlab.checkpoint import Checkpoints
 from jaxlab.config import apply_overrides
+from jaxlab.config.registry import builtin_dir
 from jaxlab.errors import UserError
-from jaxlab.registry import BUILTIN_DIR
+from jaxlab.loop.train import prepare
+from jaxlab.rundir.checkpoint import Checkpoints
+from jaxlab.rundir.workdir import RESULT_FILE
 from jaxlab.sweep import (
     axis,
     command_line_points,
@@ -31,8 +33,6 @@ from jaxlab.sweep import (
     run_name,
     zipit,
 )
-from jaxlab.train import prepare
-from jaxlab.workdir import RESULT_FILE
 from tests.conftest import read_jsonl
 from tests.test_cli import jaxlab_cli
 
@@ -78,7 +78,7 @@ def test_product_zip_fixed_and_command_line_form():
 
 
 def test_get_sweep_in_experiment_file_and_typed_run_names(tmp_path):
-    source = (BUILTIN_DIR / "minimal_transformer.py").read_text()
+    source = (builtin_dir() / "minimal_transformer.py").read_text()
     (tmp_path / "seeded.py").write_text(
         source
         + """
@@ -188,7 +188,7 @@ def test_local_sweep_records_failures_skips_finished_resumes_unfinished_and_repo
 
 
 def _assert_vmap_equals_sequential(config, points, overrides, tmp_path):
-    """The vmapped sweep of ``points`` and sequential `jaxlab.train` runs give the same final
+    """The vmapped sweep of ``points`` and sequential `jaxlab.loop.train` runs give the same final
     metrics, logged records, configs and checkpointed states."""
     rows = jaxlab.sweep(config, points, tmp_path / "vmap", vmap=True, fixed_overrides=overrides)
     assert [row["status"] for row in rows] == ["done"] * len(points)

@@ -16,10 +16,10 @@ import pytest
 
 import jaxlab
 from jaxlab import cli
-from jaxlab import workdir as workdir_lib
-from jaxlab.checkpoint import Checkpoints, CheckpointWarning
+from jaxlab.loop.train import prepare
+from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir.checkpoint import Checkpoints, CheckpointWarning
 from jaxlab.sweep import axis, zipit
-from jaxlab.train import prepare
 from tests.conftest import freeze, read_jsonl
 from tests.test_faults import finish, read_jsonl_prefix, snapshot, wait_for
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import UserError
-from jaxlab.train import prepare
+from jaxlab.loop.train import prepare
+from jaxlab.rundir.checkpoint import Checkpoints
 from tests.conftest import read_jsonl
 
 
@@ -143,7 +143,7 @@ def test_nothing_is_compiled_twice_across_chunks_evaluations_and_checkpoints(tmp
             jaxlab.train(config, tmp_path, quiet=True)
     finally:
         logger.removeHandler(handler)
-    chunks = [message for message in compiled if message.startswith("Compiling jit(one_trial)")]
+    chunks = [message for message in compiled if message.startswith("Compiling jit(chunk)")]
     assert len(chunks) == 1, chunks
     assert max(compiled.values()) == 1, [m for m, n in compiled.items() if n > 1]
     assert not [m for m in compiled if m.startswith("Compiling jit(slice)")]

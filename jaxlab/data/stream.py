@@ -5,14 +5,14 @@ The on-device sampler keeps the training arrays on every device and draws each s
 there. Here the arrays stay on disk (memory-mapped ``.npy`` files or an ArrayRecord file,
 `jaxlab.data.arrays`), and for each chunk of the training loop the host reads the chunk's batches:
 
-* **the same examples**: step ``s`` of a trial takes the rows ``batch_indices(data key, s)`` of
+* **the same examples**: step ``s`` of a run takes the rows ``batch_indices(data key, s)`` of
   `jaxlab.data.sampling` (computed on the CPU), the ones the on-device sampler draws, so both
   paths train on the same batches in the same order, and a resumed run reads from its restored
   step on (the position is the step: nothing is replayed or saved beside the checkpoint);
 * **sharded, not replicated**: each process reads only the rows of the global batch that land on
   its own devices, and ``jax.make_array_from_process_local_data`` assembles one global array
-  sharded over the mesh's data axis (``(length, batch, ...)`` per chunk, with a leading trial axis
-  for a vmapped group). No device holds more than its part of one chunk;
+  sharded over the mesh's data axis (``(length, batch, ...)`` per chunk, with a leading axis of
+  runs when several are stacked). No device holds more than its part of one chunk;
 * **ahead of the device**: a Grain ``MapDataset`` over the chunks is read by ``prefetch`` worker
   threads (``grain.ReadOptions``), so reading and the transfer overlap the device's compute.
 
@@ -56,7 +56,8 @@ def index_device() -> jax.Device:
 
 
 class ChunkReader:
-    """The batches of the training loop's chunks for trials with data keys ``data_keys``."""
+    """The batches of the training loop's chunks for runs with data keys ``data_keys``;
+    ``stacked``: their batches stacked on a leading axis (runs stacked in one program)."""
 
     def __init__(
         self,
@@ -65,23 +66,23 @@ class ChunkReader:
         batch_size: int,
         mesh: Mesh,
         *,
-        trial_axis: bool,
+        stacked: bool,
         prefetch: int,
     ):
         self.split, self.batch_size, self.prefetch = split, batch_size, prefetch
         self.num_examples = len(next(iter(split.values())))
         self._keys = [jax.device_put(key, index_device()) for key in data_keys]
-        self._trial_axis = trial_axis
+        self._stacked = stacked
         self._sharding = NamedSharding(
-            mesh, PartitionSpec(*([None] * (2 if trial_axis else 1)), DATA_AXIS)
+            mesh, PartitionSpec(*([None] * (2 if stacked else 1)), DATA_AXIS)
         )
         self._indexing = threading.Lock()
         self._stream: tuple[int, Iterator] | None = None  # (next start, chunks read ahead)
 
     def _global_shape(self, length: int, name: str) -> tuple[int, ...]:
         example = self.split[name].shape[1:]
-        trials = (len(self._keys),) if self._trial_axis else ()
-        return (*trials, length, self.batch_size, *example)
+        runs = (len(self._keys),) if self._stacked else ()
+        return (*runs, length, self.batch_size, *example)
 
     def _rows_of_this_process(self, length: int) -> slice:
         """The rows of the global batch that land on this process's devices."""
@@ -104,11 +105,11 @@ class ChunkReader:
                 np.asarray(steps_indices(key, steps, self.batch_size, self.num_examples))[:, rows]
                 for key in self._keys
             ]
-        per_trial = [take(self.split, trial_indices) for trial_indices in indices]
+        per_run = [take(self.split, run_indices) for run_indices in indices]
         local = (
-            {name: np.stack([t[name] for t in per_trial]) for name in per_trial[0]}
-            if self._trial_axis
-            else per_trial[0]
+            {name: np.stack([r[name] for r in per_run]) for name in per_run[0]}
+            if self._stacked
+            else per_run[0]
         )
         return {
             name: jax.make_array_from_process_local_data(

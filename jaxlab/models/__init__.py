@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from jaxlab import references
+from jaxlab.config import references
 from jaxlab.errors import UserError
 
 TRAIN_FLAGS = {"train": True, "deterministic": False}  # __call__ argument -> its training value

@@ -22,8 +22,8 @@ import ml_collections
 from etils import epath
 
 from jaxlab import paths
-from jaxlab import workdir as workdir_lib
 from jaxlab.errors import Interrupted, UserError
+from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.sweep import processes, ray_backend, vmapped
 from jaxlab.sweep.plan import (
     Point,

@@ -22,7 +22,7 @@ from typing import Any
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import references, registry, run_config
+from jaxlab.config import references, registry, run_config
 from jaxlab.errors import UserError
 
 MAX_NAME_CHARS = 120

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 
 from etils import epath
 
-from jaxlab import errors, paths, preemption
-from jaxlab import workdir as workdir_lib
+from jaxlab import errors, paths
 from jaxlab.config import to_json
-from jaxlab.preemption import StopSignals
+from jaxlab.rundir import preemption
+from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir.preemption import StopSignals
+from jaxlab.rundir.workdir import RESULT_FILE, RUN_LOG
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, PENDING, RUNNING, announce, read_result, write_result
-from jaxlab.workdir import RESULT_FILE, RUN_LOG
 
 POLL_SECONDS = 0.1
 

@@ -24,7 +24,7 @@ from typing import Any
 from etils import epath
 
 from jaxlab.errors import UserError
-from jaxlab.preemption import StopSignals
+from jaxlab.rundir.preemption import StopSignals
 from jaxlab.sweep import processes
 from jaxlab.sweep.plan import Run
 

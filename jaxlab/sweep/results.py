@@ -14,13 +14,13 @@ from typing import Any
 
 from etils import epath
 
-from jaxlab import paths, trials
-from jaxlab import workdir as workdir_lib
+from jaxlab import paths
 from jaxlab.errors import UserError
+from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir.run import DONE, FAILED  # a run's recorded outcome
+from jaxlab.rundir.workdir import RESULT_FILE, RESULTS_CSV, RESULTS_MD, SWEEP_FILE
 from jaxlab.sweep.plan import Point
-from jaxlab.workdir import RESULT_FILE, RESULTS_CSV, RESULTS_MD, SWEEP_FILE
 
-DONE, FAILED = trials.DONE, trials.FAILED  # a run's recorded outcome
 PENDING, RUNNING = "pending", "running"  # a run without one
 
 

@@ -1,19 +1,20 @@
-"""A sweep's runs as the trials of one vmapped program (``--vmap``), trained by the one
-training loop (`jaxlab.train.run_trials`): each trial's workdir is locked, resumed, checkpointed
-and logged as a single run's, and a trial whose loss becomes NaN/Inf is recorded failed while
-the others go on."""
+"""A sweep's runs as the trials of one vmapped program (``--vmap``, `jaxlab.sweep.trials`),
+trained by the one loop (`jaxlab.loop.train.train_runs`): each trial's workdir is locked,
+resumed, checkpointed and logged as a single run's, and a trial whose loss becomes NaN/Inf is
+recorded failed while the others go on."""
 
+import time
 from collections.abc import Sequence
 
 from etils import epath
 
 from jaxlab import parallel, tasks
-from jaxlab import workdir as workdir_lib
 from jaxlab.errors import Interrupted, UserError
+from jaxlab.loop.train import prepare, train_runs
+from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, RUNNING, announce, write_result
-from jaxlab.train import run_trials
-from jaxlab.trials import Program, TrialGroup
+from jaxlab.sweep.trials import TrialGroup, TrialProgram
 
 
 def check(runs: Sequence[Run]) -> None:
@@ -23,7 +24,7 @@ def check(runs: Sequence[Run]) -> None:
         return
     group = TrialGroup.of([run.config for run in runs])
     task = tasks.build(group.base)
-    Program(group, task, parallel.make_mesh()).check_traceable(task.data.train)
+    TrialProgram(group, task, parallel.make_mesh()).check_traceable(task.data.train)
 
 
 def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> None:
@@ -35,10 +36,19 @@ def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> No
             announce(run.name, RUNNING, quiet)
     if not free:
         return
+    started = time.time()
     group = TrialGroup.of([run.config for run in free])
     try:
-        outcomes = run_trials(
-            group, [workdir / run.name for run in free], quiet=quiet, record_nonfinite=True
+        setup = prepare(group.base)
+        program = TrialProgram(group, setup.task, setup.mesh)
+        outcomes = train_runs(
+            program,
+            program.init(),
+            group.configs,
+            [workdir / run.name for run in free],
+            quiet=quiet,
+            record_nonfinite=True,
+            started=started,
         )
     except (Interrupted, UserError):
         raise

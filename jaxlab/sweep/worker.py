@@ -24,10 +24,10 @@ import ml_collections
 
 from jaxlab import errors, paths
 from jaxlab.errors import Interrupted, InUse, UserError
-from jaxlab.preemption import StopSignals
+from jaxlab.loop.train import summary_line, train_validated
+from jaxlab.rundir.preemption import StopSignals
+from jaxlab.rundir.run import DONE, FAILED
 from jaxlab.sweep.results import write_result
-from jaxlab.train import run_trials, summary_line
-from jaxlab.trials import DONE, FAILED, TrialGroup
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -49,9 +49,7 @@ def main(run_dir: str, parent: int) -> int:
 def _train(workdir) -> int:
     config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
     try:
-        (outcome,) = run_trials(
-            TrialGroup.of([config]), [workdir], quiet=True, record_nonfinite=True
-        )
+        outcome = train_validated(config, workdir, quiet=True, record_nonfinite=True)
     except Interrupted as stopped:
         print(f"jaxlab: {stopped}", file=sys.stderr)
         return errors.INTERRUPTED

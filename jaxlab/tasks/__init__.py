@@ -3,7 +3,7 @@ builds one, ``make_task(config) -> Task``; `build` calls it."""
 
 import ml_collections
 
-from jaxlab import references
+from jaxlab.config import references
 from jaxlab.errors import UserError
 from jaxlab.tasks.base import Task
 

@@ -1,11 +1,6 @@
-"""The one training loop: ``train(config, workdir) -> final metrics``, for every task, and
-`run_trials`, the loop itself, for a single run and for the T trials of a vmapped sweep alike.
-
-mesh -> task (data, pure functions) -> state (replicated, with a leading trial axis) ->
-restore-or-init each trial -> loop of compiled chunks. A chunk is ``config.train.log_every``
-steps inside one ``lax.scan``: batches are sampled on device as a pure function of (seed, step),
-and the host reads metrics once per chunk. Evaluation and (asynchronous) checkpoints happen at
-chunk boundaries.
+"""The one training loop: `train(config, workdir)` trains a run; `train_runs` is the loop itself,
+for the runs of one program (a single run, or the trials of a vmapped sweep): restore each run,
+then chunks of steps, records, evaluations and checkpoints until done or stopped.
 """
 
 import contextlib
@@ -22,18 +17,17 @@ import numpy as np
 import optax
 from etils import epath
 
-from jaxlab import feed, parallel, paths, progress, run_config, tasks
-from jaxlab import workdir as workdir_lib
-from jaxlab.checkpoint import Checkpoints
+from jaxlab import parallel, paths, tasks
+from jaxlab.config import run_config
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.optim import make_optimizer
-from jaxlab.preemption import StopRequests
-from jaxlab.run import Run
-from jaxlab.state import init_state
-from jaxlab.step import make_train_chunk
+from jaxlab.loop import feed, progress
+from jaxlab.loop.program import Program
+from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir.checkpoint import Checkpoints
+from jaxlab.rundir.preemption import StopRequests
+from jaxlab.rundir.run import Outcome, Run
+from jaxlab.rundir.workdir import CHECKPOINT_DIR
 from jaxlab.tasks import Task
-from jaxlab.trials import Program, TrialGroup, TrialOutcome
-from jaxlab.workdir import CHECKPOINT_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +35,14 @@ class Setup:
     mesh: jax.sharding.Mesh
     task: Task
     tx: optax.GradientTransformation
-    state: dict  # the initial train state, replicated over the mesh
+    state: dict  # the initial train state, placed on the mesh
+    program: Program
 
 
 def prepare(
     config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
 ) -> Setup:
-    """Mesh, task, optimizer and initial state of ``config``; raises `UserError` on bad input."""
+    """Mesh, task, program and initial state of a validated ``config``; `UserError` on bad input."""
     tc = config.train
     mesh = parallel.make_mesh(devices)
     parallel.check_batch_size(tc.batch_size, mesh)
@@ -58,12 +53,9 @@ def prepare(
             f"({task.data.num_train} examples)"
         )
     feed.check(config, task)
-    tx = make_optimizer(config.optimizer, tc.steps)
-    state = jax.jit(
-        lambda example: init_state(task, tx, config.seed, tc.batch_size, example),
-        out_shardings=parallel.replicated(mesh),
-    )(feed.example_batch(config, task, config.seed))
-    return Setup(mesh, task, tx, state)
+    program = Program(config, task, mesh)
+    state = program.init()
+    return Setup(mesh, task, program.tx, state, program)
 
 
 def restore(
@@ -119,65 +111,81 @@ def train(
     checkpoint of the step reached is committed.
     """
     config = run_config.validate(config)
-    (outcome,) = run_trials(
-        TrialGroup.of([config]),
-        [paths.path(workdir, "workdir")],
-        quiet=quiet,
-        devices=devices,
-        allow_config_change=allow_config_change,
+    outcome = train_validated(
+        config, workdir, quiet=quiet, devices=devices, allow_config_change=allow_config_change
     )
     if not quiet and jax.process_index() == 0:
         print(summary_line(config.experiment, outcome.metrics), flush=True)
     return outcome.metrics
 
 
-def run_trials(
-    group: TrialGroup,
-    workdirs: Sequence[epath.Path],
+def train_validated(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
     *,
     quiet: bool = False,
     devices: Sequence[jax.Device] | None = None,
     allow_config_change: bool = False,
     record_nonfinite: bool = False,
-) -> list[TrialOutcome]:
-    """The one training loop: trains the validated trials of ``group``, trial i in
-    ``workdirs[i]``, each resuming from its own newest readable checkpoint; returns their outcomes.
-
-    Every workdir is locked for the whole run (`jaxlab.workdir.claim`). A trial whose loss or
-    gradients become NaN/Inf raises `NonFiniteError`, or with ``record_nonfinite`` stops being
-    updated and saved and is returned ``failed`` while the others go on. SIGTERM/SIGINT commits a
-    checkpoint of every trial, then raises `Interrupted`.
-    """
-    start_time = time.time()
-    setup = prepare(group.base, devices)
-    program = Program(group, setup.task, setup.mesh)
-    examples = (
-        [feed.example_batch(c, setup.task, c.seed) for c in group.configs]
-        if program.batches_given
-        else None
+) -> Outcome:
+    """`train` of a config already validated (`jaxlab.config.registry.load_config`, a sweep's
+    plan); returns the run's outcome."""
+    started = time.time()
+    setup = prepare(config, devices)
+    (outcome,) = train_runs(
+        setup.program,
+        setup.state,
+        [config],
+        [paths.path(workdir, "workdir")],
+        quiet=quiet,
+        allow_config_change=allow_config_change,
+        record_nonfinite=record_nonfinite,
+        started=started,
     )
-    initial = program.init(setup.state, examples)
+    return outcome
+
+
+def train_runs(
+    program: Program,
+    initial: Any,
+    configs: Sequence[ml_collections.ConfigDict],
+    workdirs: Sequence[epath.Path],
+    *,
+    quiet: bool = False,
+    allow_config_change: bool = False,
+    record_nonfinite: bool = False,
+    started: float | None = None,
+) -> list[Outcome]:
+    """The one training loop: trains the runs of ``program`` from its ``initial`` state, run i
+    of ``configs[i]`` in ``workdirs[i]``, each resuming its own newest readable checkpoint;
+    returns their outcomes (wall time counted from ``started``, by default now).
+
+    Every workdir is locked for the whole run (`jaxlab.rundir.workdir.claim`). A run whose loss
+    or gradients become NaN/Inf raises `NonFiniteError`, or with ``record_nonfinite`` stops being
+    updated and saved and is returned ``failed`` while the others go on. SIGTERM/SIGINT commits a
+    checkpoint of every run, then raises `Interrupted`.
+    """
+    started = time.time() if started is None else started
     with (
-        workdir_lib.claim(workdirs, group.configs, allow_config_change),
+        workdir_lib.claim(workdirs, configs, allow_config_change),
         contextlib.ExitStack() as stack,  # closed in reverse: the checkpoints last, committed
     ):
-        runs = [Run(workdir, config, stack) for workdir, config in zip(workdirs, group.configs)]
-        restored = [run.restore(program.trial(initial, i)) for i, run in enumerate(runs)]
+        runs = [Run(workdir, config, stack) for workdir, config in zip(workdirs, configs)]
+        fresh = [program.part(initial, i) for i in range(len(runs))]
+        restored = [run.restore(state) for run, state in zip(runs, fresh)]
         for run in runs:
             run.start()
         state = initial
         if any(r is not None for r in restored):
-            state = program.stack(
-                [r if r is not None else program.trial(initial, i) for i, r in enumerate(restored)]
-            )
-        loop = _Loop(setup, program, runs, record_nonfinite)
+            state = program.join([r if r is not None else f for r, f in zip(restored, fresh)])
+        loop = _Loop(program, runs, record_nonfinite)
         shown = not quiet and jax.process_index() == 0
         with (
-            progress.bar(group.base.train.steps, min(r.step for r in runs), shown=shown) as bar,
+            progress.bar(configs[0].train.steps, min(r.step for r in runs), shown=shown) as bar,
             StopRequests(runs[0].checkpoints.reached_preemption) as stops,
         ):
             state = loop.train(state, bar, stops)
-    wall = round(time.time() - start_time, 2)
+    wall = round(time.time() - started, 2)
     loop.plot(state)
     return [run.outcome(wall) for run in runs]
 
@@ -197,7 +205,7 @@ class _Chunk:
 
 
 class _Loop:
-    """The host side of `run_trials`: chunks, records, evaluations, checkpoints, stops.
+    """The host side of `train_runs`: chunks, records, evaluations, checkpoints, stops.
 
     The host writes chunk k's records while the device runs chunk k+1. At an evaluation or a
     checkpoint the loop waits for chunk k, checks it, dispatches the evaluation and hands the
@@ -205,22 +213,13 @@ class _Loop:
     donates the state; the records are written, and the evaluation fetched, while chunk k+1 runs.
     """
 
-    def __init__(
-        self,
-        setup: Setup,
-        program: Program,
-        runs: Sequence[Run],
-        record_nonfinite: bool,
-    ):
-        self.setup, self.program, self.runs = setup, program, list(runs)
+    def __init__(self, program: Program, runs: Sequence[Run], record_nonfinite: bool):
+        self.program, self.runs = program, list(runs)
         self.record_nonfinite = record_nonfinite
-        self.train_config = program.group.base.train
-        self.tasks = (
-            [tasks.build(run.config) for run in runs]
-            if program.group.task_varies
-            else [setup.task] * len(runs)
+        self.train_config = program.config.train
+        self.feed = feed.make(
+            [run.config for run in runs], program.task.data, program.mesh, program.stacked
         )
-        self.feed = feed.make(program.group.configs, setup.task.data, setup.mesh)
 
     def train(self, state: dict, bar: Any, stops: StopRequests) -> dict:
         """Chunks until every run reached ``train.steps`` or failed; returns the final state."""
@@ -259,7 +258,7 @@ class _Loop:
                     chunk.evaluations = {i: self._evaluation(state, i) for i in chunk.checked}
                 if save:
                     for i in chunk.checked:
-                        runs[i].save(self.program.trial(state, i))
+                        runs[i].save(self.program.part(state, i))
             unwritten = chunk
             if stop and step < tc.steps:
                 self._write(unwritten, state)
@@ -277,9 +276,10 @@ class _Loop:
         """The tasks' plots of the finished runs, in their workdirs (process 0)."""
         if jax.process_index() != 0:
             return
-        for i, (run, task) in enumerate(zip(self.runs, self.tasks)):
+        for i, run in enumerate(self.runs):
+            task = self.program.task_of(i)
             if run.failure is None and task.plot is not None:
-                run_state = self.program.trial(state, i)
+                run_state = self.program.part(state, i)
                 task.plot(
                     run_state["params"],
                     run_state["task_state"],
@@ -289,9 +289,8 @@ class _Loop:
 
     def _dispatch(self, state: dict, chunk: _Chunk) -> dict:
         """Dispatches ``chunk``: the runs not moving are left as they are."""
-        active = np.isin(np.arange(len(self.runs)), chunk.moving)  # ignored by a single run
-        state, chunk.metrics = self.program.chunk(chunk.length)(
-            state, active, self.feed.chunk(chunk.start, chunk.length)
+        state, chunk.metrics = self.program.run_chunk(
+            state, self.feed.chunk(chunk.start, chunk.length), chunk.length, chunk.moving
         )
         return state
 
@@ -316,7 +315,7 @@ class _Loop:
         for i in chunk.moving:
             if self.runs[i].failure is not None:
                 continue
-            run_metrics = self.program.trial(metrics, i)
+            run_metrics = self.program.part(metrics, i)
             error = self._nonfinite(i, state, chunk.start, chunk.length, run_metrics)
             if error is None:
                 checked[i] = run_metrics
@@ -329,9 +328,9 @@ class _Loop:
     def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
         """``{"eval/NAME": value}`` of run ``index`` on the test split, dispatched: values
         may still be computing on the device (`jax.device_get` waits for them)."""
-        run_state = self.program.trial(state, index)
+        run_state = self.program.part(state, index)
         evaluated = self.feed.evaluate(
-            self.tasks[index], run_state["params"], run_state["task_state"]
+            self.program.task_of(index), run_state["params"], run_state["task_state"]
         )
         return {f"eval/{k}": v for k, v in evaluated.items()}
 
@@ -343,7 +342,7 @@ class _Loop:
             )
         return (
             f"stopped by {reason} at step {step}: the checkpoints of its "
-            f"{len(self.runs)} trials are committed; run the same command again to resume"
+            f"{len(self.runs)} runs are committed; run the same command again to resume"
         )
 
     def _nonfinite(
@@ -371,19 +370,9 @@ class _Loop:
             return None  # a chunk's mean is finite only if every step's value was
         # The trial is frozen just before the bad step (a chunk dispatched after this one froze
         # at the same step): run that step alone to show its metrics.
-        single = self.program.trial(state, index)
+        single = self.program.part(state, index)
         reached = int(single["step"])
-        tx = make_optimizer(config.optimizer, config.train.steps)
-        probe = jax.jit(
-            make_train_chunk(
-                self.tasks[index],
-                tx,
-                config.train.batch_size,
-                1,
-                parallel.batch_sharded(self.setup.mesh),
-                batches_given=self.program.batches_given,
-            )
-        )
+        probe = jax.jit(self.program.alone(index).step_function(1))
         probed = jax.device_get(probe(single, self.feed.probe(index, reached))[1])
         values = {
             f"train/{k}": float(probed[k]) for k in ["loss", *sorted(probed.keys() - {"loss"})]

@@ -22,7 +22,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import masked_crc32c
 
 from jaxlab import paths
-from jaxlab.workdir import EVENTS_PREFIX, METRICS_FILE
+from jaxlab.rundir.workdir import EVENTS_PREFIX, METRICS_FILE
 
 
 def _plain(value: Any) -> Any:

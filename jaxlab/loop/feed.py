@@ -2,7 +2,7 @@
 (``config.train.data_pipeline``):
 
 * `DeviceFeed` (``"device"``, the default): the training and test arrays are placed, replicated,
-  on every device once; each chunk samples its batches there (`jaxlab.step`).
+  on every device once; each chunk samples its batches there (`jaxlab.loop.step`).
 * `HostFeed` (``"grain"``): the arrays stay in files; each chunk gets its batches read on the
   host and sharded over the devices (`jaxlab.data.stream`), and evaluation streams the test split
   in chunks through the task's ``evaluate_sums``.
@@ -20,7 +20,7 @@ import numpy as np
 from jaxlab import parallel
 from jaxlab.data import Dataset, in_memory, stream
 from jaxlab.errors import UserError
-from jaxlab.state import data_key
+from jaxlab.loop.state import data_key
 from jaxlab.tasks import Task
 
 TEST_READ_CHUNK = 4096  # test examples read from the files per evaluation chunk (Grain path)
@@ -46,9 +46,9 @@ class DeviceFeed:
         del start, length
         return self.train_arrays
 
-    def probe(self, trial: int, step: int) -> dict:
-        """What a one-step chunk of trial ``trial`` at ``step`` takes."""
-        del trial, step
+    def probe(self, run: int, step: int) -> dict:
+        """What a one-step chunk of run ``run`` alone at ``step`` takes."""
+        del run, step
         return self.train_arrays
 
     def evaluate(self, task: Task, params: Any, task_state: Any) -> dict[str, Any]:
@@ -67,6 +67,7 @@ class HostFeed:
         chunk_length: int,
         total_steps: int,
         prefetch: int,
+        stacked: bool,
     ):
         self._data, self._mesh = data, mesh
         self._chunk_length, self._total = chunk_length, total_steps
@@ -76,7 +77,7 @@ class HostFeed:
             data_keys,
             batch_size,
             mesh,
-            trial_axis=len(data_keys) > 1,
+            stacked=stacked,
             prefetch=prefetch,
         )
         self._replicated = parallel.replicated(mesh)
@@ -89,13 +90,13 @@ class HostFeed:
     def chunk(self, start: int, length: int) -> dict:
         return self._reader.batches(start, length, self._total, self._chunk_length)
 
-    def probe(self, trial: int, step: int) -> dict:
+    def probe(self, run: int, step: int) -> dict:
         reader = stream.ChunkReader(
             self._data.train,
-            [self._keys[trial]],
+            [self._keys[run]],
             self._batch_size,
             self._mesh,
-            trial_axis=False,
+            stacked=False,
             prefetch=1,
         )
         return reader.read(step, 1)
@@ -114,20 +115,22 @@ class HostFeed:
 
 
 def make(
-    group_configs: Sequence[Any], data: Dataset, mesh: jax.sharding.Mesh
+    configs: Sequence[Any], data: Dataset, mesh: jax.sharding.Mesh, stacked: bool = False
 ) -> "DeviceFeed | HostFeed":
-    """The feed of a loop over trials of ``group_configs`` (one config per trial)."""
-    train = group_configs[0].train
+    """The feed of a loop over runs of ``configs`` (one config per run); ``stacked``: the runs
+    are stacked on a leading axis of one program (their batches too)."""
+    train = configs[0].train
     if train.data_pipeline != "grain":
         return DeviceFeed(data, mesh)
     return HostFeed(
         data,
         mesh,
-        [data_key(c.seed) for c in group_configs],
+        [data_key(c.seed) for c in configs],
         train.batch_size,
         train.log_every,
         train.steps,
         train.prefetch,
+        stacked,
     )
 
 

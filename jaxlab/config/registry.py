@@ -10,7 +10,7 @@ Experiments are found in, in order of precedence:
    repository's top-level ``experiments/`` folder).
 
 A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``. The config an experiment
-returns names its code by reference (`jaxlab.references`); file references in it are made
+returns names its code by reference (`jaxlab.config.references`); file references in it are made
 absolute against the experiment file's directory.
 """
 
@@ -26,10 +26,19 @@ from typing import Any
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import references, run_config
+from jaxlab.config import references, run_config
 from jaxlab.errors import UserError
 
-BUILTIN_DIR = pathlib.Path(__file__).resolve().parent / "experiments"
+
+def builtin_dir() -> pathlib.Path:
+    """Where the package ``jaxlab.experiments`` is: the repository's ``experiments/`` folder in an
+    editable install, ``jaxlab/experiments`` in an installed wheel."""
+    spec = importlib.util.find_spec("jaxlab.experiments")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("jaxlab's built-in experiments are not installed: run `pip install -e .`")
+    return pathlib.Path(next(iter(spec.submodule_search_locations)))
+
+
 ENV_VAR = "JAXLAB_EXPERIMENTS"
 
 
@@ -52,7 +61,7 @@ def search_dirs(extra_dirs: Sequence[str] = ()) -> list[pathlib.Path]:
         if not directory.is_dir():
             raise UserError(f"experiments directory {directory} (from {source}) does not exist")
         dirs.append(directory)
-    return dirs + [BUILTIN_DIR]
+    return dirs + [builtin_dir()]
 
 
 def list_experiments(extra_dirs: Sequence[str] = ()) -> list[Experiment]:

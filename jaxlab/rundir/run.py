@@ -1,10 +1,9 @@
-"""What one run owns on the host, apart from how runs are batched on the device
-(`jaxlab.trials.Program`): its workdir, checkpoints and metrics log, the step its state has
-reached, its newest saved step, and why it stopped if it diverged. The training loop
-(`jaxlab.train`) keeps one `Run` per run it trains, a single run or each trial of a vmapped sweep.
-"""
+"""What one run owns on the host, apart from its state on the device (`jaxlab.loop.program`):
+its workdir, checkpoints and metrics log, the step its state has reached, its newest saved step,
+and why it stopped if it diverged; and how it ended (`Outcome`)."""
 
 import contextlib
+import dataclasses
 import warnings
 from typing import Any
 
@@ -12,12 +11,23 @@ import jax
 import ml_collections
 from etils import epath
 
-from jaxlab import workdir as workdir_lib
-from jaxlab.checkpoint import Checkpoints
 from jaxlab.errors import NonFiniteError
-from jaxlab.metrics_log import LogWarning, MetricsLog, read_metrics
-from jaxlab.trials import DONE, FAILED, TrialOutcome
-from jaxlab.workdir import CHECKPOINT_DIR, METRICS_FILE
+from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir.checkpoint import Checkpoints
+from jaxlab.rundir.metrics_log import LogWarning, MetricsLog, read_metrics
+from jaxlab.rundir.workdir import CHECKPOINT_DIR, METRICS_FILE
+
+DONE, FAILED = "done", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a run ended: `DONE` with its final metrics, or `FAILED` (NaN/Inf) with the metrics
+    of the step that failed (and ``step``) and the error."""
+
+    status: str
+    metrics: dict[str, Any]
+    error: str = ""
 
 
 class Run:
@@ -82,13 +92,13 @@ class Run:
         """The run diverged: it is neither updated nor saved from now on."""
         self.failure = error
 
-    def outcome(self, wall_time: float) -> TrialOutcome:
+    def outcome(self, wall_time: float) -> Outcome:
         """`DONE` with the final metrics, or `FAILED` with the failing step's metrics."""
         if self.failure is not None:
             metrics = {**self.failure.metrics, "step": self.failure.step}
-            return TrialOutcome(FAILED, metrics, str(self.failure))
+            return Outcome(FAILED, metrics, str(self.failure))
         assert self.log is not None
-        return TrialOutcome(DONE, {**self.log.latest, "step": self.step, "wall_time_s": wall_time})
+        return Outcome(DONE, {**self.log.latest, "step": self.step, "wall_time_s": wall_time})
 
     @property
     def last_recorded(self) -> int | None:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxlab.data import sample_batch
-from jaxlab.state import DATA_STREAM, STEP_STREAM
+from jaxlab.loop.state import DATA_STREAM, STEP_STREAM
 from jaxlab.tasks import Task
 
 

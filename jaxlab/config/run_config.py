@@ -1,7 +1,7 @@
 """What every run's config holds, and the checks that make a bad value one clear `UserError`
 before anything is written (rather than a crash, a NaN or a silently wrong run later).
 
-A run's config has ``seed``, ``task`` (a reference, `jaxlab.references`), ``optimizer`` and
+A run's config has ``seed``, ``task`` (a reference, `jaxlab.config.references`), ``optimizer`` and
 ``train`` with the keys of `REQUIRED`; the task's own sections are the task's to check.
 """
 
@@ -13,7 +13,8 @@ from typing import Any
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import paths, references
+from jaxlab import paths
+from jaxlab.config import references
 from jaxlab.errors import UserError
 
 # Optional settings every config has (added where an experiment leaves them out), so that they can

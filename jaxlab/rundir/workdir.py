@@ -1,12 +1,12 @@
 """A run's workdir and a sweep's directory: every file name in them, the run's config, and one
 process at a time in each.
 
-A run's workdir holds `CONFIG_FILE` (the resolved config), `CHECKPOINT_DIR` (Orbax),
-`METRICS_FILE` and the TensorBoard event files (`EVENTS_PREFIX`, `jaxlab.metrics_log`), `LOCK_FILE`,
-and, in a sweep, `RESULT_FILE` (the run's outcome) and `RUN_LOG` (a worker process's output). A
-sweep's directory holds `SWEEP_FILE`, `RESULTS_CSV`, `RESULTS_MD`, its own `LOCK_FILE` and one
-workdir per run. Paths go through `jaxlab.paths`, so a workdir may be local or remote; every
-whole-file write is `jaxlab.paths.write_atomic`.
+A run's workdir holds `CONFIG_FILE` (the resolved config), `CHECKPOINT_DIR` (Orbax), `METRICS_FILE`
+and the TensorBoard event files (`EVENTS_PREFIX`, `jaxlab.rundir.metrics_log`), `LOCK_FILE`, and, in
+a sweep, `RESULT_FILE` (the run's outcome) and `RUN_LOG` (a worker process's output). A sweep's
+directory holds `SWEEP_FILE`, `RESULTS_CSV`, `RESULTS_MD`, its own `LOCK_FILE` and one workdir per
+run. Paths go through `jaxlab.paths`, so a workdir may be local or remote; every whole-file write is
+`jaxlab.paths.write_atomic`.
 
 * `check_config` refuses a workdir whose ``config.json`` differs from the config being run, and
   lists the differing keys (``allow_change=True`` turns the refusal into a warning, e.g. to

@@ -1,0 +1,1 @@
+"""The built-in experiments, one file each; installed as the package ``jaxlab.experiments``."""

@@ -1,0 +1,99 @@
+"""The device side of a run: its initial state and its compiled chunks of steps, on the mesh.
+
+The loop (`jaxlab.loop.train.train_runs`) drives a `Program` through the methods below; a
+vmapped sweep's `jaxlab.sweep.trials.TrialProgram` overrides them to train several runs stacked
+as one program. Where the state lives is `state_sharding` (every leaf replicated today).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxlab import parallel
+from jaxlab.loop import feed
+from jaxlab.loop.optim import make_optimizer
+from jaxlab.loop.state import init_state
+from jaxlab.loop.step import make_train_chunk
+from jaxlab.tasks import Task
+
+
+class Program:
+    """One run's compiled init and chunks of ``config`` with ``task`` on ``mesh``."""
+
+    def __init__(self, config: ml_collections.ConfigDict, task: Task, mesh: jax.sharding.Mesh):
+        self.config, self.task, self.mesh = config, task, mesh
+        self.tx = make_optimizer(config.optimizer, config.train.steps)
+        self.state_sharding = parallel.replicated(mesh)
+        self.batch_sharding = parallel.batch_sharded(mesh)
+        self._chunks: dict[int, Any] = {}  # chunk length -> compiled chunk
+
+    stacked = False  # whether the state holds several runs on a leading axis
+
+    @property
+    def batches_given(self) -> bool:
+        """Whether the chunks take the batches read on the host (the Grain input path)."""
+        return self.config.train.data_pipeline == "grain"
+
+    def init(self) -> Any:
+        """The state at step 0 (on the Grain path initialised on the batch of step 0 read on the
+        host, on the device path on the one sampled there)."""
+        config = self.config
+        example = feed.example_batch(config, self.task, config.seed)
+        return jax.jit(
+            lambda example: init_state(
+                self.task, self.tx, config.seed, config.train.batch_size, example
+            ),
+            out_shardings=self.state_sharding,
+        )(example)
+
+    def step_function(self, length: int):
+        """``(state, data) -> (state, metrics)`` of ``length`` steps, not compiled."""
+        train = self.config.train
+        return make_train_chunk(
+            self.task,
+            self.tx,
+            train.batch_size,
+            length,
+            self.batch_sharding,
+            skip_nonfinite=train.get("skip_nonfinite_steps", False),
+            batches_given=self.batches_given,
+        )
+
+    def compiled(self, length: int):
+        """`step_function` compiled once per ``length``, the state donated."""
+        if length not in self._chunks:
+            self._chunks[length] = jax.jit(
+                self.step_function(length),
+                donate_argnums=0,
+                out_shardings=(self.state_sharding, parallel.replicated(self.mesh)),
+            )
+        return self._chunks[length]
+
+    # What the loop calls; a run is named by its index (always 0 here).
+
+    def run_chunk(self, state: Any, data: Any, length: int, moving: Sequence[int]) -> Any:
+        """Dispatches ``length`` steps of the runs ``moving``; returns (state, metrics)."""
+        del moving  # the one run always moves
+        return self.compiled(length)(state, data)
+
+    def part(self, tree: Any, index: int) -> Any:
+        """Run ``index``'s part of a state or of metrics of the program."""
+        del index
+        return tree
+
+    def join(self, parts: Sequence[Any]) -> Any:
+        """The program's state made of each run's (the inverse of `part`)."""
+        (state,) = parts
+        return state
+
+    def task_of(self, index: int) -> Task:
+        """The task that evaluates and plots run ``index``."""
+        del index
+        return self.task
+
+    def alone(self, index: int) -> "Program":
+        """Run ``index`` as a program of its own (to replay one step of it)."""
+        del index
+        return self

@@ -1,0 +1,221 @@
+"""A vmapped sweep's runs as the trials of one program: T configs that differ only in numeric
+leaves that can be traced, trained by the one loop with a leading trial axis on the state.
+
+The differing leaves become a (T,) array passed to the compiled chunk; inside the trace each
+trial's optimizer (and, when a leaf outside ``seed`` and ``optimizer`` differs, its task) is built
+from a copy of the config whose differing leaves are traced scalars (the rule for tasks is in
+`jaxlab.tasks.Task`). A chunk takes a mask of the trials that move: the others are left as they
+are, so one that resumed from an older checkpoint catches up and one that diverged stops.
+"""
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxlab import config as config_lib
+from jaxlab import data as data_lib
+from jaxlab import tasks
+from jaxlab.errors import UserError
+from jaxlab.loop import feed
+from jaxlab.loop.optim import make_optimizer
+from jaxlab.loop.program import Program
+from jaxlab.loop.state import init_state
+from jaxlab.loop.step import make_train_chunk, select
+
+# Sections whose leaves set shapes, data or the loop itself: never traced.
+UNTRACEABLE_SECTIONS = ("train", "data", "model", "task", "experiment")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialGroup:
+    """Validated configs, one per trial, equal except at the ``traced`` keys."""
+
+    configs: tuple[ml_collections.ConfigDict, ...]
+    traced: tuple[str, ...]
+
+    @classmethod
+    def of(cls, configs: Sequence[ml_collections.ConfigDict]) -> "TrialGroup":
+        """The group of ``configs``; `UserError` naming a key that differs but cannot be traced."""
+        return cls(tuple(configs), tuple(differing_keys(configs)))
+
+    @property
+    def base(self) -> ml_collections.ConfigDict:
+        return self.configs[0]
+
+    @property
+    def size(self) -> int:
+        return len(self.configs)
+
+    @property
+    def task_varies(self) -> bool:
+        """Whether a traced key may be read by the task (anything but the seed and optimizer)."""
+        return any(k != "seed" and not k.startswith("optimizer.") for k in self.traced)
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Traced key -> (T,) array of the trials' values (float32 or int32)."""
+        out = {}
+        for key in self.traced:
+            column = [config_lib.get_leaf(config, key) for config in self.configs]
+            dtype = np.int32 if all(isinstance(v, int) for v in column) else np.float32
+            out[key] = np.asarray(column, dtype)
+        return out
+
+
+def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+    """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
+    flats = [config_lib.flatten(c) for c in configs]
+    keys = sorted(set().union(*flats))
+    differing = [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+    for key in differing:
+        values = [f.get(key) for f in flats]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if not numeric or key.split(".")[0] in UNTRACEABLE_SECTIONS:
+            raise UserError(
+                f"--vmap cannot sweep config.{key} (values {_shown(values)}): it changes shapes "
+                f"or code paths. Runs trained as one program may differ only in the seed and in "
+                f"numeric leaves outside {', '.join(UNTRACEABLE_SECTIONS)} (learning rate, "
+                f"weight decay, loss weights); sweep config.{key} without --vmap"
+            )
+    return differing
+
+
+def _shown(values: Sequence[Any]) -> str:
+    unique = list(dict.fromkeys(map(repr, values)))
+    return ", ".join(unique[:4]) + (", ..." if len(unique) > 4 else "")
+
+
+def traced_config(
+    config: ml_collections.ConfigDict, values: dict[str, jax.Array]
+) -> ml_collections.ConfigDict:
+    """A copy of ``config`` whose ``values`` leaves (dotted key -> array) are replaced."""
+    copy = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+    for key, value in values.items():
+        config_lib.set_leaf(copy, key, value)
+    return copy
+
+
+class TrialProgram(Program):
+    """The compiled init and chunks of a group's trials, stacked on a leading axis; ``task``:
+    the base config's."""
+
+    def __init__(self, group: TrialGroup, task: tasks.Task, mesh: jax.sharding.Mesh):
+        super().__init__(group.base, task, mesh)
+        self.group = group
+        self.values = jax.device_put(group.values(), self.state_sharding)
+        self._alone: dict[int, Program] = {}
+
+    stacked = True
+
+    def _build(self, values: dict[str, jax.Array]):
+        """(config, task, optimizer) of one trial whose traced leaves are ``values``."""
+        config = traced_config(self.group.base, values)
+        task = self.task
+        if self.group.task_varies:
+            with data_lib.reusing(self.group.base.data, self.task.data):
+                task = tasks.build(config)
+        return config, task, make_optimizer(config.optimizer, config.train.steps)
+
+    def _init_one(self, values, example=None):
+        config, task, tx = self._build(values)
+        return init_state(task, tx, config.seed, config.train.batch_size, example)
+
+    def init(self) -> Any:
+        """The trials' states at step 0, stacked."""
+        if not self.batches_given:
+            init = jax.vmap(self._init_one, axis_size=self.group.size)
+            return jax.jit(init, out_shardings=self.state_sharding)(self.values)
+        examples = [feed.example_batch(c, self.task, c.seed) for c in self.group.configs]
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *examples)
+        return jax.jit(jax.vmap(self._init_one), out_shardings=self.state_sharding)(
+            self.values, stacked
+        )
+
+    def step_function(self, length: int):
+        """``(state, moving mask, values, data) -> (state, metrics)``: every trial's chunk."""
+        train = self.config.train
+
+        def chunk_one(state, values, data):
+            _, task, tx = self._build(values)
+            return make_train_chunk(
+                task,
+                tx,
+                train.batch_size,
+                length,
+                self.batch_sharding,
+                skip_nonfinite=train.get("skip_nonfinite_steps", False),
+                batches_given=self.batches_given,
+            )(state, data)
+
+        def all_trials(state, moving, values, data):
+            new_state, metrics = jax.vmap(
+                chunk_one, in_axes=(0, 0, 0 if self.batches_given else None)
+            )(state, values, data)
+            return jax.vmap(select)(moving, new_state, state), metrics
+
+        return all_trials
+
+    def run_chunk(self, state: Any, data: Any, length: int, moving: Sequence[int]) -> Any:
+        mask = np.isin(np.arange(self.group.size), moving)
+        return self.compiled(length)(state, mask, self.values, data)
+
+    def part(self, tree: Any, index: int) -> Any:
+        return jax.tree.map(lambda x: x[index], tree)
+
+    def join(self, parts: Sequence[Any]) -> Any:
+        return jax.device_put(
+            jax.tree.map(lambda *xs: jax.numpy.stack(xs), *parts), self.state_sharding
+        )
+
+    def task_of(self, index: int) -> tasks.Task:
+        return self.alone(index).task
+
+    def alone(self, index: int) -> Program:
+        if index not in self._alone:
+            config = self.group.configs[index]
+            task = tasks.build(config) if self.group.task_varies else self.task
+            self._alone[index] = Program(config, task, self.mesh)
+        return self._alone[index]
+
+    def check_traceable(self, train_split: Mapping[str, Any]) -> None:
+        """Traces init and one chunk without running them; a traced key used where a traced
+        value cannot be (shapes, Python control flow) is a `UserError` naming it."""
+        try:
+            self._trace(self.group, train_split)
+        except UserError:
+            raise
+        except Exception:  # find the key that cannot be traced, one at a time
+            for key in self.group.traced:
+                try:
+                    self._trace(TrialGroup(self.group.configs, (key,)), train_split)
+                except Exception as error:  # noqa: BLE001 - any tracing failure names the key
+                    raise UserError(
+                        f"--vmap cannot sweep config.{key}: it is used where a traced value "
+                        f"cannot be (shapes or Python control flow): {type(error).__name__}: "
+                        f"{str(error).splitlines()[0]}; sweep it without --vmap"
+                    ) from None
+            raise
+
+    def _trace(self, group: TrialGroup, train_split: Mapping[str, Any]) -> None:
+        program = TrialProgram(group, self.task, self.mesh)
+        size, train = group.size, group.base.train
+
+        def rows(*lead):  # shapes only: nothing is read
+            return {
+                name: jax.ShapeDtypeStruct((*lead, *array.shape[1:]), array.dtype)
+                for name, array in train_split.items()
+            }
+
+        if self.batches_given:
+            state = jax.eval_shape(
+                jax.vmap(program._init_one), program.values, rows(size, train.batch_size)
+            )
+            data = rows(size, train.log_every, train.batch_size)
+        else:
+            state = jax.eval_shape(jax.vmap(program._init_one, axis_size=size), program.values)
+            data = rows(len(next(iter(train_split.values()))))
+        moving = jax.ShapeDtypeStruct((size,), bool)
+        jax.eval_shape(program.step_function(train.log_every), state, moving, program.values, data)
