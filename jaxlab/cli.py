@@ -287,7 +287,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     from jaxlab.config import registry
     from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
     from jaxlab.loop import compilation_cache
-    from jaxlab.loop.train import evaluate_workdir, train
+    from jaxlab.loop.train import evaluate_workdir, train_validated
 
     try:
         if args.command not in ("train", "sweep") and extra:
@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             config = registry.load_config(
                 _experiment(args), _split_overrides(extra), args.experiments_dir
             )
-            train(
+            train_validated(
                 config, args.workdir, quiet=args.quiet, allow_config_change=args.allow_config_change
             )
         elif args.command == "eval":

@@ -6,6 +6,7 @@ import pytest
 import jaxlab
 from jaxlab.config import apply_overrides, parse_preset
 from jaxlab.errors import UserError
+from tests.conftest import REPO
 
 DEFAULTS = dict(variant="full", mlp=True, depth=6, rate=0.5)
 
@@ -122,3 +123,19 @@ def test_user_experiment_directory(tmp_path, monkeypatch):
     assert "minimal_transformer" in names
     config = jaxlab.load_config("my_exp:steps=3")
     assert (config.train.steps, config.experiment) == (3, "my_exp:steps=3")
+
+
+def test_an_override_reaches_the_fields_an_experiment_links_to_it(tmp_path):
+    source = (REPO / "experiments" / "mlp_moons.py").read_text()
+    linked = source.replace(
+        "    return config",
+        "    config.train.checkpoint_every = config.train.get_ref('eval_every')\n    return config",
+    )
+    assert linked != source
+    (tmp_path / "linked.py").write_text(linked)
+    config = jaxlab.load_config(
+        str(tmp_path / "linked.py"), {"train.eval_every": "40", "train.log_every": "20"}
+    )
+    assert config.train.eval_every == config.train.checkpoint_every == 40
+    again = jaxlab.load_config(str(tmp_path / "linked.py"))  # the file's own values untouched
+    assert again.train.checkpoint_every == again.train.eval_every

@@ -433,7 +433,9 @@ def test_cli_exit_status_of_a_stopped_run(monkeypatch, tmp_path, capsys, raised,
     def stopped_train(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(importlib.import_module("jaxlab.loop.train"), "train", stopped_train)
+    monkeypatch.setattr(
+        importlib.import_module("jaxlab.loop.train"), "train_validated", stopped_train
+    )
     assert cli.main(["train", SMOKE, "--workdir", str(tmp_path)]) == status
     assert capsys.readouterr().err.strip().endswith(str(raised))
 

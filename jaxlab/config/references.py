@@ -63,11 +63,16 @@ def absolute_file_references(tree: Mapping[str, Any], base: pathlib.Path) -> dic
         if isinstance(value, Mapping):
             value = absolute_file_references(value, base)
         elif is_file_reference(value):
-            module, attribute = value.rsplit(":", 1)
-            path = pathlib.Path(module).expanduser()
-            value = f"{(base / path).resolve() if not path.is_absolute() else path}:{attribute}"
+            value = absolute_file_reference(value, base)
         out[key] = value
     return out
+
+
+def absolute_file_reference(reference: str, base: pathlib.Path) -> str:
+    """The file reference ``reference`` with its path made absolute against ``base``."""
+    module, attribute = reference.rsplit(":", 1)
+    path = pathlib.Path(module).expanduser()
+    return f"{(base / path).resolve() if not path.is_absolute() else path}:{attribute}"
 
 
 def resolve(reference: str, where: str) -> Any:

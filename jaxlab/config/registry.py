@@ -14,6 +14,7 @@ returns names its code by reference (`jaxlab.config.references`); file reference
 absolute against the experiment file's directory.
 """
 
+import copy
 import dataclasses
 import importlib.util
 import os
@@ -159,10 +160,12 @@ def load_config(
             f"get_config({preset!r}) of {path} returned a {type(config).__name__}, "
             f"expected an ml_collections.ConfigDict"
         )
-    config = run_config.with_framework_defaults(
-        ml_collections.ConfigDict(  # overrides may set them
-            references.absolute_file_references(config.to_dict(), path.resolve().parent)
-        )
-    )
-    config.experiment = f"{path.stem}:{preset}" if preset else path.stem
-    return run_config.validate(config_lib.apply_overrides(config, overrides or {}))
+    config = copy.deepcopy(config)  # FieldReferences kept for the overrides
+    for key, value in config_lib.flatten(config).items():
+        if references.is_file_reference(value):
+            config_lib.set_leaf(
+                config, key, references.absolute_file_reference(value, path.resolve().parent)
+            )
+    with config.unlocked():
+        config.experiment = f"{path.stem}:{preset}" if preset else path.stem
+    return run_config.validate(config, overrides)

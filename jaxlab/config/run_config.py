@@ -5,9 +5,11 @@ A run's config has ``seed``, ``task`` (a reference, `jaxlab.config.references`),
 ``train`` with the keys of `REQUIRED`; the task's own sections are the task's to check.
 """
 
+import copy
 import math
 import os
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -48,8 +50,8 @@ SEEDS = 2**32  # PRNGKey(seed) keeps 32 bits without x64: larger seeds would col
 
 
 def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with each of `FRAMEWORK_DEFAULTS` it lacks added."""
-    config = ml_collections.ConfigDict(config.to_dict())
+    """A copy of ``config`` (FieldReferences kept) with each of `FRAMEWORK_DEFAULTS` it lacks."""
+    config = copy.deepcopy(config)
     for key, value in FRAMEWORK_DEFAULTS.items():
         section, leaf = key.split(".")
         if (
@@ -57,7 +59,8 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
             and isinstance(config[section], ml_collections.ConfigDict)
             and leaf not in config[section]
         ):
-            config[section][leaf] = value
+            with config[section].unlocked():
+                config[section][leaf] = value
     return config
 
 
@@ -84,14 +87,18 @@ def absolute_data_paths(data: dict[str, Any], base: pathlib.Path) -> dict[str, A
     return out
 
 
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config`` as a run needs it: relative file references and data paths made absolute against
-    the working directory (`absolute_data_paths`), `FRAMEWORK_DEFAULTS` added, and every setting
-    checked (`UserError` naming the bad key and what was expected)."""
+def validate(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | None = None
+) -> ml_collections.ConfigDict:
+    """A copy of ``config`` as a run needs it: `FRAMEWORK_DEFAULTS` added, ``overrides`` (dotted
+    key -> value or string, `jaxlab.config.apply_overrides`) applied, relative file references and
+    data paths made absolute against the working directory (`absolute_data_paths`), and every
+    setting checked (`UserError` naming the bad key and what was expected)."""
+    config = config_lib.apply_overrides(with_framework_defaults(config), overrides or {})
     tree = references.absolute_file_references(config.to_dict(), pathlib.Path.cwd())
     if isinstance(tree.get("data"), dict):
         tree["data"] = absolute_data_paths(tree["data"], pathlib.Path.cwd())
-    config = with_framework_defaults(ml_collections.ConfigDict(tree))
+    config = ml_collections.ConfigDict(tree)
     _check_present(config)
     _check_finite(config)
     if not 0 <= config.seed < SEEDS:

@@ -25,7 +25,7 @@ from jaxlab.loop.program import Program
 from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.rundir.checkpoint import Checkpoints
 from jaxlab.rundir.preemption import StopRequests
-from jaxlab.rundir.run import Outcome, Run
+from jaxlab.rundir.run import DONE, Outcome, Run
 from jaxlab.rundir.workdir import CHECKPOINT_DIR
 from jaxlab.tasks import Task
 
@@ -110,13 +110,13 @@ def train(
     ``config.train.skip_nonfinite_steps``), and `Interrupted` after SIGTERM/SIGINT, once a
     checkpoint of the step reached is committed.
     """
-    config = run_config.validate(config)
-    outcome = train_validated(
-        config, workdir, quiet=quiet, devices=devices, allow_config_change=allow_config_change
-    )
-    if not quiet and jax.process_index() == 0:
-        print(summary_line(config.experiment, outcome.metrics), flush=True)
-    return outcome.metrics
+    return train_validated(
+        run_config.validate(config),
+        workdir,
+        quiet=quiet,
+        devices=devices,
+        allow_config_change=allow_config_change,
+    ).metrics
 
 
 def train_validated(
@@ -128,8 +128,8 @@ def train_validated(
     allow_config_change: bool = False,
     record_nonfinite: bool = False,
 ) -> Outcome:
-    """`train` of a config already validated (`jaxlab.config.registry.load_config`, a sweep's
-    plan); returns the run's outcome."""
+    """`train` of a config already validated (by `jaxlab.config.registry.load_config` or a
+    sweep's plan); returns the run's outcome, and unless ``quiet`` prints its summary line."""
     started = time.time()
     setup = prepare(config, devices)
     (outcome,) = train_runs(
@@ -142,6 +142,8 @@ def train_validated(
         record_nonfinite=record_nonfinite,
         started=started,
     )
+    if not quiet and outcome.status == DONE and jax.process_index() == 0:
+        print(summary_line(config.experiment, outcome.metrics), flush=True)
     return outcome
 
 

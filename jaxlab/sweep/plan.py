@@ -136,7 +136,7 @@ def plan(
             if isinstance(base, str):
                 config = registry.load_config(base, overrides, extra_dirs)
             else:
-                config = run_config.validate(config_lib.apply_overrides(base, overrides))
+                config = run_config.validate(base, overrides)
         except UserError as error:
             shown = ", ".join(f"{k}={v}" for k, v in point.items())
             raise UserError(f"sweep run ({shown}): {error}") from None
