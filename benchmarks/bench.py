@@ -52,7 +52,6 @@ from jaxlab.data import digits as digits_dataset
 from jaxlab.doc_block import write_block
 from jaxlab.loop.train import prepare
 from jaxlab.papers.transformer_minimization.model import VisionTransformer
-from jaxlab.sweep.trials import Program, TrialGroup
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TORCH_SCRIPTS = REPO.parent / "shared" / "bench"
@@ -214,15 +213,14 @@ def jaxlab_chunk_steps_per_sec(workload) -> float:
     config = jaxlab.load_config(workload["spec"], overrides=workload["overrides"])
     setup = prepare(config)
     tc = config.train
-    program = Program(TrialGroup.of([config]), setup.task, setup.mesh)
-    chunk, active = program.chunk(tc.log_every), np.ones(1, bool)
+    chunk = setup.program.compiled(tc.log_every)
     train_arrays = jax.device_put(setup.task.data.train, parallel.replicated(setup.mesh))
-    state, metrics = chunk(program.init(setup.state), active, train_arrays)  # compiles
+    state, metrics = chunk(setup.state, train_arrays)  # compiles
     jax.block_until_ready(metrics)
     chunks = workload["jaxlab_steps"] // tc.log_every
     start = time.perf_counter()
     for _ in range(chunks):
-        state, metrics = chunk(state, active, train_arrays)
+        state, metrics = chunk(state, train_arrays)
     jax.block_until_ready(metrics)
     return chunks * tc.log_every / (time.perf_counter() - start)
 

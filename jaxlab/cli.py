@@ -1,25 +1,7 @@
 """The ``jaxlab`` command: a thin shell over the Python API.
 
-    jaxlab list
-    jaxlab train EXPERIMENT[:preset] --workdir DIR [--config.a.b=value ...] [--quiet]
-    jaxlab train --config=path/to/exp.py[:preset] --workdir DIR ...      (the config_flags form)
-    jaxlab eval WORKDIR
-    jaxlab sweep EXPERIMENT[:preset] --workdir DIR [--sweep config.a=1,2 ...]
-                 [--zip config.b=3,4 ...] [--config.a.b=value ...] [--parallel N] [--vmap]
-                 [--backend local|ray --address A]
-    jaxlab report WORKDIR|SWEEP_DIR [--metric NAME] [--descending]
-    jaxlab data convert SOURCE DESTINATION [--from arrays|mnist|cifar10] [--format npy|array_record]
-                 [--test PATH | --test-fraction F [--split-seed S]]
-
-Exit status: 0 done; 2 bad input or a refused workdir (unknown experiment, malformed preset, unknown
-or mistyped override, a workdir of another config or in use, ...: one ``jaxlab: error:`` line,
-nothing written); 3 the loss or gradients became NaN/Inf (the last good checkpoint is kept); 74 the
-storage refused a write (a full disk, a lost permission: the checkpoints written before are intact;
-fix it and run the same command to resume); 4 (``jaxlab sweep``) not every run of the sweep is done:
-some failed, or are still running in another process (results.md says which); 75 stopped by
-SIGTERM/SIGINT after committing a checkpoint (a sweep: after its running runs committed theirs and
-its table was written; run the same command to resume); 130 Ctrl-C stopped another command (list,
-eval, report, data).
+Its subcommands are ``list``, ``train``, ``eval``, ``sweep``, ``report`` and ``data convert``;
+`main` runs one and returns its exit status, and `console` is the installed entry point.
 """
 
 import argparse

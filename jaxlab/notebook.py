@@ -1,14 +1,6 @@
 """Workdirs for notebooks: stable names under a durable root, so that running a training cell
 again (after a disconnect, or in a new runtime with Drive) resumes the run, and running a
-finished one returns at once.
-
-    workdir = jaxlab.notebook.workdir("minimal_transformer:mlp=False", {"train.steps": 1500})
-    final = jaxlab.train(config, workdir)
-
-The root is, in order: the ``root`` argument; ``JAXLAB_WORKDIR_ROOT``; on Colab with Google
-Drive mounted at ``/content/drive``, ``MyDrive/jaxlab_runs`` there (kept when the runtime is
-recycled); on Colab without it ``/content/jaxlab_runs`` (kept while the runtime lives); else
-``runs`` in the working directory. Remote roots (``gs://``...) work as for any workdir.
+finished one returns at once. `workdir` names one; `workdir_root` picks the root.
 """
 
 import os
@@ -25,7 +17,7 @@ DRIVE = "/content/drive/MyDrive"
 
 
 def workdir_root(root: str | os.PathLike | None = None) -> epath.Path:
-    """The root of notebook workdirs (see the module docstring)."""
+    """The root of notebook workdirs (see docs/modules.md)."""
     if root:
         return paths.path(root, "root")
     if os.environ.get("JAXLAB_WORKDIR_ROOT"):

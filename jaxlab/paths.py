@@ -1,23 +1,7 @@
 """The one path layer: workdirs, checkpoints and data files, local or remote.
 
-Every path a user gives (``--workdir``, a data file, ``jaxlab eval DIR``) goes through `path`,
-which returns an ``etils.epath.Path``: a `pathlib`-like object that also reaches buckets
-(``gs://``, ``s3://``) when their file-system backend is installed (``gcsfs`` / ``s3fs``, or
-TensorFlow). Orbax writes checkpoints to the same paths itself (TensorStore reaches ``gs://`` and
-``s3://`` natively). A remote path whose backend is missing, or a scheme jaxlab does not know, is
-refused with a `UserError` before anything is written (never a local directory named ``gs:``).
-
-Buckets have no appends and no atomic renames, so the writers here behave per kind of path:
-
-* `write_atomic`: a local file is written to a new temporary file beside it, flushed to the disk
-  (``fsync``), renamed over the old one, and the rename flushed too; a remote object is replaced
-  by a single upload (atomic by itself).
-* `AppendFile`: a local file is appended and flushed record by record; a remote one is uploaded
-  whole after every append (logs are small: one record per logged chunk).
-
-No local write follows a symbolic link: the temporary file is created new (``O_EXCL``), a rename
-replaces a link rather than its target, and files opened for appending are opened with
-``O_NOFOLLOW`` (a link there is refused, `UserError`).
+`path` turns what a user gives into an ``etils.epath.Path`` (refusing what cannot be served);
+`write_atomic`, `AppendFile` and `save_figure` write to such paths, never through a link.
 """
 
 import errno

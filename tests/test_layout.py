@@ -79,3 +79,18 @@ def test_pyproject_installs_every_package_and_the_experiments_as_jaxlab_experime
     assert setuptools["package-dir"] == {"jaxlab.experiments": "experiments"}
     assert (REPO / "experiments" / "__init__.py").is_file()
     assert not (PACKAGE / "experiments").exists()
+
+
+def test_the_trial_axis_is_named_only_in_the_sweep_layer():
+    """No name in the loop, the run directory, tasks, models or data speaks of trials: a single
+    run's path is a program of one run, and a vmapped sweep's TrialProgram stacks them."""
+    named = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] in ("sweep", "papers"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = getattr(node, "name", None) or getattr(node, "id", None)
+            name = name or getattr(node, "attr", None) or getattr(node, "arg", None)
+            if isinstance(name, str) and "trial" in name.lower():
+                named.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
+    assert named == []

@@ -1,11 +1,7 @@
 """Presets and overrides: turning strings into a typed, validated `ConfigDict`.
 
-Two string forms reach a config:
-
-* a preset, ``"variant=symmetric,mlp=False"``, parsed against the typed defaults that an experiment
-  declares (the big_vision ``parse_arg`` idiom; a bare key ``smoke`` means ``smoke=True``);
-* overrides, ``{"train.steps": "500"}`` (from ``--config.train.steps=500`` on the command line, or
-  from Python), each checked against the type of the value it replaces.
+`parse_preset` parses a preset (``"variant=symmetric,mlp=False"``) against an experiment's typed
+defaults; `apply_overrides` applies dotted-key overrides, each checked against its type.
 """
 
 import ast

@@ -1,27 +1,7 @@
 """References from a config to code: jaxlab's one extension mechanism.
 
-A config names the code it runs with strings, so that ``config.json`` alone rebuilds a run (for
-``jaxlab eval``, a resume, a sweep's worker process):
-
-* ``config.task = "package.module:make_task"``: ``make_task(config) -> jaxlab.tasks.Task``;
-* ``config.data.loader = "...:load"``: ``load(**other keys of config.data) -> jaxlab.data.Dataset``;
-* ``config.model.constructor = "...:Name"``: called with the other keys of ``config.model`` (used
-  by the tasks that take a model from the config, such as ``jaxlab.tasks.classification``).
-
-A reference is ``MODULE:ATTRIBUTE`` where MODULE is either
-
-* a dotted module name importable from ``sys.path`` (jaxlab's own code, the built-in papers, an
-  installed package of yours): ``"jaxlab.data.digits:load"``; or
-* the path of a Python file, ``"my_task.py:make_task"``. A relative path is relative to the
-  experiment file that holds it; `absolute_file_references` makes it absolute when the config is
-  loaded, so ``config.json`` holds the absolute path. The file is imported as a module named by
-  its path below its package root (the nearest directory up without ``__init__.py``), and that
-  root is appended to ``sys.path``, so the file can import the modules beside it as
-  ``python file.py`` could.
-
-Two different files cannot be imported under one module name: a file whose name is taken by a
-module already imported (another ``task.py`` of another directory, an installed package) is
-refused with a `UserError` naming both.
+A config names its task, data loader and model constructor as ``MODULE:ATTRIBUTE`` strings;
+`resolve` and `call` import what they name, `absolute_file_references` makes file paths absolute.
 """
 
 import importlib

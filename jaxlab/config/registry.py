@@ -1,17 +1,7 @@
 """The experiment registry: names (and file paths) to configs.
 
-An experiment is a Python file ``NAME.py`` with ``get_config(arg) -> ConfigDict``, an optional
-``PRESET`` dict (its preset keys and typed defaults) and a docstring whose first line describes it.
-Experiments are found in, in order of precedence:
-
-1. the directories given with ``--experiments-dir`` (``extra_dirs``),
-2. the directories in the ``JAXLAB_EXPERIMENTS`` environment variable (``os.pathsep``-separated),
-3. the built-in experiments, which ship inside the package (``jaxlab/experiments``, the
-   repository's top-level ``experiments/`` folder).
-
-A spec is ``NAME``, ``NAME:preset`` or ``path/to/file.py[:preset]``. The config an experiment
-returns names its code by reference (`jaxlab.config.references`); file references in it are made
-absolute against the experiment file's directory.
+`list_experiments` lists the experiment files on the search path, `resolve` splits a spec into
+file and preset, and `load_config` returns an experiment's validated config.
 """
 
 import copy

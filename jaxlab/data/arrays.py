@@ -1,27 +1,7 @@
 """Your own arrays, from ``.npz`` / ``.npy`` files on a local or remote path (never unpickled).
 
-    config.data = dict(loader="jaxlab.data.arrays:load", train="data/train.npz",
-                       test="data/test.npz")
-    config.data = dict(loader="jaxlab.data.arrays:load", train="data/all.npz", test_fraction=0.2)
-
-A split (``train``, ``test``) is one of
-
-* a ``.npz`` file: its arrays under their names in the file (``np.savez(path, x=..., label=...)``);
-* a ``.npy`` file: one array, named by the file's stem (``x.npy`` -> ``"x"``);
-* a directory: every ``.npy`` file in it, each named by its stem;
-* an ``.array_record`` file: one record per example (`jaxlab.data.records`).
-
-``.npy`` files on a local disk are memory-mapped and ArrayRecord files read record by record, so
-a split larger than memory can be streamed by the Grain input path (``train.data_pipeline=grain``,
-`jaxlab.data.stream`); ``jaxlab data convert`` writes these formats from what you have.
-
-``keys`` selects arrays by name (default: all of them). The arrays of a split share their leading
-(example) axis, and the test split holds the same names as the train split. Without a test file,
-``test_fraction`` of the training examples, drawn at random with ``split_seed``, form the test split
-(read into memory: for data that does not fit, split it once with ``jaxlab data convert
---test-fraction`` and name both files). What a task reads is the task's contract:
-`jaxlab.tasks.classification` reads ``x`` and ``label``. Files are read with ``allow_pickle=False``:
-object arrays are refused, since unpickling a file can run any code it holds.
+`load` (``config.data.loader = "jaxlab.data.arrays:load"``) reads a train and a test split, each
+a ``.npz`` or ``.npy`` file, a directory of ``.npy`` files or an ``.array_record`` file.
 """
 
 import os
@@ -86,7 +66,7 @@ def paired(train_arrays, test_arrays, test_name: str) -> Dataset:
 
 
 def read_split(location: str, what: str, keys: tuple = ()) -> dict[str, np.ndarray]:
-    """The arrays of one split (see the module docstring), checked."""
+    """The arrays of one split (see docs/modules.md), checked."""
     source = paths.path(location, what)
     arrays: Any  # a dict of arrays, or a RecordSplit read on demand
     if source.is_dir():

@@ -1,17 +1,7 @@
 """CIFAR-10 from the batch files of its *binary* distribution in a directory.
 
-    config.data = dict(loader="jaxlab.data.cifar10:load", directory="data/cifar10")
-
-The directory (local or remote, `jaxlab.paths`; or its ``cifar-10-batches-bin`` subdirectory)
-holds data_batch_1.bin .. data_batch_5.bin and test_batch.bin. Each record is 3,073 bytes: the
-label (0..9), then the 1,024 red, 1,024 green and 1,024 blue values of a 32x32 image, rows first.
-The Python version's pickled batches are never read (unpickling runs arbitrary code). Images ``x``
-come as uint8 (N, 32, 32, 3) (the classification task scales them to [0, 1]), labels ``label`` as
-int32 (N,): 50,000 train and 10,000 test examples.
-
-Every batch file is checked before anything is trained on, each failed check a `UserError` naming
-the file, what it holds and what was expected: a whole number of records, exactly 10,000 of them
-(30,730,000 bytes), and label bytes in 0..9.
+`load` (``config.data.loader = "jaxlab.data.cifar10:load"``) returns images ``x`` and labels
+``label`` of the 50,000/10,000 train/test split, every batch file checked first.
 """
 
 import numpy as np

@@ -1,18 +1,7 @@
 """``jaxlab data convert``: what you have, as the files the Grain input path streams.
 
-    jaxlab data convert data.npz data/converted                  # + --test test.npz, or
-    jaxlab data convert data.npz data/converted --test-fraction 0.1 --split-seed 0
-    jaxlab data convert data/mnist data/mnist_npy --from mnist   # the IDX files (or cifar10)
-    jaxlab data convert data.npz data/records --format array_record
-
-A source is what `jaxlab.data.arrays` reads (a ``.npz`` file, a ``.npy`` file, a directory of
-``.npy`` files, an ``.array_record`` file) or, with ``--from mnist`` / ``--from cifar10``, the
-directory of those distributions' files. The destination is a new directory holding ``train``
-and ``test`` as directories of ``.npy`` files (memory-mapped when read: the default) or as
-``train.array_record`` and ``test.array_record`` (one record per example). It is written in a
-temporary directory beside it and renamed when complete, so a failed conversion leaves nothing.
-Rows are copied in slices, so a memory-mapped source larger than memory converts (a ``.npz`` is
-read whole: numpy cannot memory-map inside a zip).
+`convert` writes a source that `jaxlab.data.arrays` reads, or the MNIST or CIFAR-10 files, into a
+new directory holding ``train`` and ``test`` as ``.npy`` files or ArrayRecord files.
 """
 
 import os

@@ -1,20 +1,7 @@
 """MNIST from the four IDX files of its distribution in a directory (nothing is downloaded).
 
-    config.data = dict(loader="jaxlab.data.mnist:load", directory="data/mnist")
-
-The directory (local or remote, `jaxlab.paths`) holds train-images-idx3-ubyte,
-train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each either as is or
-gzipped (``.gz``). Images ``x`` come as uint8 (N, 28, 28, 1) (the classification task scales
-them to [0, 1]), labels ``label`` as int32 (N,); the official 60,000/10,000 train/test split is
-kept.
-
-Every file is checked before anything is trained on, each failed check a `UserError` naming the
-file, what it holds and what was expected: an IDX header of unsigned bytes with the dimensions of
-its kind (3 for images, 1 for labels) and exactly as many values as it declares, images of 28x28
-pixels, at least one image per split, as many labels as images, and labels in 0..9.
-
-An IDX file is: two zero bytes, a type byte (0x08 = unsigned byte), a byte with the number of
-dimensions d, d big-endian uint32 sizes, then the values in row-major order.
+`load` (``config.data.loader = "jaxlab.data.mnist:load"``) returns images ``x`` and labels
+``label`` of the official train/test split, every file checked first; `read_idx` reads one file.
 """
 
 import gzip

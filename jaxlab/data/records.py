@@ -1,14 +1,7 @@
-"""Splits stored as ArrayRecord files: one record per example, a msgpack dict of its arrays
-(``flax.serialization``), written with ``group_size:1`` so that any record reads on its own.
+"""Splits stored as ArrayRecord files: one record per example, a msgpack dict of its arrays.
 
-`RecordSplit` is a split as the rest of jaxlab sees one (a mapping from array name to an
-array-like of one row per example), read lazily: `RecordSplit.read` reads the records of some
-examples once for all their arrays; a `RecordColumn` reads only when indexed (or turned into an
-array, which reads the whole file). Every record must hold the arrays of the first one, with the
-same shapes and dtypes.
-
-Reading a whole column (``np.asarray(column)``, as the classification task does with the labels
-to count the classes) reads every record once, in slices.
+`write` writes examples as records; `RecordSplit` reads a file lazily as a mapping from array
+name to a `RecordColumn` of one row per example.
 """
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,7 +35,7 @@ def write(destination: epath.Path, slices: Iterable[Mapping[str, np.ndarray]]) -
 
 
 class RecordSplit(Mapping):
-    """The arrays of the ArrayRecord file ``path``, read lazily (see the module docstring)."""
+    """The arrays of the ArrayRecord file ``path``, read lazily (see docs/modules.md)."""
 
     def __init__(self, path: epath.Path, what: str, keys: Sequence[str] = ()):
         from grain.sources import ArrayRecordDataSource  # imported here: only record splits need it

@@ -1,15 +1,7 @@
 """Batches as a pure function of (key, step): epochs of random permutations, sampled on device.
 
-Step ``s`` takes the examples at positions ``s*B .. s*B+B-1`` of an endless stream made of one
-permutation of the training set per epoch. So the order of data is reproducible, every example is
-seen once per epoch, and a resumed run sees exactly the batches an uninterrupted one would.
-
-Epoch ``e``'s permutation is a keyed bijection computed one position at a time (no sort): a
-balanced Feistel network on the smallest even number of bits that covers the training set, with
-round keys drawn from ``fold_in(key, e)``, and cycle-walking (apply it again while the result is
-past the end of the set) to restrict it to ``0 .. num_examples-1``. A batch costs O(batch size)
-whatever the size of the training set; a sort-based permutation of 4,096 examples costs ~2 ms on
-a CPU core, more than a training step of a small MLP.
+`batch_indices` gives a step's example indices and `sample_batch` its batch; `permute` is the
+keyed permutation of an epoch (a Feistel network, no sort).
 """
 
 from collections.abc import Mapping

@@ -1,21 +1,7 @@
 """Shapes: a procedurally generated 10-class image set, 16x16 grey, of any size, made in code.
 
-    config.data = dict(loader="jaxlab.data.shapes:load", num_train=10_000, num_test=2_000, seed=0)
-
-Each image holds one of ten outlines or solids, the class: 0 disc, 1 ring, 2 square, 3 square
-outline, 4 triangle, 5 plus, 6 diagonal cross, 7 two horizontal bars, 8 two vertical bars, 9 L
-corner. Every image draws its own centre (within 2.5 px of the middle), size (half-extent 3 to 5
-px), rotation (±20°, so that plus and cross, or the two pairs of bars, stay apart), stroke
-half-width (0.6 to 1 px) and contrast (0.6 to 1), on a background of a random linear gradient, with
-a distractor blob at a random place and Gaussian pixel noise (std 0.05 to 0.15). A shape is drawn
-from its signed distance d to the outline as clip(0.5 − d, 0, 1), a one-pixel anti-aliased edge.
-
-Why this set: it exists without downloads at any size (the default 10,000 training images are 7x
-digits'), it is a fixed function of ``seed`` (train and test are drawn from separate streams, so
-the test images never depend on ``num_train``), and telling a disc from a square or a ring from an
-outlined square at 3 px, through noise and clutter, takes the relations between patches that
-attention is for, so it is not saturated by a small model in a few hundred steps as digits nearly
-is. Images ``x`` are float32 (N, 16, 16, 1) in [0, 1], labels ``label`` int32 (N,), balanced.
+`load` (``config.data.loader = "jaxlab.data.shapes:load"``) returns ``num_train`` and ``num_test``
+images ``x`` with labels ``label``, a fixed function of ``seed``; `generate` draws them.
 """
 
 import numpy as np

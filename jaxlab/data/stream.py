@@ -1,23 +1,7 @@
-"""The Grain input path (``config.train.data_pipeline = "grain"``): batches read on the host from
-files, for data that does not fit, replicated, in every device's memory.
+"""The Grain input path (``config.train.data_pipeline = "grain"``): batches read from files.
 
-The on-device sampler keeps the training arrays on every device and draws each step's batch
-there. Here the arrays stay on disk (memory-mapped ``.npy`` files or an ArrayRecord file,
-`jaxlab.data.arrays`), and for each chunk of the training loop the host reads the chunk's batches:
-
-* **the same examples**: step ``s`` of a run takes the rows ``batch_indices(data key, s)`` of
-  `jaxlab.data.sampling` (computed on the CPU), the ones the on-device sampler draws, so both
-  paths train on the same batches in the same order, and a resumed run reads from its restored
-  step on (the position is the step: nothing is replayed or saved beside the checkpoint);
-* **sharded, not replicated**: each process reads only the rows of the global batch that land on
-  its own devices, and ``jax.make_array_from_process_local_data`` assembles one global array
-  sharded over the mesh's data axis (``(length, batch, ...)`` per chunk, with a leading axis of
-  runs when several are stacked). No device holds more than its part of one chunk;
-* **ahead of the device**: a Grain ``MapDataset`` over the chunks is read by ``prefetch`` worker
-  threads (``grain.ReadOptions``), so reading and the transfer overlap the device's compute.
-
-A memory map's pages are released after each read (`jaxlab.data.take`), so the process stays
-small however large the files. Evaluation reads the test split in chunks too (`test_chunks`).
+For data that does not fit, replicated, in every device's memory: `ChunkReader` reads the
+training loop's chunks on the host, sharded over the devices; `test_chunks` the test split.
 """
 
 import functools

@@ -1,13 +1,6 @@
 """What the training loop gives its compiled chunks and its evaluations, on either input path
-(``config.train.data_pipeline``):
-
-* `DeviceFeed` (``"device"``, the default): the training and test arrays are placed, replicated,
-  on every device once; each chunk samples its batches there (`jaxlab.loop.step`).
-* `HostFeed` (``"grain"``): the arrays stay in files; each chunk gets its batches read on the
-  host and sharded over the devices (`jaxlab.data.stream`), and evaluation streams the test split
-  in chunks through the task's ``evaluate_sums``.
-
-Both draw the same examples for the same step, so a run trains the same on either path.
+(``config.train.data_pipeline``): `DeviceFeed` (``"device"``, the arrays on every device) or
+`HostFeed` (``"grain"``, batches read from files on the host); `make` builds one.
 """
 
 import functools
@@ -27,7 +20,7 @@ TEST_READ_CHUNK = 4096  # test examples read from the files per evaluation chunk
 
 
 class DeviceFeed:
-    """The arrays in device memory, replicated (see the module docstring)."""
+    """The arrays in device memory, replicated (see docs/modules.md)."""
 
     def __init__(self, data: Dataset, mesh: jax.sharding.Mesh):
         self._data, self._replicated = data, parallel.replicated(mesh)
@@ -56,7 +49,7 @@ class DeviceFeed:
 
 
 class HostFeed:
-    """Batches and test chunks read on the host with Grain (see the module docstring)."""
+    """Batches and test chunks read on the host with Grain (see docs/modules.md)."""
 
     def __init__(
         self,

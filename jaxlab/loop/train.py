@@ -370,7 +370,7 @@ class _Loop:
             return None
         if math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"]):
             return None  # a chunk's mean is finite only if every step's value was
-        # The trial is frozen just before the bad step (a chunk dispatched after this one froze
+        # The run is frozen just before the bad step (a chunk dispatched after this one froze
         # at the same step): run that step alone to show its metrics.
         single = self.program.part(state, index)
         reached = int(single["step"])

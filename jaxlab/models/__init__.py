@@ -1,12 +1,7 @@
 """Flax modules, one family a file; no training code here.
 
-``config.model.constructor`` references the module class (or a function returning a module) of the
-tasks that take their model from the config, such as `jaxlab.tasks.classification`; `build` calls
-it with the section's other keys.
-
-A model with dropout (or anything else that acts only in training) takes a ``train`` argument in
-``__call__`` (or flax's ``deterministic``, its opposite): the tasks pass ``train=True`` with a
-``"dropout"`` key in the loss and ``train=False`` in evaluation (`mode`).
+`build` calls a task's ``config.model.constructor`` with the section's other keys;
+`train_flag` and `mode` switch a model between training and evaluation.
 """
 
 import inspect

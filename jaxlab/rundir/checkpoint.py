@@ -1,26 +1,6 @@
 """Orbax checkpoints of the whole train state (``CheckpointManager`` with the ``ocp.args`` API,
-the state one PyTree item).
-
-Saves are asynchronous and atomic: Orbax writes a step into ``STEP.orbax-checkpoint-tmp-*`` and
-renames it to ``STEP`` once complete, recording the commit time in ``STEP/_CHECKPOINT_METADATA``;
-the newest ``keep`` are kept. Restore places every array with the sharding of the target it is
-given, so a checkpoint written on one mesh restores on another.
-
-`Checkpoints.restore_latest` is the resume path, robust to what an interrupted or damaged run
-leaves behind:
-
-* a temporary directory of an unfinished write is reported and (by the workdir's owner) removed;
-* a step directory that lacks its commit record, whose tree metadata is unreadable, or whose arrays
-  fail to read is skipped with a warning naming it, and the next older step is tried; the owner
-  renames a skipped step to ``STEP.unreadable`` once an older one restored, so the step can be
-  saved again;
-* checkpoints that exist but none of which reads raise `UserError` naming the directory (a run
-  never silently starts again from scratch);
-* a readable checkpoint of a differently shaped state (changed model, changed code) raises
-  `UserError` listing the differences; it is not mistaken for damage;
-* a checkpoint newer than the last record of ``metrics.jsonl`` (whose end a power loss or a disk
-  error damaged) gives way to an older one the log covers, when one reads, so that the lost
-  records are recomputed rather than missing; it is renamed ``STEP.ahead-of-log``.
+the state one PyTree item): `Checkpoints` saves and restores the checkpoints of one run, and
+`Checkpoints.restore_latest` resumes from the newest one that reads.
 """
 
 import contextlib
@@ -107,7 +87,7 @@ class Checkpoints:
     def restore_latest(self, target: Any, newest: int | None = None) -> tuple[int, Any] | None:
         """(step, state) of the newest complete, readable checkpoint; None when there is none.
 
-        Damaged steps are skipped with a `CheckpointWarning`; see the module docstring. With
+        Damaged steps are skipped with a `CheckpointWarning`; see docs/modules.md. With
         ``newest`` (the last step ``metrics.jsonl`` records), a checkpoint at or before it is
         preferred when one reads: steps beyond it, whose records were lost, are moved aside
         (``STEP.ahead-of-log``, by the owner) and the run recomputes them exactly.

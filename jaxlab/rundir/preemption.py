@@ -1,22 +1,7 @@
 """Stopping cleanly on SIGTERM / SIGINT (preemption notices, Ctrl-C).
 
-A signal does not interrupt the compiled chunk that is running: it is recorded, and the training
-loop asks `StopRequests.reason` at every chunk boundary. The loop then saves a checkpoint of that
-step, waits for it to be committed and raises `jaxlab.errors.Interrupted` (the CLI exits with
-status 75).
-
-In a single process, Python handlers record the signals. In a multi-process run
-(``jax.distributed``) the handlers are not installed: a signal seen by one host alone would make
-the hosts stop at different steps. There JAX's preemption service (on by default) catches SIGTERM
-on any host and agrees on a common sync point, which Orbax's
-``CheckpointManager.reached_preemption`` reports; it is called once per chunk with the chunk
-count, identical on every host.
-
-`StopSignals` is the recording alone, which a process sweep's scheduler uses to stop launching
-and pass the stop on to its workers. Recorders nest: an inner one starts from what the outer one
-has received, and passes on what it receives. The ``jaxlab`` command and a sweep's worker process
-start with the signals held pending (`held`): one that arrives while Python imports JAX or the
-program compiles is held pending and delivered to the first recorder, never lost in a callback.
+`StopRequests` tells the training loop at chunk boundaries when to checkpoint and stop;
+`StopSignals` records the signals, and `held` holds them pending while a process starts.
 """
 
 import contextlib
@@ -87,7 +72,7 @@ class StopSignals:
 
 class StopRequests(StopSignals):
     """The training loop's stops: signals in a single process, JAX's preemption sync point in a
-    multi-process run (see the module docstring)."""
+    multi-process run (see docs/modules.md)."""
 
     def __init__(self, reached_preemption: Callable[[int], bool]):
         super().__init__()

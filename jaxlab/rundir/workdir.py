@@ -1,23 +1,6 @@
 """A run's workdir and a sweep's directory: every file name in them, the run's config, and one
-process at a time in each.
-
-A run's workdir holds `CONFIG_FILE` (the resolved config), `CHECKPOINT_DIR` (Orbax), `METRICS_FILE`
-and the TensorBoard event files (`EVENTS_PREFIX`, `jaxlab.rundir.metrics_log`), `LOCK_FILE`, and, in
-a sweep, `RESULT_FILE` (the run's outcome) and `RUN_LOG` (a worker process's output). A sweep's
-directory holds `SWEEP_FILE`, `RESULTS_CSV`, `RESULTS_MD`, its own `LOCK_FILE` and one workdir per
-run. Paths go through `jaxlab.paths`, so a workdir may be local or remote; every whole-file write is
-`jaxlab.paths.write_atomic`.
-
-* `check_config` refuses a workdir whose ``config.json`` differs from the config being run, and
-  lists the differing keys (``allow_change=True`` turns the refusal into a warning, e.g. to
-  continue a run with a longer schedule).
-* `claim` holds an exclusive ``fcntl.flock`` on ``WORKDIR/.lock`` of every workdir of a run (one,
-  or the trials of a vmapped sweep) for the whole run, so a second process launched into one of
-  them is refused, with nothing touched. The kernel drops the lock when its holder dies, however
-  it dies, so a lock left by a killed run never blocks the next launch. A remote workdir (a
-  bucket) cannot be locked: jaxlab warns and relies on one job per remote workdir.
-
-Only process 0 of a multi-process run takes the locks and writes ``config.json``.
+process at a time in each. The file names are constants (`CONFIG_FILE`, ...); `check_config`
+refuses a workdir of another config, and `claim` and `lock` hold a directory's lock.
 """
 
 import contextlib
@@ -57,13 +40,11 @@ def read_config_tree(workdir: epath.Path) -> dict | None:
         return None
     try:
         tree = json.loads(path.read_text())
+        problem = "" if isinstance(tree, dict) else f"holds a JSON {type(tree).__name__}"
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path} is not readable JSON ({error}); it is not a config jaxlab "
-            f"wrote: restore it, or use a new workdir"
-        ) from None
-    if not isinstance(tree, dict):
-        raise UserError(f"{path} holds a JSON {type(tree).__name__}, not a jaxlab config")
+        problem = f"is not readable JSON ({error})"
+    if problem:
+        raise UserError(f"{path} {problem}, not a jaxlab config: restore it, or use a new workdir")
     return tree
 
 

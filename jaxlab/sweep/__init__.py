@@ -1,17 +1,7 @@
 """Sweeps: many runs of one experiment that differ in config overrides, as safe as a single run.
 
-Every run's config is resolved and validated once, before anything starts (`plan`): one bad override
-fails the whole sweep with a `UserError` and nothing written. The sweep's directory is locked for
-the sweep (a second sweep into it is refused), and each run trains in ``WORKDIR/RUN_NAME`` (named
-from its overrides) through the one training loop, which locks, resumes, checkpoints and logs it as
-a single run: in worker processes (`processes`, or Ray tasks, `ray_backend`), or together with the
-others as one vmapped program (`vmapped`). Re-running a sweep skips its finished runs and resumes
-the unfinished ones; a run whose directory holds a run of another config (a changed override,
-another experiment) is refused before anything starts. ``results.csv`` and ``results.md``
-(`results`) hold one row per run: overrides, status, final metrics, wall time, error.
-
-    from jaxlab.sweep import axis, product
-    rows = jaxlab.sweep("minimal_transformer:smoke", product(axis("seed", [0, 1])), "runs/s")
+`sweep` plans every run (`plan`), trains them in worker processes, Ray tasks or one vmapped
+program, and returns the results table; `axis`, `product` and the others write the points.
 """
 
 import os

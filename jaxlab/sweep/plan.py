@@ -1,15 +1,7 @@
 """Writing a sweep and planning its runs.
 
-A sweep is a list of override dicts (dotted key -> value), one per run, written
-
-* on the command line: ``--sweep config.a=1,2 --sweep config.seed=0,1`` (the product of the
-  lists) and ``--zip config.b=3,4 --zip config.c=5,6`` (lists that vary together);
-* in an experiment file, as ``get_sweep(arg) -> list[dict]`` built with `axis`, `fixed`,
-  `product` and `zipit` (the idiom of big_vision's ``get_hyper``);
-* from Python, as the list itself.
-
-`plan` resolves and validates every run's config once, before anything starts, and names each
-run's workdir from its overrides.
+`axis`, `fixed`, `product` and `zipit` write a sweep (a list of override dicts, one per run);
+`plan` resolves and validates every run's config and names each run's workdir (`run_name`).
 """
 
 import dataclasses

@@ -1,14 +1,7 @@
 """A sweep's runs as local worker processes (`jaxlab.sweep.worker`), ``parallel`` at a time.
 
-The scheduler runs in the calling (main) thread and launches a worker per run, its output in the
-run's ``RUN_LOG``. A run whose workdir a live process holds (another sweep's worker, a
-``jaxlab train``) is not launched: it is reported running.
-
-Stopping: SIGTERM or SIGINT to the sweep launches nothing more and passes SIGTERM to the running
-workers, each of which finishes its chunk, commits a checkpoint and exits 75 (its run stays
-pending and resumes when the sweep is run again); `run` then returns the signal's name. Workers
-never outlive the sweep: on Linux each asks the kernel for SIGTERM when its parent dies
-(`jaxlab.sweep.worker`), so even a sweep killed with ``kill -9`` leaves no orphan training.
+`run` schedules the runs from the calling thread and passes a stop on to the workers;
+`run_one` trains one run in a worker process (also a Ray task's body).
 """
 
 import os

@@ -1,19 +1,7 @@
 """A sweep's runs as Ray tasks: each task trains one run in a worker process on its node
 (`jaxlab.sweep.processes.run_one`), at most ``parallel`` in flight.
 
-Without ``--address`` a local Ray cluster is started for the sweep, bound to 127.0.0.1: every
-server of it listens on the loopback interface only. Ray offers no ``ray.init`` argument for that
-(it turns a loopback ``_node_ip_address`` into the machine's external address); its setting
-``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when ``ray`` is imported, makes it run as a
-single-node instance on 127.0.0.1, and jaxlab sets it unless the environment already does (or
-``ray`` was imported before). To use a cluster across machines, start it yourself (``ray start``)
-and pass its address. The sweep's directory must be on a filesystem every node sees; this jaxlab
-package is shipped to the workers with the job (``py_modules``). While runs train, a line per
-change says how many are done, running and queued.
-
-Stopping is the process backend's: SIGTERM or SIGINT launches nothing more and cancels the running
-tasks, whose worker processes each commit a checkpoint and exit 75 (the run stays pending); `run`
-returns once they have, with the signal's name.
+`run` trains them on the cluster at an address, or on a new local one bound to 127.0.0.1.
 """
 
 import os

@@ -1,16 +1,7 @@
 """A worker process of a process sweep: ``python -m jaxlab.sweep.worker RUN_DIR PARENT_PID``,
 the run's validated config as JSON on standard input.
 
-It starts with SIGTERM/SIGINT held pending (`jaxlab.sweep.processes` launches it so), and first
-asks the kernel for SIGTERM when the sweep (``PARENT_PID``) dies (Linux's ``PR_SET_PDEATHSIG``;
-elsewhere a worker can outlive a killed sweep), so it never trains on as an orphan: SIGTERM, even
-one sent while it starts, makes it commit a checkpoint (if it trained) and stop.
-
-It trains the run through the one training loop and records the outcome in the run's
-``RESULT_FILE``: `DONE` with the final metrics, `FAILED` with the error (NaN/Inf at a step, bad
-data, a crash). Stopped by SIGTERM/SIGINT it commits a checkpoint and exits 75 with nothing
-recorded (the run stays pending and resumes on the next sweep); a workdir held by another live
-process is left alone (exit 2, reported running).
+`main` trains the run and records its outcome in the run's ``RESULT_FILE``.
 """
 
 import ctypes

@@ -30,6 +30,13 @@ class Task:
     plot(params, task_state, test_arrays, directory) -> None, optional: writes PNGs at the end of
         training into ``directory``, an ``etils.epath.Path`` (local or remote: write with
         `jaxlab.paths.save_figure`).
+
+    ``make_task(config)`` gets plain numbers, except in a vmapped sweep (``--vmap``) that varies a
+    leaf outside ``seed``, ``optimizer`` and the sections ``train``, ``data``, ``model`` and
+    ``task`` (which are never traced): there each trial's task is also built inside the compiled
+    program, with that leaf a traced scalar (a 0-d ``jax.Array``). Use such leaves in arithmetic
+    only (a loss weight, a noise scale); one that sets a shape or a Python branch is refused
+    before the sweep starts, naming the key.
     """
 
     data: Dataset

@@ -1,12 +1,7 @@
 """Classification with cross-entropy: ``config.task = "jaxlab.tasks.classification:make_task"``.
 
-The dataset (``config.data.loader``) holds inputs ``x`` (N, ...) and integer labels ``label``
-(N,) in both splits; the model (``config.model.constructor``) is called with the section's other
-keys and ``num_classes`` (1 + the largest label) and maps a batch of inputs to logits (B, C).
-uint8 inputs (images) are scaled to [0, 1]. A model with a ``train`` (or ``deterministic``)
-argument trains in training mode with the step's key as its ``"dropout"`` key, and is evaluated
-in evaluation mode (`jaxlab.models.mode`). The model's variables must be ``params`` alone: mutable
-collections (BatchNorm's ``batch_stats``) are refused.
+`make_task` builds the task: the model of ``config.model.constructor`` maps the inputs ``x`` of
+the dataset (``config.data.loader``) to logits over the integer labels ``label``.
 """
 
 import jax
