@@ -1,14 +1,11 @@
-"""Data parallelism as SPMD ``jit`` over a one-axis device mesh (the successor of ``pmap``).
-
-The global batch is sharded along the mesh's ``data`` axis; parameters and optimizer state are
-replicated. XLA inserts the gradient all-reduce. The same code runs on one CPU, simulated CPU
-devices, a GPU, a TPU slice, and several hosts: with several processes the mesh spans the devices
-of all of them, every process runs the same program, and each computes the part of the global
-batch that falls on its own devices.
+"""The device mesh (`MESH_AXES`: data, fsdp, tensor, sized by ``config.mesh``), the sharding of
+batches over it, and joining a multi-process run. Where the train state's leaves live on the mesh
+is `jaxlab.sharding`'s job.
 """
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -16,14 +13,45 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxlab.errors import UserError
 
-DATA_AXIS = "data"
+MESH_AXES = ("data", "fsdp", "tensor")  # the mesh's axes, outermost first
+BATCH_AXES = ("data", "fsdp")  # the axes the batch is split over (FSDP is data parallel too)
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A mesh with one ``data`` axis over ``devices`` (default: every device of every process)."""
+def mesh_shape(sizes: Mapping[str, int], devices: int) -> tuple[int, ...]:
+    """The sizes of `MESH_AXES` for ``devices`` devices (``config.mesh``: an axis of -1 takes the
+    devices the others leave); `UserError` naming the sizes when they do not fit."""
+    unknown = sorted(set(sizes) - set(MESH_AXES))
+    if unknown:
+        raise UserError(
+            f"config.mesh.{unknown[0]} is not a mesh axis; the axes are {', '.join(MESH_AXES)}"
+        )
+    shape = [int(sizes.get(axis, 1)) for axis in MESH_AXES]
+    shown = " ".join(f"{axis}={size}" for axis, size in zip(MESH_AXES, shape))
+    if shape.count(-1) > 1 or any(size == 0 or size < -1 for size in shape):
+        raise UserError(
+            f"config.mesh {shown}: each axis must be a positive size, and at most one -1 "
+            f"(the devices the others leave)"
+        )
+    fixed = math.prod(size for size in shape if size != -1)
+    if -1 in shape and devices % fixed == 0:
+        shape[shape.index(-1)] = devices // fixed
+    if math.prod(shape) != devices:
+        raise UserError(
+            f"config.mesh {shown} needs {fixed}{' x k' if -1 in shape else ''} devices; "
+            f"there are {devices}"
+        )
+    return tuple(shape)
+
+
+def make_mesh(
+    devices: Sequence[jax.Device] | None = None, sizes: Mapping[str, int] | None = None
+) -> Mesh:
+    """The mesh of `MESH_AXES` over ``devices`` (default: every device of every process), of the
+    ``sizes`` of ``config.mesh`` (default: every device on ``data``)."""
     devices = list(devices) if devices is not None else jax.devices()
+    shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices))
     return jax.make_mesh(
-        (len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices
+        shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
     )
 
 
@@ -31,17 +59,23 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Leading (example) axis split over the ``data`` axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharded(mesh: Mesh, leading: int = 0) -> NamedSharding:
+    """The example axis (after ``leading`` unsplit axes) split over `BATCH_AXES`."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * leading), BATCH_AXES))
+
+
+def batch_devices(mesh: Mesh) -> int:
+    """How many parts a batch is split into: the product of the `BATCH_AXES` sizes."""
+    return math.prod(mesh.shape[axis] for axis in BATCH_AXES)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    devices = mesh.devices.size
-    if batch_size % devices:
+    parts = batch_devices(mesh)
+    if batch_size % parts:
+        shown = " x ".join(f"{axis}={mesh.shape[axis]}" for axis in BATCH_AXES)
         raise UserError(
-            f"config.train.batch_size={batch_size} is not divisible by the number of "
-            f"devices ({devices}); use a multiple of {devices}"
+            f"config.train.batch_size={batch_size} is not divisible by the {parts} parts the "
+            f"mesh splits a batch into ({shown}); use a multiple of {parts}"
         )
 
 

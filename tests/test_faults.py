@@ -193,7 +193,10 @@ BAD_INPUT = [  # (arguments after `jaxlab train`, what the one error line says)
     ([SMOKE, *RUN_ARGS, "--config.train.steps=-20"], "config.train.steps must be positive"),
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=0"], "batch_size must be positive"),
     ([SMOKE, *RUN_ARGS, "--config.train.batch_size=-32"], "batch_size must be positive"),
-    ([SMOKE, *RUN_ARGS, "--config.train.batch_size=12"], "not divisible by the number of devices"),
+    (
+        [SMOKE, *RUN_ARGS, "--config.train.batch_size=12"],
+        "not divisible by the 8 parts the mesh splits a batch into",
+    ),
     ([SMOKE, *RUN_ARGS, "--steps=5"], "unrecognised argument '--steps=5'"),
     (
         [SMOKE, *RUN_ARGS, "--config.optimizer.learning_rate=nan"],

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core.meta import unbox
 
 import jaxlab
 from jaxlab.errors import UserError
@@ -57,7 +58,7 @@ def test_symmetric_similarity_has_the_papers_parameters_whatever_the_heads(heads
     """Section 5: W^K_h = W^Q_h of N×N/H, so N² similarity parameters for any H (3,600 at N = 60;
     a head-sliced D×D form would have N²/H = 900 at H = 4)."""
     x = jnp.zeros((1, 5, 60))
-    params = SelfAttention(heads, "symmetric").init(jax.random.key(0), x)["params"]
+    params = unbox(SelfAttention(heads, "symmetric").init(jax.random.key(0), x))["params"]
     assert params["query"]["kernel"].shape == (60, heads, 60 // heads)
     assert parameter_total({"params": {"query": params["query"]}}) == 3_600
     assert parameter_total({"params": params}) == attention_parameter_count("symmetric", 60)

@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 
 from jaxlab import config as config_lib
-from jaxlab import paths
+from jaxlab import parallel, paths, sharding
 from jaxlab.config import references
 from jaxlab.errors import UserError
 
@@ -25,7 +25,15 @@ FRAMEWORK_DEFAULTS = {
     "train.skip_nonfinite_steps": False,
     "train.data_pipeline": "device",
     "train.prefetch": 2,
+    # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave.
+    "mesh.data": -1,
+    "mesh.fsdp": 1,
+    "mesh.tensor": 1,
+    # Where the state's leaves live (jaxlab.sharding): logical axis -> mesh axis ("" keeps whole).
+    **{f"sharding.{name}": axis for name, axis in sharding.DEFAULT_RULES.items()},
+    "sharding.fsdp_min_size": sharding.DEFAULT_FSDP_MIN_SIZE,
 }
+LAYOUT_SECTIONS = ("mesh", "sharding")  # where the state lives, not what the run computes
 PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
 REQUIRED: dict[str, dict[str, type]] = {  # section -> key -> type
     "train": {
@@ -54,6 +62,9 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
     config = copy.deepcopy(config)
     for key, value in FRAMEWORK_DEFAULTS.items():
         section, leaf = key.split(".")
+        if section in LAYOUT_SECTIONS and section not in config:
+            with config.unlocked():
+                config[section] = ml_collections.ConfigDict()
         if (
             section in config
             and isinstance(config[section], ml_collections.ConfigDict)
@@ -138,7 +149,24 @@ def validate(
     for key in ("weight_decay", "grad_clip_norm", "warmup_steps"):
         if opt[key] < 0:
             raise UserError(f"config.optimizer.{key} must be zero or positive, got {opt[key]}")
+    _check_layout(config)
     return config
+
+
+def _check_layout(config: ml_collections.ConfigDict) -> None:
+    """``config.mesh`` holds sizes of the mesh's axes, ``config.sharding`` mesh axes."""
+    for axis, size in config.mesh.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size == 0 or size < -1:
+            raise UserError(f"config.mesh.{axis} must be a positive int or -1, got {size!r}")
+    for name, axis in config.sharding.items():
+        if name == "fsdp_min_size":
+            if not isinstance(axis, int) or axis < 0:
+                raise UserError(f"config.sharding.fsdp_min_size must be an int >= 0, got {axis!r}")
+        elif axis not in ("", *parallel.MESH_AXES):
+            raise UserError(
+                f"config.sharding.{name} must name a mesh axis ({', '.join(parallel.MESH_AXES)}) "
+                f"or be '' (kept whole), got {axis!r}"
+            )
 
 
 def _check_present(config: ml_collections.ConfigDict) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
+from jaxlab import parallel
 from jaxlab.data.dataset import take
 from jaxlab.data.sampling import batch_indices
-from jaxlab.parallel import DATA_AXIS
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -57,9 +57,7 @@ class ChunkReader:
         self.num_examples = len(next(iter(split.values())))
         self._keys = [jax.device_put(key, index_device()) for key in data_keys]
         self._stacked = stacked
-        self._sharding = NamedSharding(
-            mesh, PartitionSpec(*([None] * (2 if stacked else 1)), DATA_AXIS)
-        )
+        self._sharding = parallel.batch_sharded(mesh, leading=2 if stacked else 1)
         self._indexing = threading.Lock()
         self._stream: tuple[int, Iterator] | None = None  # (next start, chunks read ahead)
 

@@ -5,13 +5,14 @@ vmapped sweep's `jaxlab.sweep.trials.TrialProgram` overrides them to train sever
 as one program. Where the state lives is `state_sharding` (every leaf replicated today).
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
 
-from jaxlab import parallel
+from jaxlab import parallel, sharding
 from jaxlab.loop import feed
 from jaxlab.loop.optim import make_optimizer
 from jaxlab.loop.state import init_state
@@ -25,7 +26,6 @@ class Program:
     def __init__(self, config: ml_collections.ConfigDict, task: Task, mesh: jax.sharding.Mesh):
         self.config, self.task, self.mesh = config, task, mesh
         self.tx = make_optimizer(config.optimizer, config.train.steps)
-        self.state_sharding = parallel.replicated(mesh)
         self.batch_sharding = parallel.batch_sharded(mesh)
         self._chunks: dict[int, Any] = {}  # chunk length -> compiled chunk
 
@@ -36,17 +36,32 @@ class Program:
         """Whether the chunks take the batches read on the host (the Grain input path)."""
         return self.config.train.data_pipeline == "grain"
 
+    def _init_named(self, example: dict | None) -> Any:
+        """The state at step 0, its leaves still carrying the model's logical axis names."""
+        config = self.config
+        return init_state(self.task, self.tx, config.seed, config.train.batch_size, example)
+
+    def _example(self) -> dict | None:
+        return feed.example_batch(self.config, self.task, self.config.seed)
+
+    @functools.cached_property
+    def state_specs(self) -> Any:
+        """The `PartitionSpec` of each leaf of the state (`jaxlab.sharding.state_specs`)."""
+        abstract = jax.eval_shape(self._init_named, self._example())
+        return sharding.state_specs(abstract, self.mesh, self.config.sharding)
+
+    @functools.cached_property
+    def state_sharding(self) -> Any:
+        """Where each leaf of the state lives on the mesh."""
+        return sharding.shardings(self.state_specs, self.mesh)
+
     def init(self) -> Any:
         """The state at step 0 (on the Grain path initialised on the batch of step 0 read on the
-        host, on the device path on the one sampled there)."""
-        config = self.config
-        example = feed.example_batch(config, self.task, config.seed)
+        host, on the device path on the one sampled there), placed by `state_sharding`."""
         return jax.jit(
-            lambda example: init_state(
-                self.task, self.tx, config.seed, config.train.batch_size, example
-            ),
+            lambda example: sharding.unbox(self._init_named(example)),
             out_shardings=self.state_sharding,
-        )(example)
+        )(self._example())
 
     def step_function(self, length: int):
         """``(state, data) -> (state, metrics)`` of ``length`` steps, not compiled."""

@@ -36,7 +36,7 @@ def init_state(
         example = sample_batch(
             task.data.train, jax.random.fold_in(root, DATA_STREAM), 0, batch_size
         )
-    params, task_state = task.init(init_key, example)
+    params, task_state = task.init(init_key, example)  # params may carry logical axis names
     return {
         "step": jnp.zeros((), jnp.int32),
         "params": params,

@@ -8,7 +8,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -44,7 +44,7 @@ def prepare(
 ) -> Setup:
     """Mesh, task, program and initial state of a validated ``config``; `UserError` on bad input."""
     tc = config.train
-    mesh = parallel.make_mesh(devices)
+    mesh = parallel.make_mesh(devices, config.mesh)
     parallel.check_batch_size(tc.batch_size, mesh)
     task = tasks.build(config)
     if tc.batch_size > task.data.num_train:
@@ -59,11 +59,17 @@ def prepare(
 
 
 def restore(
-    location: str | os.PathLike, devices: Sequence[jax.Device] | None = None
+    location: str | os.PathLike,
+    devices: Sequence[jax.Device] | None = None,
+    mesh: Mapping[str, int] | None = None,
 ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
-    """(config, setup, train state) of the newest checkpoint of ``location``, on ``devices``."""
+    """(config, setup, train state) of the newest checkpoint of ``location``, on ``devices``,
+    on the run's mesh or on ``mesh`` (sizes of its axes, as ``config.mesh``)."""
     workdir = paths.path(location, "workdir")
-    config = run_config.validate(workdir_lib.read_config(workdir))
+    config = run_config.validate(
+        workdir_lib.read_config(workdir),
+        {f"mesh.{axis}": size for axis, size in (mesh or {}).items()},
+    )
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")

@@ -9,6 +9,7 @@ are, so one that resumed from an older checkpoint catches up and one that diverg
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from jaxlab import config as config_lib
 from jaxlab import data as data_lib
-from jaxlab import tasks
+from jaxlab import parallel, sharding, tasks
 from jaxlab.errors import UserError
 from jaxlab.loop import feed
 from jaxlab.loop.optim import make_optimizer
@@ -104,6 +105,12 @@ class TrialProgram(Program):
 
     def __init__(self, group: TrialGroup, task: tasks.Task, mesh: jax.sharding.Mesh):
         super().__init__(group.base, task, mesh)
+        if mesh.shape["fsdp"] > 1 or mesh.shape["tensor"] > 1:
+            raise UserError(
+                f"--vmap stacks its trials on a replicated state, and config.mesh "
+                f"fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']} would shard it: "
+                f"sweep without --vmap, or set config.mesh.fsdp=1 and config.mesh.tensor=1"
+            )
         self.group = group
         self.values = jax.device_put(group.values(), self.state_sharding)
         self._alone: dict[int, Program] = {}
@@ -119,9 +126,13 @@ class TrialProgram(Program):
                 task = tasks.build(config)
         return config, task, make_optimizer(config.optimizer, config.train.steps)
 
+    @functools.cached_property
+    def state_sharding(self) -> Any:
+        return parallel.replicated(self.mesh)
+
     def _init_one(self, values, example=None):
         config, task, tx = self._build(values)
-        return init_state(task, tx, config.seed, config.train.batch_size, example)
+        return sharding.unbox(init_state(task, tx, config.seed, config.train.batch_size, example))
 
     def init(self) -> Any:
         """The trials' states at step 0, stacked."""

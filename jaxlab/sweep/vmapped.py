@@ -24,7 +24,9 @@ def check(runs: Sequence[Run]) -> None:
         return
     group = TrialGroup.of([run.config for run in runs])
     task = tasks.build(group.base)
-    TrialProgram(group, task, parallel.make_mesh()).check_traceable(task.data.train)
+    TrialProgram(group, task, parallel.make_mesh(None, group.base.mesh)).check_traceable(
+        task.data.train
+    )
 
 
 def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> None:

@@ -29,6 +29,9 @@ Two further forms are the project's extensions, not variants the paper trained:
 The paper defines the collapsed variants for one head only (Section 4: an N×N W^QK_h per head costs
 more than W^Q_h and W^K_h together once H > 1), so they refuse H > 1. Q/K/V/O carry no biases, as
 in the paper's parameter accounting; all other layers do.
+
+Parameters name their axes for sharding (`jaxlab.sharding`, ours): embed (N), heads (H), kv (D),
+mlp (M), classes (C); the collapsed and triangular matrices are left to the automatic FSDP rule.
 """
 
 import math
@@ -39,6 +42,32 @@ import jax.numpy as jnp
 
 from jaxlab.errors import UserError
 from jaxlab.papers.transformer_minimization.variants import ATTENTION_VARIANTS, MULTI_HEAD_VARIANTS
+
+
+def named(init, *names: str | None):
+    """``init`` with its parameter's logical axis names (Flax's logical partitioning)."""
+    return nn.with_logical_partitioning(init, names)
+
+
+KERNEL_INIT, ZEROS, ONES = (
+    nn.initializers.lecun_normal(),
+    nn.initializers.zeros,
+    nn.initializers.ones,
+)
+
+
+def dense(features: int, names: tuple[str | None, str | None], name: str) -> nn.Dense:
+    """A Dense layer whose kernel and bias carry logical axis names (their values unchanged)."""
+    return nn.Dense(
+        features,
+        kernel_init=named(KERNEL_INIT, *names),
+        bias_init=named(ZEROS, names[1]),
+        name=name,
+    )
+
+
+def layer_norm(name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(scale_init=named(ONES, "embed"), bias_init=named(ZEROS, "embed"), name=name)
 
 
 def attention_settings_error(attention: str, heads: int, triangular: bool) -> str | None:
@@ -84,11 +113,22 @@ class SelfAttention(nn.Module):
             return jnp.einsum("bqk,bkn->bqn", weights_BHTT[:, 0], x_BTN)
         v_BTHD = self._project(x_BTN, "value", head_width)
         out_BTHD = jnp.einsum("bhqk,bkhd->bqhd", weights_BHTT, v_BTHD)
-        return nn.DenseGeneral(width, axis=(-2, -1), use_bias=False, name="out")(out_BTHD)
+        return nn.DenseGeneral(
+            width,
+            axis=(-2, -1),
+            use_bias=False,
+            kernel_init=named(KERNEL_INIT, "heads", "kv", "embed"),
+            name="out",
+        )(out_BTHD)
 
     def _project(self, x_BTN, name, head_width):
         """x W_h for every head h: (B, T, H, D), from an N×D matrix per head."""
-        return nn.DenseGeneral((self.heads, head_width), use_bias=False, name=name)(x_BTN)
+        return nn.DenseGeneral(
+            (self.heads, head_width),
+            use_bias=False,
+            kernel_init=named(KERNEL_INIT, "embed", "heads", "kv"),
+            name=name,
+        )(x_BTN)
 
     def _scores(self, x_BTN, head_width):
         """Unscaled scores (B, H, T, T) of the variant's similarity."""
@@ -131,13 +171,13 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x_BTN: jax.Array, train: bool = False) -> jax.Array:
         attention = SelfAttention(self.heads, self.attention, self.triangular, name="attention")
-        branch_BTN = attention(nn.LayerNorm(name="norm1")(x_BTN))
+        branch_BTN = attention(layer_norm("norm1")(x_BTN))
         x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         if self.use_mlp:
             h_BTM = nn.gelu(
-                nn.Dense(self.mlp_dim, name="mlp_in")(nn.LayerNorm(name="norm2")(x_BTN))
+                dense(self.mlp_dim, ("embed", "mlp"), "mlp_in")(layer_norm("norm2")(x_BTN))
             )
-            branch_BTN = nn.Dense(x_BTN.shape[-1], name="mlp_out")(h_BTM)
+            branch_BTN = dense(x_BTN.shape[-1], ("mlp", "embed"), "mlp_out")(h_BTM)
             x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         return x_BTN
 
@@ -159,8 +199,10 @@ class VisionTransformer(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         patches_BTP = patchify(images, self.patch_size)
-        x_BTN = nn.Dense(self.width, name="embed")(patches_BTP)
-        position_TN = self.param("position", nn.initializers.normal(0.02), x_BTN.shape[1:])
+        x_BTN = dense(self.width, (None, "embed"), "embed")(patches_BTP)
+        position_TN = self.param(
+            "position", named(nn.initializers.normal(0.02), None, "embed"), x_BTN.shape[1:]
+        )
         x_BTN = x_BTN + position_TN
         for i in range(self.depth):
             x_BTN = EncoderBlock(
@@ -172,8 +214,8 @@ class VisionTransformer(nn.Module):
                 self.dropout,
                 name=f"block{i}",
             )(x_BTN, train)
-        pooled_BN = nn.LayerNorm(name="norm")(x_BTN).mean(axis=1)
-        return nn.Dense(self.num_classes, name="head")(pooled_BN)
+        pooled_BN = layer_norm("norm")(x_BTN).mean(axis=1)
+        return dense(self.num_classes, ("embed", "classes"), "head")(pooled_BN)
 
 
 def classifier(
