@@ -69,8 +69,17 @@ def batch_devices(mesh: Mesh) -> int:
     return math.prod(mesh.shape[axis] for axis in BATCH_AXES)
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+def check_batch_size(batch_size: int, mesh: Mesh, grad_accum_steps: int = 1) -> None:
+    """`UserError` unless each micro-batch (the whole batch without accumulation) splits evenly
+    over the mesh's batch axes."""
     parts = batch_devices(mesh)
+    if grad_accum_steps > 1 and (batch_size // grad_accum_steps) % parts:
+        raise UserError(
+            f"a micro-batch of config.train.batch_size={batch_size} / "
+            f"config.train.grad_accum_steps={grad_accum_steps} = "
+            f"{batch_size // grad_accum_steps} examples does not split into the {parts} parts "
+            f"the mesh splits a batch into; use a batch size that does"
+        )
     if batch_size % parts:
         shown = " x ".join(f"{axis}={mesh.shape[axis]}" for axis in BATCH_AXES)
         raise UserError(

@@ -25,6 +25,7 @@ FRAMEWORK_DEFAULTS = {
     "train.skip_nonfinite_steps": False,
     "train.data_pipeline": "device",
     "train.prefetch": 2,
+    "train.grad_accum_steps": 1,  # micro-batches per step (jaxlab.loop.step)
     # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave.
     "mesh.data": -1,
     "mesh.fsdp": 1,
@@ -137,6 +138,12 @@ def validate(
         raise UserError(
             f"config.train.data_pipeline must be one of {', '.join(PIPELINES)}, got "
             f"{train.data_pipeline!r}"
+        )
+    if train.grad_accum_steps < 1 or train.batch_size % train.grad_accum_steps:
+        raise UserError(
+            f"config.train.grad_accum_steps={train.grad_accum_steps} must be a positive divisor "
+            f"of config.train.batch_size={train.batch_size} (each step's batch is split into "
+            f"that many micro-batches)"
         )
     if train.prefetch < 1:
         raise UserError(f"config.train.prefetch must be at least 1, got {train.prefetch}")

@@ -72,8 +72,9 @@ class Program:
             train.batch_size,
             length,
             self.batch_sharding,
-            skip_nonfinite=train.get("skip_nonfinite_steps", False),
+            skip_nonfinite=train.skip_nonfinite_steps,
             batches_given=self.batches_given,
+            grad_accum_steps=train.grad_accum_steps,
         )
 
     def compiled(self, length: int):

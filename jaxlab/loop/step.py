@@ -21,10 +21,11 @@ def make_train_chunk(
     tx: optax.GradientTransformation,
     batch_size: int,
     length: int,
-    batch_sharding: jax.sharding.Sharding,
+    batch_sharding: jax.sharding.NamedSharding,
     *,
     skip_nonfinite: bool = False,
     batches_given: bool = False,
+    grad_accum_steps: int = 1,
 ):
     """(state, data) -> (state after ``length`` steps, mean train metrics of those steps).
 
@@ -36,17 +37,52 @@ def make_train_chunk(
     ``state["step"]`` is the last good step and the host can stop there. With ``skip_nonfinite``
     only that step is dropped: the step counter moves on, metrics are averaged over the applied
     steps and ``skipped_steps`` counts the dropped ones.
+
+    With ``grad_accum_steps`` k > 1 each step's batch is split into k micro-batches (example i
+    goes to micro-batch i mod k, so each device keeps its own examples), whose gradients are
+    summed one after another in a ``lax.scan`` and averaged: the update of the whole batch, with
+    the activations of one micro-batch in memory. Micro-batch i's key is ``fold_in(step key, i)``.
     """
 
     def sampled(state, train_arrays):
         data_key = jax.random.fold_in(state["rng"], DATA_STREAM)
         return sample_batch(train_arrays, data_key, state["step"], batch_size)
 
+    loss_and_grads = jax.value_and_grad(task.loss, has_aux=True)
+
+    def accumulated(params, task_state, batch, step_key):
+        """`loss_and_grads` of ``batch`` as the mean over its micro-batches."""
+        k = grad_accum_steps
+        micro = jax.tree.map(
+            lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1), batch
+        )
+        micro = jax.lax.with_sharding_constraint(micro, micro_sharding)
+
+        def one(carry, xs):
+            grads_sum, task_state = carry
+            micro_batch, i = xs
+            (loss, (metrics, task_state)), grads = loss_and_grads(
+                params, task_state, micro_batch, jax.random.fold_in(step_key, i)
+            )
+            return (jax.tree.map(jnp.add, grads_sum, grads), task_state), (loss, metrics)
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (grads, task_state), (losses, metrics) = jax.lax.scan(
+            one, (zeros, task_state), (micro, jnp.arange(k))
+        )
+        means = jax.tree.map(lambda m: m.mean(0), metrics)
+        return (losses.mean(), (means, task_state)), jax.tree.map(lambda g: g / k, grads)
+
+    gradients = loss_and_grads if grad_accum_steps == 1 else accumulated
+    micro_sharding = jax.sharding.NamedSharding(
+        batch_sharding.mesh, jax.sharding.PartitionSpec(None, *batch_sharding.spec)
+    )
+
     def train_step(state, batch):
         step, params = state["step"], state["params"]
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         step_key = jax.random.fold_in(jax.random.fold_in(state["rng"], STEP_STREAM), step)
-        (loss, (metrics, task_state)), grads = jax.value_and_grad(task.loss, has_aux=True)(
+        (loss, (metrics, task_state)), grads = gradients(
             params, state["task_state"], batch, step_key
         )
         updates, opt_state = tx.update(grads, state["opt_state"], params)

@@ -45,7 +45,7 @@ def prepare(
     """Mesh, task, program and initial state of a validated ``config``; `UserError` on bad input."""
     tc = config.train
     mesh = parallel.make_mesh(devices, config.mesh)
-    parallel.check_batch_size(tc.batch_size, mesh)
+    parallel.check_batch_size(tc.batch_size, mesh, tc.grad_accum_steps)
     task = tasks.build(config)
     if tc.batch_size > task.data.num_train:
         raise UserError(

@@ -157,8 +157,9 @@ class TrialProgram(Program):
                 train.batch_size,
                 length,
                 self.batch_sharding,
-                skip_nonfinite=train.get("skip_nonfinite_steps", False),
+                skip_nonfinite=train.skip_nonfinite_steps,
                 batches_given=self.batches_given,
+                grad_accum_steps=train.grad_accum_steps,
             )(state, data)
 
         def all_trials(state, moving, values, data):
