@@ -26,6 +26,7 @@ FRAMEWORK_DEFAULTS = {
     "train.data_pipeline": "device",
     "train.prefetch": 2,
     "train.grad_accum_steps": 1,  # micro-batches per step (jaxlab.loop.step)
+    "train.compute_dtype": "float32",  # or "bfloat16": what models compute in (jaxlab.models)
     # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave.
     "mesh.data": -1,
     "mesh.fsdp": 1,
@@ -35,6 +36,7 @@ FRAMEWORK_DEFAULTS = {
     "sharding.fsdp_min_size": sharding.DEFAULT_FSDP_MIN_SIZE,
 }
 LAYOUT_SECTIONS = ("mesh", "sharding")  # where the state lives, not what the run computes
+COMPUTE_DTYPES = ("float32", "bfloat16")
 PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
 REQUIRED: dict[str, dict[str, type]] = {  # section -> key -> type
     "train": {
@@ -144,6 +146,11 @@ def validate(
             f"config.train.grad_accum_steps={train.grad_accum_steps} must be a positive divisor "
             f"of config.train.batch_size={train.batch_size} (each step's batch is split into "
             f"that many micro-batches)"
+        )
+    if train.compute_dtype not in COMPUTE_DTYPES:
+        raise UserError(
+            f"config.train.compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
+            f"{train.compute_dtype!r}"
         )
     if train.prefetch < 1:
         raise UserError(f"config.train.prefetch must be at least 1, got {train.prefetch}")

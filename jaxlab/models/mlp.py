@@ -1,9 +1,11 @@
 """A multilayer perceptron classifier: feature vectors (B, F) -> class logits (B, C)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxlab.errors import UserError
 
@@ -15,6 +17,7 @@ class MLPClassifier(nn.Module):
     hidden_sizes: Sequence[int]
     num_classes: int
     dropout: float = 0.0
+    dtype: Any = jnp.float32  # of the computation; parameters stay float32
 
     def __post_init__(self):
         if any(not isinstance(size, int) or size < 1 for size in self.hidden_sizes):
@@ -29,6 +32,6 @@ class MLPClassifier(nn.Module):
     @nn.compact
     def __call__(self, x_BF: jax.Array, train: bool = False) -> jax.Array:
         for i, size in enumerate(self.hidden_sizes):
-            x_BF = nn.relu(nn.Dense(size, name=f"hidden{i}")(x_BF))
+            x_BF = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"hidden{i}")(x_BF))
             x_BF = nn.Dropout(self.dropout, deterministic=not train)(x_BF)
-        return nn.Dense(self.num_classes, name="head")(x_BF)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x_BF)

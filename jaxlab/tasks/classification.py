@@ -54,18 +54,21 @@ def num_classes_of(dataset: data_lib.Dataset) -> int:
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
     data = data_lib.load(config.data)
-    model = models.build(config.model, num_classes=num_classes_of(data))
+    model = models.build(config.model, config.train.compute_dtype, num_classes=num_classes_of(data))
     flag = models.train_flag(model)
 
     def logits_of(params, inputs, dropout_key=None):
+        """float32 logits, whatever the dtype the model computes in (the loss reduces in f32)."""
         if dropout_key is None:
-            return model.apply(params, as_float_images(inputs), **models.mode(flag, False))
-        return model.apply(
-            params,
-            as_float_images(inputs),
-            **models.mode(flag, True),
-            rngs={"dropout": dropout_key},
-        )
+            logits = model.apply(params, as_float_images(inputs), **models.mode(flag, False))
+        else:
+            logits = model.apply(
+                params,
+                as_float_images(inputs),
+                **models.mode(flag, True),
+                rngs={"dropout": dropout_key},
+            )
+        return logits.astype(jnp.float32)
 
     def init(key, batch):
         variables = model.init(key, as_float_images(batch[INPUTS]), **models.mode(flag, False))

@@ -91,6 +91,12 @@ def sampling_box(train_inputs: np.ndarray, margin: float) -> tuple[np.ndarray, n
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
+    if config.train.get("compute_dtype", "float32") != "float32":
+        raise UserError(
+            "config.train.compute_dtype: the gedi task computes in float32 only (its SGLD "
+            "chains and energies); "
+            "set config.train.compute_dtype='float32'"
+        )
     data = data_lib.load(config.data)
     m, lc, sc, ac = config.model, config.loss, config.sgld, config.augment
     if m.num_clusters < 2:

@@ -35,6 +35,7 @@ mlp (M), classes (C); the collapsed and triangular matrices are left to the auto
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -56,18 +57,22 @@ KERNEL_INIT, ZEROS, ONES = (
 )
 
 
-def dense(features: int, names: tuple[str | None, str | None], name: str) -> nn.Dense:
-    """A Dense layer whose kernel and bias carry logical axis names (their values unchanged)."""
+def dense(features: int, names: tuple[str | None, str | None], name: str, dtype: Any) -> nn.Dense:
+    """A Dense layer computing in ``dtype`` whose float32 kernel and bias carry logical axis
+    names (their values unchanged)."""
     return nn.Dense(
         features,
+        dtype=dtype,
         kernel_init=named(KERNEL_INIT, *names),
         bias_init=named(ZEROS, names[1]),
         name=name,
     )
 
 
-def layer_norm(name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(scale_init=named(ONES, "embed"), bias_init=named(ZEROS, "embed"), name=name)
+def layer_norm(name: str, dtype: Any) -> nn.LayerNorm:
+    return nn.LayerNorm(
+        dtype=dtype, scale_init=named(ONES, "embed"), bias_init=named(ZEROS, "embed"), name=name
+    )
 
 
 def attention_settings_error(attention: str, heads: int, triangular: bool) -> str | None:
@@ -96,6 +101,7 @@ class SelfAttention(nn.Module):
     heads: int
     variant: str = "full"
     triangular: bool = False
+    dtype: Any = jnp.float32  # of the computation (ours); parameters stay float32
 
     @nn.compact
     def __call__(self, x_BTN: jax.Array) -> jax.Array:
@@ -108,7 +114,7 @@ class SelfAttention(nn.Module):
         head_width = width // self.heads
         scores_BHTT = self._scores(x_BTN, head_width) / jnp.sqrt(head_width)
         self.sow("intermediates", "scores", scores_BHTT)
-        weights_BHTT = jax.nn.softmax(scores_BHTT, axis=-1)
+        weights_BHTT = jax.nn.softmax(scores_BHTT.astype(jnp.float32), axis=-1).astype(self.dtype)
         if self.variant.endswith("_novo"):  # one head, W^V = W^O = I: convex combinations
             return jnp.einsum("bqk,bkn->bqn", weights_BHTT[:, 0], x_BTN)
         v_BTHD = self._project(x_BTN, "value", head_width)
@@ -117,6 +123,7 @@ class SelfAttention(nn.Module):
             width,
             axis=(-2, -1),
             use_bias=False,
+            dtype=self.dtype,
             kernel_init=named(KERNEL_INIT, "heads", "kv", "embed"),
             name="out",
         )(out_BTHD)
@@ -126,6 +133,7 @@ class SelfAttention(nn.Module):
         return nn.DenseGeneral(
             (self.heads, head_width),
             use_bias=False,
+            dtype=self.dtype,
             kernel_init=named(KERNEL_INIT, "embed", "heads", "kv"),
             name=name,
         )(x_BTN)
@@ -139,9 +147,9 @@ class SelfAttention(nn.Module):
         if self.variant.startswith("wqk"):  # one head: x_i W^QK x_jᵀ
             width = x_BTN.shape[-1]
             w_qk_NN = self.param("query_key", nn.initializers.lecun_normal(), (width, width))
-            return jnp.einsum("bqn,bkn->bqk", x_BTN @ w_qk_NN, x_BTN)[:, None]
+            return jnp.einsum("bqn,bkn->bqk", x_BTN @ w_qk_NN.astype(self.dtype), x_BTN)[:, None]
         if self.triangular:  # one head: x_i T Tᵀ x_jᵀ
-            q_BTN = x_BTN @ self._triangular_factor(x_BTN.shape[-1])
+            q_BTN = x_BTN @ self._triangular_factor(x_BTN.shape[-1]).astype(self.dtype)
             return jnp.einsum("bqn,bkn->bqk", q_BTN, q_BTN)[:, None]
         q_BTHD = self._project(x_BTN, "query", head_width)  # W^K_h = W^Q_h
         return jnp.einsum("bqhd,bkhd->bhqk", q_BTHD, q_BTHD)
@@ -167,17 +175,22 @@ class EncoderBlock(nn.Module):
     attention: str = "full"
     triangular: bool = False
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x_BTN: jax.Array, train: bool = False) -> jax.Array:
-        attention = SelfAttention(self.heads, self.attention, self.triangular, name="attention")
-        branch_BTN = attention(layer_norm("norm1")(x_BTN))
+        attention = SelfAttention(
+            self.heads, self.attention, self.triangular, self.dtype, name="attention"
+        )
+        branch_BTN = attention(layer_norm("norm1", self.dtype)(x_BTN))
         x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         if self.use_mlp:
             h_BTM = nn.gelu(
-                dense(self.mlp_dim, ("embed", "mlp"), "mlp_in")(layer_norm("norm2")(x_BTN))
+                dense(self.mlp_dim, ("embed", "mlp"), "mlp_in", self.dtype)(
+                    layer_norm("norm2", self.dtype)(x_BTN)
+                )
             )
-            branch_BTN = dense(x_BTN.shape[-1], ("mlp", "embed"), "mlp_out")(h_BTM)
+            branch_BTN = dense(x_BTN.shape[-1], ("mlp", "embed"), "mlp_out", self.dtype)(h_BTM)
             x_BTN = x_BTN + nn.Dropout(self.dropout, deterministic=not train)(branch_BTN)
         return x_BTN
 
@@ -195,15 +208,16 @@ class VisionTransformer(nn.Module):
     attention: str = "full"
     triangular: bool = False
     dropout: float = 0.0  # ours, see `EncoderBlock`
+    dtype: Any = jnp.float32  # of the computation (ours): bfloat16 for mixed precision
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         patches_BTP = patchify(images, self.patch_size)
-        x_BTN = dense(self.width, (None, "embed"), "embed")(patches_BTP)
+        x_BTN = dense(self.width, (None, "embed"), "embed", self.dtype)(patches_BTP)
         position_TN = self.param(
             "position", named(nn.initializers.normal(0.02), None, "embed"), x_BTN.shape[1:]
         )
-        x_BTN = x_BTN + position_TN
+        x_BTN = x_BTN + position_TN.astype(self.dtype)
         for i in range(self.depth):
             x_BTN = EncoderBlock(
                 self.heads,
@@ -212,10 +226,11 @@ class VisionTransformer(nn.Module):
                 self.attention,
                 self.triangular,
                 self.dropout,
+                self.dtype,
                 name=f"block{i}",
             )(x_BTN, train)
-        pooled_BN = layer_norm("norm")(x_BTN).mean(axis=1)
-        return dense(self.num_classes, ("embed", "classes"), "head")(pooled_BN)
+        pooled_BN = layer_norm("norm", self.dtype)(x_BTN).mean(axis=1)
+        return dense(self.num_classes, ("embed", "classes"), "head", self.dtype)(pooled_BN)
 
 
 def classifier(
@@ -229,6 +244,7 @@ def classifier(
     attention: str = "full",
     triangular: bool = False,
     dropout: float = 0.0,
+    dtype: Any = jnp.float32,
 ) -> VisionTransformer:
     """The minimal_transformer experiment's ``config.model.constructor``: checks the attention
     settings (`UserError` naming the config key), then builds the `VisionTransformer`."""
@@ -252,6 +268,7 @@ def classifier(
         attention=attention,
         triangular=triangular,
         dropout=dropout,
+        dtype=dtype,
     )
 
 
