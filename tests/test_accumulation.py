@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import jaxlab
+from jaxlab import parallel, tasks
 from jaxlab.errors import UserError
+from jaxlab.loop.program import Program
 from jaxlab.loop.train import prepare
 from jaxlab.rundir.checkpoint import Checkpoints
 from tests.conftest import read_jsonl
@@ -44,9 +46,10 @@ def _temp_bytes(grad_accum_steps):
         "minimal_transformer:smoke",
         {"train.grad_accum_steps": grad_accum_steps, "train.batch_size": 256},
     )
-    setup = prepare(config)
-    arrays = jax.device_put(setup.task.data.train, setup.program.state_sharding["step"])
-    compiled = jax.jit(setup.program.step_function(1)).lower(setup.state, arrays).compile()
+    program = Program(config, tasks.build(config), parallel.make_mesh(None, config.mesh))
+    arrays = jax.device_put(program.task.data.train, program.state_sharding["step"])
+    step = jax.jit(program.step_function(1))
+    compiled = step.lower(program.abstract_state(), arrays).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
 
@@ -55,6 +58,7 @@ def test_micro_batches_need_less_activation_memory_in_the_compiled_step():
     assert micro < 0.5 * whole, (whole, micro)
 
 
+@pytest.mark.slow
 def test_a_run_with_micro_batches_resumes_exactly(tmp_path):
     overrides = {**SHORT, "train.grad_accum_steps": 2, "train.checkpoint_every": 4}
     config = jaxlab.load_config("minimal_transformer:smoke", overrides)

@@ -134,3 +134,29 @@ def test_a_dead_peer_ends_the_run_within_the_heartbeat_timeout_and_it_resumes(tm
     resumed = run_two_processes(*args, "--config.train.steps=40", "--allow-config-change")
     assert all(r.returncode == 0 for r in resumed)
     assert read_jsonl(workdir / "metrics.jsonl")[-1]["step"] == 40
+
+
+def test_fsdp_and_tensor_axes_spanning_two_processes_train_as_one_device_does(tmp_path):
+    """FSDP(4) x tensor(2) over 2 processes of 4 devices: the fsdp axis crosses the processes,
+    each process holds its shards only, and the checkpoint restores onto one device."""
+    overrides = {"train.log_every": 2, "sharding.fsdp_min_size": 64}
+    one, two = tmp_path / "one_device", tmp_path / "two_processes"
+    config = jaxlab.load_config("minimal_transformer:smoke", overrides)
+    single = jaxlab.train(config, one, quiet=True, devices=jax.devices()[:1])
+    run_two_processes(
+        "train",
+        "minimal_transformer:smoke",
+        "--workdir",
+        str(two),
+        "--quiet",
+        "--config.train.log_every=2",
+        "--config.sharding.fsdp_min_size=64",
+        "--config.mesh.fsdp=4",
+        "--config.mesh.tensor=2",
+    )
+    losses_one = [r["train/loss"] for r in read_jsonl(one / "metrics.jsonl")]
+    losses_two = [r["train/loss"] for r in read_jsonl(two / "metrics.jsonl")]
+    assert len(losses_two) == 10
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5, atol=1e-6)
+    restored = evaluate_workdir(two, jax.devices()[:1], mesh={"fsdp": 1, "tensor": 1})
+    np.testing.assert_allclose(restored["eval/loss"], single["eval/loss"], rtol=1e-5)

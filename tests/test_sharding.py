@@ -2,11 +2,13 @@
 memory that shrinks with the mesh, checkpoints restored onto another mesh, one-line errors."""
 
 import math
+import signal
 
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache as persistent_cache
 
 import jaxlab
 from jaxlab.errors import UserError
@@ -158,3 +160,67 @@ def test_the_mesh_splits_the_batch_over_data_and_fsdp():
     mesh = prepare(config).mesh
     assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
     assert math.prod(mesh.shape.values()) == 8
+
+
+def test_a_sharded_cpu_run_never_loads_executables_from_the_persistent_cache(tmp_path):
+    """XLA's CPU runtime deadlocks in the collectives of a sharded executable loaded from the
+    cache; a run whose mesh shards its state turns the cache off, even one an earlier run opened."""
+    names = (
+        "compilation_cache_dir",
+        "enable_compilation_cache",
+        "persistent_cache_min_compile_time_secs",
+    )
+    before = {name: getattr(jax.config, f"jax_{name}") for name in names}
+    cache = tmp_path / "cache"
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_enable_compilation_cache", True)  # an earlier test may have refused it
+    persistent_cache.reset_cache()  # and it may be open on another directory
+    try:
+        jaxlab.train(
+            jaxlab.load_config("mlp_moons:smoke", {"train.steps": 2}),
+            tmp_path / "dp",
+            quiet=True,
+        )
+        written = set(cache.iterdir())
+        assert written  # the data-parallel run used the cache
+        config = jaxlab.load_config("mlp_moons:smoke", {"mesh.fsdp": 8, **SMALL_LEAVES})
+        jaxlab.train(config, tmp_path / "fsdp", quiet=True)
+        assert set(cache.iterdir()) == written
+        assert not jax.config.jax_enable_compilation_cache
+    finally:
+        for name, value in before.items():
+            jax.config.update(f"jax_{name}", value)
+        persistent_cache.reset_cache()
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_sharded_run_resumes_exactly(tmp_path):
+    """A `jaxlab train` of FSDP(4) x tensor(2) killed after a chunk and during a checkpoint write
+    resumes to the uninterrupted run's records and bit-identical state."""
+    from tests.test_faults import (
+        EIGHT_DEVICES,
+        assert_same_run,
+        finish,
+        launch,
+        logged_step,
+        wait_for,
+    )
+
+    mesh = ["--config.mesh.fsdp=4", "--config.mesh.tensor=2", "--config.sharding.fsdp_min_size=64"]
+    cache, reference, workdir = tmp_path / "cache", tmp_path / "reference", tmp_path / "run"
+    status, err = finish(launch(reference, cache, mesh), reference)
+    assert status == 0, err
+    writes = workdir / "checkpoints"
+    process = launch(workdir, cache, mesh)
+    wait_for(lambda: logged_step(workdir) >= 14, process)
+    process.kill()
+    assert finish(process, workdir)[0] == -signal.SIGKILL
+    unfinished = set(writes.glob("*.orbax-checkpoint-tmp*"))
+    process = launch(workdir, cache, mesh)
+    wait_for(lambda: set(writes.glob("*.orbax-checkpoint-tmp*")) - unfinished, process)
+    process.kill()
+    assert finish(process, workdir)[0] == -signal.SIGKILL
+    status, err = finish(launch(workdir, cache, mesh), workdir)
+    assert status == 0, err
+    assert_same_run(workdir, reference, EIGHT_DEVICES)

@@ -63,6 +63,18 @@ class Program:
             out_shardings=self.state_sharding,
         )(self._example())
 
+    def abstract_state(self) -> Any:
+        """The state at step 0 as `jax.ShapeDtypeStruct`s placed by `state_sharding`, nothing
+        allocated (to plan memory or lower a chunk ahead of time)."""
+        abstract = jax.eval_shape(
+            lambda example: sharding.unbox(self._init_named(example)), self._example()
+        )
+        return jax.tree.map(
+            lambda x, where: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where),
+            abstract,
+            self.state_sharding,
+        )
+
     def step_function(self, length: int):
         """``(state, data) -> (state, metrics)`` of ``length`` steps, not compiled."""
         train = self.config.train

@@ -20,7 +20,7 @@ from etils import epath
 from jaxlab import parallel, paths, tasks
 from jaxlab.config import run_config
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.loop import feed, progress
+from jaxlab.loop import compilation_cache, feed, progress
 from jaxlab.loop.program import Program
 from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.rundir.checkpoint import Checkpoints
@@ -45,6 +45,7 @@ def prepare(
     """Mesh, task, program and initial state of a validated ``config``; `UserError` on bad input."""
     tc = config.train
     mesh = parallel.make_mesh(devices, config.mesh)
+    compilation_cache.refuse_sharded_cpu(mesh)
     parallel.check_batch_size(tc.batch_size, mesh, tc.grad_accum_steps)
     task = tasks.build(config)
     if tc.batch_size > task.data.num_train:
@@ -84,10 +85,13 @@ def restore(
 
 
 def evaluate_workdir(
-    workdir: str | os.PathLike, devices: Sequence[jax.Device] | None = None
+    workdir: str | os.PathLike,
+    devices: Sequence[jax.Device] | None = None,
+    mesh: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Restores the newest readable checkpoint of ``workdir`` and evaluates it on the test split."""
-    config, setup, state = restore(workdir, devices)
+    """Restores the newest readable checkpoint of ``workdir`` (on the run's mesh or on ``mesh``,
+    as in `restore`) and evaluates it on the test split."""
+    config, setup, state = restore(workdir, devices, mesh)
     metrics = jax.device_get(
         feed.make([config], setup.task.data, setup.mesh).evaluate(
             setup.task, state["params"], state["task_state"]
