@@ -87,6 +87,12 @@ def main() -> None:
         f"(16 tokens). *state*: the step's arguments (parameters, optimizer state, data); "
         f"*temp*: XLA's temporaries (activations, gradients, gathered parameters).",
         "",
+        "On CPU, *temp* under FSDP keeps whole-size gradients: XLA's CPU backend reduces each "
+        "gradient with a whole-size all-reduce and then keeps its shard (its compiled step has "
+        "all-gathers and all-reduces, no reduce-scatter), where the GPU and TPU backends form "
+        "reduce-scatters. So the *state* column is what FSDP divides on every backend, and the "
+        "CPU *temp* is an upper bound for GPUs and TPUs (not measured there by this project).",
+        "",
         "| width | parameters | layout | state / device | temp / device | total / device |",
         "|---|---|---|---|---|---|",
     ]
