@@ -65,20 +65,22 @@ def run_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
     return results
 
 
+def train_two_processes(workdir, overrides):
+    """`jaxlab train minimal_transformer:smoke` in ``workdir`` by 2 processes, with
+    ``overrides`` (dotted config keys)."""
+    flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+    run_two_processes(
+        "train", "minimal_transformer:smoke", "--workdir", str(workdir), "--quiet", *flags
+    )
+
+
 def test_two_processes_equal_one_process_and_checkpoints_cross_topologies(tmp_path):
     overrides = {"train.log_every": 1}
     one, two = tmp_path / "one_process", tmp_path / "two_processes"
     config = jaxlab.load_config("minimal_transformer:smoke", overrides)
     single = jaxlab.train(config, one, quiet=True)
 
-    run_two_processes(
-        "train",
-        "minimal_transformer:smoke",
-        "--workdir",
-        str(two),
-        "--quiet",
-        "--config.train.log_every=1",
-    )
+    train_two_processes(two, overrides)
     losses_one = [r["train/loss"] for r in read_jsonl(one / "metrics.jsonl")]
     losses_two = [r["train/loss"] for r in read_jsonl(two / "metrics.jsonl")]
     assert len(losses_one) == len(losses_two) == 20  # written once, by process 0
@@ -143,17 +145,7 @@ def test_fsdp_and_tensor_axes_spanning_two_processes_train_as_one_device_does(tm
     one, two = tmp_path / "one_device", tmp_path / "two_processes"
     config = jaxlab.load_config("minimal_transformer:smoke", overrides)
     single = jaxlab.train(config, one, quiet=True, devices=jax.devices()[:1])
-    run_two_processes(
-        "train",
-        "minimal_transformer:smoke",
-        "--workdir",
-        str(two),
-        "--quiet",
-        "--config.train.log_every=2",
-        "--config.sharding.fsdp_min_size=64",
-        "--config.mesh.fsdp=4",
-        "--config.mesh.tensor=2",
-    )
+    train_two_processes(two, {**overrides, "mesh.fsdp": 4, "mesh.tensor": 2})
     losses_one = [r["train/loss"] for r in read_jsonl(one / "metrics.jsonl")]
     losses_two = [r["train/loss"] for r in read_jsonl(two / "metrics.jsonl")]
     assert len(losses_two) == 10

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import optax
 
 from jaxlab import parallel, sharding
 from jaxlab.loop import feed
@@ -77,10 +78,14 @@ class Program:
 
     def step_function(self, length: int):
         """``(state, data) -> (state, metrics)`` of ``length`` steps, not compiled."""
+        return self._chunk_of(self.task, self.tx, length)
+
+    def _chunk_of(self, task: Task, tx: optax.GradientTransformation, length: int):
+        """`make_train_chunk` of ``task`` and ``tx`` with the run's ``config.train`` settings."""
         train = self.config.train
         return make_train_chunk(
-            self.task,
-            self.tx,
+            task,
+            tx,
             train.batch_size,
             length,
             self.batch_sharding,

@@ -25,7 +25,7 @@ from jaxlab.loop import feed
 from jaxlab.loop.optim import make_optimizer
 from jaxlab.loop.program import Program
 from jaxlab.loop.state import init_state
-from jaxlab.loop.step import make_train_chunk, select
+from jaxlab.loop.step import select
 
 # Sections whose leaves set shapes, data or the loop itself: never traced.
 UNTRACEABLE_SECTIONS = ("train", "data", "model", "task", "experiment")
@@ -147,20 +147,10 @@ class TrialProgram(Program):
 
     def step_function(self, length: int):
         """``(state, moving mask, values, data) -> (state, metrics)``: every trial's chunk."""
-        train = self.config.train
 
         def chunk_one(state, values, data):
             _, task, tx = self._build(values)
-            return make_train_chunk(
-                task,
-                tx,
-                train.batch_size,
-                length,
-                self.batch_sharding,
-                skip_nonfinite=train.skip_nonfinite_steps,
-                batches_given=self.batches_given,
-                grad_accum_steps=train.grad_accum_steps,
-            )(state, data)
+            return self._chunk_of(task, tx, length)(state, data)
 
         def all_trials(state, moving, values, data):
             new_state, metrics = jax.vmap(

@@ -6,9 +6,11 @@ input E(x) = -logsumexp_y logits(x)_y, so that p(x) is proportional to exp(-E(x)
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 class ClusterMLP(nn.Module):
@@ -17,14 +19,15 @@ class ClusterMLP(nn.Module):
     num_clusters: int
     hidden: Sequence[int] = (100, 100, 100)
     temperature: float = 0.1
+    dtype: Any = jnp.float32  # of the computation (config.train.compute_dtype); logits are float32
 
     @nn.compact
     def __call__(self, inputs_bd: jax.Array) -> jax.Array:
         h = inputs_bd.reshape(inputs_bd.shape[0], -1)
         for width in self.hidden:
-            h = nn.swish(nn.Dense(width)(h))
-        projection_bk = nn.Dense(self.num_clusters, name="projection")(h)
-        return projection_bk / self.temperature
+            h = nn.swish(nn.Dense(width, dtype=self.dtype)(h))
+        projection_bk = nn.Dense(self.num_clusters, dtype=self.dtype, name="projection")(h)
+        return projection_bk.astype(jnp.float32) / self.temperature
 
 
 def energy(logits_bk: jax.Array) -> jax.Array:

@@ -91,12 +91,6 @@ def sampling_box(train_inputs: np.ndarray, margin: float) -> tuple[np.ndarray, n
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
-    if config.train.get("compute_dtype", "float32") != "float32":
-        raise UserError(
-            "config.train.compute_dtype: the gedi task computes in float32 only (its SGLD "
-            "chains and energies); "
-            "set config.train.compute_dtype='float32'"
-        )
     data = data_lib.load(config.data)
     m, lc, sc, ac = config.model, config.loss, config.sgld, config.augment
     if m.num_clusters < 2:
@@ -107,7 +101,10 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             f"config.train.batch_size={config.train.batch_size}"
         )
     model = ClusterMLP(
-        num_clusters=m.num_clusters, hidden=tuple(m.hidden), temperature=m.temperature
+        num_clusters=m.num_clusters,
+        hidden=tuple(m.hidden),
+        temperature=m.temperature,
+        dtype=jnp.dtype(config.train.compute_dtype),
     )
     low, high = (jnp.asarray(v) for v in sampling_box(data.train["x"], sc.box_margin))
     use_generative = not left_out(lc.generative)
