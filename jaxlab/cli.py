@@ -1,6 +1,7 @@
 """The ``jaxlab`` command: a thin shell over the Python API.
 
-Its subcommands are ``list``, ``train``, ``eval``, ``sweep``, ``report`` and ``data convert``;
+Its subcommands are ``list``, ``config``, ``inspect``, ``train``, ``eval``, ``sweep``, ``report``
+and ``data convert``;
 `main` runs one and returns its exit status, and `console` is the installed entry point.
 """
 
@@ -119,6 +120,25 @@ def _experiment(args: argparse.Namespace) -> str:
     return args.experiment or args.config_spec
 
 
+def _inspected_config(spec: str, overrides: dict[str, str], extra_dirs: list[str]):
+    """The validated config of an experiment ``spec``, or of the run in the workdir ``spec``."""
+    import pathlib
+
+    from jaxlab.config import registry, run_config
+    from jaxlab.rundir import workdir
+
+    if pathlib.Path(spec, workdir.CONFIG_FILE).is_file():
+        return run_config.validate(workdir.read_config(pathlib.Path(spec)), overrides)
+    return registry.load_config(spec, overrides, extra_dirs)
+
+
+def _version() -> str:
+    """The installed distribution's version (without importing jaxlab, so JAX, first)."""
+    import importlib.metadata
+
+    return importlib.metadata.version("jaxlab")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxlab", description=__doc__.split("\n\n")[0], allow_abbrev=False
@@ -149,8 +169,24 @@ def _parser() -> argparse.ArgumentParser:
         help="end the run this long after a process stops answering (JAX's "
         "default: 100; also $JAXLAB_HEARTBEAT_TIMEOUT)",
     )
+    parser.add_argument("--version", action="version", version=f"jaxlab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the experiment registry", parents=[registry_dirs])
+    show_config = commands.add_parser(
+        "config",
+        help="print the resolved config: every key one may override, with its value and type",
+        parents=[registry_dirs],
+        epilog="Overrides: --config.KEY=VALUE. Each line printed is such an override.",
+    )
+    _experiment_arguments(show_config)
+    inspect = commands.add_parser(
+        "inspect",
+        help="parameters, FLOPs per step, memory per device and compile time of a run",
+        parents=[registry_dirs],
+        epilog="SPEC is an experiment (NAME[:preset], path.py[:preset]) or a workdir. "
+        "Overrides: --config.KEY=VALUE (e.g. --config.mesh.fsdp=8).",
+    )
+    inspect.add_argument("spec", metavar="SPEC|WORKDIR")
     train = commands.add_parser(
         "train",
         help="train an experiment (resumes its workdir)",
@@ -265,6 +301,7 @@ def _multi_process(args: argparse.Namespace) -> bool:
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import jax
 
+    from jaxlab import config as config_lib
     from jaxlab import parallel
     from jaxlab.config import registry
     from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
@@ -272,7 +309,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     from jaxlab.loop.train import evaluate_workdir, train_validated
 
     try:
-        if args.command not in ("train", "sweep") and extra:
+        if args.command not in ("train", "sweep", "config", "inspect") and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
         if args.command in ("train", "eval"):
             compilation_cache.enable()
@@ -290,6 +327,16 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
                     continue
                 preset = ",".join(f"{k}={v}" for k, v in exp.preset.items()) or "-"
                 print(f"{exp.name:24s} {exp.description}\n{'':24s} preset: {preset}")
+        elif args.command == "config":
+            config = registry.load_config(
+                _experiment(args), _split_overrides(extra), args.experiments_dir
+            )
+            print(config_lib.as_overrides(config))
+        elif args.command == "inspect":
+            from jaxlab.loop import inspection
+
+            config = _inspected_config(args.spec, _split_overrides(extra), args.experiments_dir)
+            print(inspection.render(inspection.inspect(config), args.spec))
         elif args.command == "train":
             config = registry.load_config(
                 _experiment(args), _split_overrides(extra), args.experiments_dir

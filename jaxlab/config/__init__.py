@@ -8,6 +8,7 @@ import ast
 import copy
 import difflib
 import json
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,6 +142,22 @@ def _typed(value: Any, default: Any, what: str) -> Any:
     raise UserError(
         f"{what} expects a {type(default).__name__}, got {value!r} ({type(value).__name__})"
     )
+
+
+def as_overrides(config: ml_collections.ConfigDict) -> str:
+    """Every leaf of ``config`` as the command-line override that sets it, with its type, one per
+    line: ``--config.train.steps=3000  # int`` (what `jaxlab config` prints)."""
+    return "\n".join(
+        f"--config.{key}={shlex.quote(_as_text(value))}  # {type(value).__name__}"
+        for key, value in flatten(config).items()
+    )
+
+
+def _as_text(value: Any) -> str:
+    """``value`` written so that `parse_value` reads it back."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else repr(value)
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

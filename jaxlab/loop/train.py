@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -192,14 +193,37 @@ def train_runs(
             state = program.join([r if r is not None else f for r, f in zip(restored, fresh)])
         loop = _Loop(program, runs, record_nonfinite)
         shown = not quiet and jax.process_index() == 0
+        if shown:
+            _say_where_it_starts(runs)
         with (
-            progress.bar(configs[0].train.steps, min(r.step for r in runs), shown=shown) as bar,
+            progress.Progress(
+                configs[0].train.steps, min(r.step for r in runs), shown=shown
+            ) as shows,
             StopRequests(runs[0].checkpoints.reached_preemption) as stops,
         ):
-            state = loop.train(state, bar, stops)
+            state = loop.train(state, shows, stops)
     wall = round(time.time() - started, 2)
     loop.plot(state)
     return [run.outcome(wall) for run in runs]
+
+
+def _say_where_it_starts(runs: Sequence[Run]) -> None:
+    """One line on stderr for a run that resumes, or that had already finished."""
+    for run in runs:
+        steps = run.config.train.steps
+        if run.step >= steps:
+            print(
+                f"jaxlab: {run.workdir} had already finished (step {run.step} of {steps}); "
+                f"nothing to train",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif run.step:
+            print(
+                f"jaxlab: resuming {run.workdir} from step {run.step} of {steps}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 @dataclasses.dataclass
@@ -233,7 +257,7 @@ class _Loop:
             [run.config for run in runs], program.task.data, program.mesh, program.stacked
         )
 
-    def train(self, state: dict, bar: Any, stops: StopRequests) -> dict:
+    def train(self, state: dict, shows: progress.Progress, stops: StopRequests) -> dict:
         """Chunks until every run reached ``train.steps`` or failed; returns the final state."""
         tc, runs = self.train_config, self.runs
         if stops.received:  # during start-up: nothing trained, nothing to save
@@ -244,7 +268,7 @@ class _Loop:
                 step=step,
                 reason=stops.received,
             )
-        self._bar = bar
+        self._progress = shows
         unwritten: _Chunk | None = None
         chunk_index = 0
         while live := [i for i, run in enumerate(runs) if run.live]:
@@ -315,9 +339,12 @@ class _Loop:
             record = {f"train/{k}": v for k, v in metrics.items()}
             self.runs[i].record(step, {**record, **chunk.evaluations.get(i, {})})
         if checked:
-            self._bar.update(min(self.runs[i].step for i in checked) - self._bar.n)
-            loss = next(iter(checked.values()))["loss"]
-            self._bar.set_postfix(loss=f"{float(loss):.4g}")
+            first = next(iter(checked))  # the progress shows the first run's metrics
+            self._progress.update(
+                min(self.runs[i].step for i in checked),
+                checked[first],
+                jax.device_get(chunk.evaluations.get(first, {})),
+            )
 
     def _check(self, state: dict, chunk: _Chunk) -> dict[int, dict]:
         """Waits for ``chunk``; returns its metrics per run that went well. A run that met a
