@@ -24,6 +24,16 @@ def smoke_config():
     return jaxlab.load_config("minimal_transformer:smoke")
 
 
+def without_progress(stderr: str) -> list[str]:
+    """The lines of a command's stderr other than its progress lines (``jaxlab: step ...``,
+    written off a terminal) and the line saying where a run resumes."""
+    return [
+        line
+        for line in stderr.strip().splitlines()
+        if not line.startswith(("jaxlab: step ", "jaxlab: resuming "))
+    ]
+
+
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
 

@@ -24,7 +24,7 @@ from jaxlab.loop import state
 from jaxlab.loop.train import prepare
 from jaxlab.rundir.checkpoint import Checkpoints, CheckpointWarning
 from jaxlab.rundir.metrics_log import LogWarning
-from tests.conftest import REPO, freeze, read_jsonl
+from tests.conftest import REPO, freeze, read_jsonl, without_progress
 
 SMOKE = "minimal_transformer:smoke"
 # In-process runs: 20 steps in chunks of 5, a checkpoint every 5 steps, all kept.
@@ -672,7 +672,7 @@ def test_a_full_disk_is_one_line_keeps_the_older_checkpoints_and_resumes_exactly
         [*args, "--workdir", str(workdir)], capture_output=True, text=True, timeout=300
     )
     assert full.returncode == cli.STORAGE_ERROR, full.stderr
-    (line,) = full.stderr.strip().splitlines()
+    (line,) = without_progress(full.stderr)
     intact = re.fullmatch(
         rf"jaxlab: error: writing a checkpoint in {workdir / 'checkpoints'} failed: no space "
         rf"left on device; the newest intact checkpoint is step (5|10|15): fix the storage and "

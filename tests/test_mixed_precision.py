@@ -57,6 +57,7 @@ def test_a_model_without_a_dtype_argument_is_refused_bfloat16_in_one_line(tmp_pa
         jaxlab.train(config, tmp_path / "run", quiet=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, metric", [("gedi:smoke", "nmi"), ("koopman:smoke", "nrmse_std_5")])
 def test_the_papers_networks_compute_in_bf16_and_train_as_float32_does(spec, metric, tmp_path):
     """GEDI's MLP and the Koopman encoder and decoder run their matmuls in bf16; energies,

@@ -138,6 +138,7 @@ def test_a_dead_peer_ends_the_run_within_the_heartbeat_timeout_and_it_resumes(tm
     assert read_jsonl(workdir / "metrics.jsonl")[-1]["step"] == 40
 
 
+@pytest.mark.slow
 def test_fsdp_and_tensor_axes_spanning_two_processes_train_as_one_device_does(tmp_path):
     """FSDP(4) x tensor(2) over 2 processes of 4 devices: the fsdp axis crosses the processes,
     each process holds its shards only, and the checkpoint restores onto one device."""

@@ -67,8 +67,8 @@ def test_the_bar_shows_the_latest_evaluation_beside_the_loss(monkeypatch, capsys
 
     monkeypatch.setattr(progress, "in_notebook", lambda: True)  # a bar without a terminal
     with progress.Progress(10, 0, shown=True) as shows:
-        shows.update(5, {"loss": 0.5}, {"eval/accuracy": 0.75})
+        shows.update(5, {"loss": 0.5}, {"eval/accuracy": 0.75, "eval/spectrum": [1.0, 0.5]})
         shows.update(10, {"loss": 0.25}, {})
     err = capsys.readouterr().err
     assert "10/10" in err and "loss=0.25, eval/accuracy=0.75" in err
-    assert "jaxlab: step" not in err  # the bar, not the lines
+    assert "jaxlab: step" not in err and "spectrum" not in err  # the bar; numbers only

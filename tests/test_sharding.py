@@ -30,7 +30,9 @@ def _losses(spec, overrides, devices, workdir):
     return [r["train/loss"] for r in read_jsonl(workdir / "metrics.jsonl")]
 
 
-@pytest.mark.parametrize("spec", ["minimal_transformer:smoke", "mlp_moons:smoke"])
+@pytest.mark.parametrize(
+    "spec", ["minimal_transformer:smoke", pytest.param("mlp_moons:smoke", marks=pytest.mark.slow)]
+)
 def test_dp_fsdp_and_fsdp_by_tensor_train_as_one_device_does(spec, tmp_path):
     losses = {
         name: _losses(spec, overrides, devices, tmp_path / str(i))

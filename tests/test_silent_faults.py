@@ -17,7 +17,7 @@ import jaxlab
 from jaxlab import cli, paths
 from jaxlab.errors import InUse
 from jaxlab.rundir import workdir as workdir_lib
-from tests.conftest import REPO
+from tests.conftest import REPO, without_progress
 
 MOONS = "mlp_moons:smoke"
 SHORT = [
@@ -28,7 +28,7 @@ SHORT = [
 
 
 def one_error_line(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = without_progress(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("jaxlab: error: "), lines
     return lines[0]
 

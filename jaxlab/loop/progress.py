@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tqdm
 
 ENV_VAR = "JAXLAB_PROGRESS_SECONDS"
@@ -67,7 +68,8 @@ class Progress:
     def update(self, step: int, train: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
         """Step ``step`` reached with the chunk's ``train`` metrics and (at an evaluation) its
         ``evaluation`` metrics (``eval/...``)."""
-        self._latest = {"train/loss": train["loss"], **(evaluation or _evaluations(self._latest))}
+        shown = _scalars(evaluation) if evaluation else _evaluations(self._latest)
+        self._latest = {"train/loss": train["loss"], **shown}
         if not self._lines:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix(
@@ -95,6 +97,11 @@ class Progress:
         metrics = " ".join(f"{k}={float(v):.4g}" for k, v in self._latest.items())
         percent = 100 * step // self.total
         return f"jaxlab: step {step}/{self.total} ({percent}%) {rate:.1f} steps/s{left} {metrics}"
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics that are one number (a task may also evaluate arrays, e.g. a spectrum)."""
+    return {k: v for k, v in metrics.items() if np.ndim(v) == 0}
 
 
 def _evaluations(latest: Mapping[str, Any]) -> dict[str, Any]:
