@@ -179,6 +179,7 @@ def test_vmap_sweep_sigterm_commits_every_trial_while_train_into_a_trial_is_refu
 FIVE = {"train.steps": 20, "train.checkpoint_every": 5, "train.keep_checkpoints": 10}
 
 
+@pytest.mark.slow
 def test_vmap_trial_with_a_damaged_checkpoint_falls_back_alone_and_catches_up(tmp_path):
     points = axis("seed", [0, 1])
     first = jaxlab.sweep(SMOKE, points, tmp_path / "sweep", vmap=True, fixed_overrides=FIVE)
@@ -200,6 +201,7 @@ def test_vmap_trial_with_a_damaged_checkpoint_falls_back_alone_and_catches_up(tm
     assert_same_trials(tmp_path / "sweep", tmp_path / "reference", config)
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_recorded_failed_and_the_others_finish(tmp_path):
     points = zipit(axis("seed", [0, 1]), axis("optimizer.learning_rate", [1e-3, 1e30]))
     rows = {
