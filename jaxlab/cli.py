@@ -326,7 +326,11 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
                     print(f"{exp.name:24s} (cannot be loaded) {exp.error}")
                     continue
                 preset = ",".join(f"{k}={v}" for k, v in exp.preset.items()) or "-"
-                print(f"{exp.name:24s} {exp.description}\n{'':24s} preset: {preset}")
+                source = "built-in" if exp.path.parent == registry.builtin_dir() else exp.path
+                print(
+                    f"{exp.name:24s} {exp.description}\n{'':24s} preset: {preset}\n"
+                    f"{'':24s} source: {source}"
+                )
         elif args.command == "config":
             config = registry.load_config(
                 _experiment(args), _split_overrides(extra), args.experiments_dir

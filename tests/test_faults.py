@@ -305,6 +305,8 @@ def test_jaxlab_list_names_the_broken_experiment_files_and_lists_the_others(tmp_
     listed = capsys.readouterr().out
     assert re.search(r"^my_moons +A 2->64->64->2 MLP", listed, re.M)
     assert re.search(r"^minimal_transformer +ViT-style", listed, re.M)
+    sources = re.findall(r"^ +source: (.*)$", listed, re.M)  # where each loadable one lives
+    assert str(tmp_path / "my_moons.py") in sources and "built-in" in sources
     for name in ("syntax_error", "raises", "exits"):  # the ones whose import fails
         assert re.search(
             rf"^{name} +\(cannot be loaded\) experiment file .*{name}.py "
