@@ -335,16 +335,13 @@ class _Loop:
         metrics and its evaluation, fetched here."""
         checked = self._check(state, chunk) if chunk.checked is None else chunk.checked
         step = chunk.start + chunk.length
+        evaluations = jax.device_get({i: chunk.evaluations.get(i, {}) for i in checked})
         for i, metrics in checked.items():
             record = {f"train/{k}": v for k, v in metrics.items()}
-            self.runs[i].record(step, {**record, **chunk.evaluations.get(i, {})})
+            self.runs[i].record(step, {**record, **evaluations[i]})
         if checked:
             first = next(iter(checked))  # the progress shows the first run's metrics
-            self._progress.update(
-                min(self.runs[i].step for i in checked),
-                checked[first],
-                jax.device_get(chunk.evaluations.get(first, {})),
-            )
+            self._progress.update(step, checked[first], evaluations[first])
 
     def _check(self, state: dict, chunk: _Chunk) -> dict[int, dict]:
         """Waits for ``chunk``; returns its metrics per run that went well. A run that met a
