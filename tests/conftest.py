@@ -34,8 +34,15 @@ def without_progress(stderr: str) -> list[str]:
     ]
 
 
+TIMING = ("time", "perf/steps_per_s")  # a record's fields that differ between equal runs
+
+
 def read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+    """The records of a metrics.jsonl without their `TIMING` fields."""
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING}
+        for line in pathlib.Path(path).read_text().splitlines()
+    ]
 
 
 def freeze(process) -> None:

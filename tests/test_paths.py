@@ -2,6 +2,7 @@
 after a resume, read with TensorBoard's own event reader."""
 
 import importlib.util
+import json
 import shutil
 
 import pytest
@@ -10,8 +11,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 import jaxlab
 from jaxlab import paths
 from jaxlab.errors import UserError
-from jaxlab.rundir.metrics_log import EVENTS_PREFIX
-from tests.conftest import read_jsonl
+from jaxlab.rundir.workdir import EVENTS_PREFIX
 from tests.test_cli import jaxlab_cli
 
 RUN = {
@@ -22,19 +22,25 @@ RUN = {
 }
 
 
-def tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(step, value)] in the order TensorBoard reads them (event files by name)."""
-    scalars: dict[str, list[tuple[int, float]]] = {}
+def tensorboard_events(workdir) -> tuple[dict[str, list[tuple[int, float, float]]], dict]:
+    """(tag -> [(step, value, wall time)] of the scalars, plugin name -> [summary values] of the
+    rest) in the order TensorBoard reads them (event files by name)."""
+    scalars: dict[str, list[tuple[int, float, float]]] = {}
+    plugins: dict[str, list] = {}
     for path in sorted(workdir.glob(f"{EVENTS_PREFIX}*")):
         for event in EventFileLoader(str(path)).Load():
             for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin and plugin != "scalars":
+                    plugins.setdefault(plugin, []).append(value)
+                    continue
                 number = (
                     value.simple_value
                     if value.HasField("simple_value")
                     else float(value.tensor.float_val[0])
                 )
-                scalars.setdefault(value.tag, []).append((event.step, number))
-    return scalars
+                scalars.setdefault(value.tag, []).append((event.step, number, event.wall_time))
+    return scalars, plugins
 
 
 def test_tensorboard_holds_each_step_once_in_order_after_resumes(tmp_path):
@@ -43,12 +49,24 @@ def test_tensorboard_holds_each_step_once_in_order_after_resumes(tmp_path):
     for _ in range(2):  # two kills after step 10's checkpoint: steps 15, 20 are logged 3 times
         shutil.rmtree(tmp_path / "checkpoints" / "20")
         jaxlab.train(config, tmp_path, quiet=True)
-    records = read_jsonl(tmp_path / "metrics.jsonl")
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records] == [5, 10, 15, 20]
-    scalars = tensorboard_scalars(tmp_path)
+    scalars, plugins = tensorboard_events(tmp_path)
     assert len(list(tmp_path.glob(f"{EVENTS_PREFIX}*"))) == 1
-    assert scalars["train/loss"] == [(r["step"], pytest.approx(r["train/loss"])) for r in records]
-    assert [step for step, _ in scalars["eval/accuracy"]] == [10, 20]
+    # Each step once, at the wall time its record holds: the replayed steps 5 and 10 keep the
+    # times of the first run, earlier than those of the steps trained after the last resume.
+    assert scalars["train/loss"] == [
+        (r["step"], pytest.approx(r["train/loss"]), pytest.approx(r["time"])) for r in records
+    ]
+    assert records[1]["time"] < records[2]["time"] - 0.5  # two restarts lie between
+    assert [step for step, _, _ in scalars["eval/accuracy"]] == [10, 20]
+    assert "time" not in scalars and "train/learning_rate" in scalars
+    # The config as text and the hyperparameters for the HParams plugin, once.
+    (text,) = plugins["text"]
+    assert '"learning_rate"' in text.tensor.string_val[0].decode()
+    (session,) = plugins["hparams"]
+    assert b"optimizer.learning_rate" in session.metadata.plugin_data.content
 
 
 def test_paths_are_absolute_and_local_ones_work_through_the_layer(tmp_path, monkeypatch):

@@ -34,8 +34,15 @@ FRAMEWORK_DEFAULTS = {
     # Where the state's leaves live (jaxlab.sharding): logical axis -> mesh axis ("" keeps whole).
     **{f"sharding.{name}": axis for name, axis in sharding.DEFAULT_RULES.items()},
     "sharding.fsdp_min_size": sharding.DEFAULT_FSDP_MIN_SIZE,
+    # What a run records besides metrics.jsonl: metric writers, comma-separated
+    # (jaxlab.rundir.writers), and the steps "A:B" (steps A+1..B, whole chunks) that a
+    # jax.profiler trace covers, written to WORKDIR/profile ("" traces nothing).
+    "log.writers": "tensorboard",
+    "log.profile_steps": "",
 }
-LAYOUT_SECTIONS = ("mesh", "sharding")  # where the state lives, not what the run computes
+# Where the state lives and what is recorded, not what the run computes: a run may resume with
+# these changed, and the framework adds them where an experiment leaves them out.
+FREE_SECTIONS = ("mesh", "sharding", "log")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 PIPELINES = ("device", "grain")  # batches drawn on the device, or read on the host (Grain)
 REQUIRED: dict[str, dict[str, type]] = {  # section -> key -> type
@@ -65,7 +72,7 @@ def with_framework_defaults(config: ml_collections.ConfigDict) -> ml_collections
     config = copy.deepcopy(config)
     for key, value in FRAMEWORK_DEFAULTS.items():
         section, leaf = key.split(".")
-        if section in LAYOUT_SECTIONS and section not in config:
+        if section in FREE_SECTIONS and section not in config:
             with config.unlocked():
                 config[section] = ml_collections.ConfigDict()
         if (
@@ -164,7 +171,29 @@ def validate(
         if opt[key] < 0:
             raise UserError(f"config.optimizer.{key} must be zero or positive, got {opt[key]}")
     _check_layout(config)
+    profile_range(config)
     return config
+
+
+def profile_range(config: ml_collections.ConfigDict) -> tuple[int, int] | None:
+    """(A, B) of ``config.log.profile_steps = "A:B"`` (the steps A+1..B), or None when empty;
+    `UserError` unless 0 <= A < B <= config.train.steps."""
+    text = config.log.profile_steps
+    if not isinstance(text, str):
+        raise UserError(f'config.log.profile_steps must be a string "A:B", got {text!r}')
+    if not text:
+        return None
+    first, _, last = text.partition(":")
+    try:
+        start, stop = int(first), int(last)
+    except ValueError:
+        start, stop = -1, -1
+    if not 0 <= start < stop <= config.train.steps:
+        raise UserError(
+            f'config.log.profile_steps must be "A:B" with 0 <= A < B <= config.train.steps='
+            f"{config.train.steps} (a trace of steps A+1..B), got {text!r}"
+        )
+    return start, stop
 
 
 def _check_layout(config: ml_collections.ConfigDict) -> None:

@@ -21,9 +21,11 @@ from etils import epath
 from jaxlab import parallel, paths, tasks
 from jaxlab.config import run_config
 from jaxlab.errors import Interrupted, NonFiniteError, UserError
-from jaxlab.loop import compilation_cache, feed, progress
+from jaxlab.loop import compilation_cache, feed, profiling, progress
+from jaxlab.loop.optim import make_schedule
 from jaxlab.loop.program import Program
 from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.rundir import writers
 from jaxlab.rundir.checkpoint import Checkpoints
 from jaxlab.rundir.preemption import StopRequests
 from jaxlab.rundir.run import DONE, Outcome, Run
@@ -55,6 +57,7 @@ def prepare(
             f"({task.data.num_train} examples)"
         )
     feed.check(config, task)
+    writers.names(config)
     program = Program(config, task, mesh)
     state = program.init()
     return Setup(mesh, task, program.tx, state, program)
@@ -200,8 +203,9 @@ def train_runs(
                 configs[0].train.steps, min(r.step for r in runs), shown=shown
             ) as shows,
             StopRequests(runs[0].checkpoints.reached_preemption) as stops,
+            profiling.Profiler(program.config, workdirs[0]) as profiler,
         ):
-            state = loop.train(state, shows, stops)
+            state = loop.train(state, shows, stops, profiler)
     wall = round(time.time() - started, 2)
     loop.plot(state)
     return [run.outcome(wall) for run in runs]
@@ -238,6 +242,7 @@ class _Chunk:
     metrics: dict = dataclasses.field(default_factory=dict)
     checked: dict[int, dict] | None = None
     evaluations: dict[int, dict] = dataclasses.field(default_factory=dict)
+    finished: float = 0.0  # when its metrics reached the host (time.monotonic)
 
 
 class _Loop:
@@ -256,8 +261,18 @@ class _Loop:
         self.feed = feed.make(
             [run.config for run in runs], program.task.data, program.mesh, program.stacked
         )
+        self.schedules = [
+            make_schedule(run.config.optimizer, run.config.train.steps) for run in runs
+        ]
+        self._finished = time.monotonic()  # when the previous chunk's metrics were fetched
 
-    def train(self, state: dict, shows: progress.Progress, stops: StopRequests) -> dict:
+    def train(
+        self,
+        state: dict,
+        shows: progress.Progress,
+        stops: StopRequests,
+        profiler: profiling.Profiler,
+    ) -> dict:
         """Chunks until every run reached ``train.steps`` or failed; returns the final state."""
         tc, runs = self.train_config, self.runs
         if stops.received:  # during start-up: nothing trained, nothing to save
@@ -268,7 +283,7 @@ class _Loop:
                 step=step,
                 reason=stops.received,
             )
-        self._progress = shows
+        self._progress, self._profiler = shows, profiler
         unwritten: _Chunk | None = None
         chunk_index = 0
         while live := [i for i, run in enumerate(runs) if run.live]:
@@ -278,6 +293,7 @@ class _Loop:
                 start=start,
                 length=min(tc.log_every, tc.steps - start),
             )
+            profiler.before(chunk.start)
             state = self._dispatch(state, chunk)
             if unwritten is not None:
                 self._write(unwritten, state)
@@ -336,9 +352,13 @@ class _Loop:
         checked = self._check(state, chunk) if chunk.checked is None else chunk.checked
         step = chunk.start + chunk.length
         evaluations = jax.device_get({i: chunk.evaluations.get(i, {}) for i in checked})
+        # From the previous chunk's end to this one's: the first chunk's includes its compile.
+        rate = float(f"{chunk.length / max(chunk.finished - self._finished, 1e-9):.4g}")
+        self._finished = chunk.finished
         for i, metrics in checked.items():
             record = {f"train/{k}": v for k, v in metrics.items()}
-            self.runs[i].record(step, {**record, **evaluations[i]})
+            record["train/learning_rate"] = float(self.schedules[i](step - 1))
+            self.runs[i].record(step, {**record, **evaluations[i], "perf/steps_per_s": rate})
         if checked:
             first = next(iter(checked))  # the progress shows the first run's metrics
             self._progress.update(step, checked[first], evaluations[first])
@@ -347,6 +367,8 @@ class _Loop:
         """Waits for ``chunk``; returns its metrics per run that went well. A run that met a
         NaN/Inf it did not skip raises `NonFiniteError`, or with ``record_nonfinite`` fails."""
         metrics = jax.device_get(chunk.metrics)
+        self._profiler.reached(chunk.start + chunk.length)  # the trace's writing counts here
+        chunk.finished = time.monotonic()
         checked = {}
         for i in chunk.moving:
             if self.runs[i].failure is not None:
@@ -425,8 +447,11 @@ class _Loop:
 
 
 def summary_line(experiment: str, final: dict[str, Any]) -> str:
+    """The final train and eval metrics (not the learning rate or speed) and the wall time."""
     shown = " ".join(
-        f"{k}={v:.4g}" for k, v in final.items() if isinstance(v, float) and k != "wall_time_s"
+        f"{k}={v:.4g}"
+        for k, v in final.items()
+        if isinstance(v, float) and k.startswith(("train/", "eval/")) and k != "train/learning_rate"
     )
     return (
         f"jaxlab: {experiment} step={final['step']} {shown} wall_time={final['wall_time_s']:.1f}s"

@@ -1,28 +1,22 @@
-"""Where metrics go: ``metrics.jsonl`` (one JSON object per logged step) and TensorBoard events.
-
-``metrics.jsonl`` is the record; the TensorBoard event file is derived from it. On resume the lines
-of steps after the restored step (and unreadable lines) are dropped, and the event files are
-replaced by one new file that replays the kept lines: TensorBoard then shows each step once, in
-order, however often the run was killed. Only process 0 writes.
+"""Where metrics go: ``metrics.jsonl``, the record (one JSON object per logged step, with its
+wall-clock ``time``), and the metric writers of ``config.log.writers`` (`jaxlab.rundir.writers`),
+which are derived from it. On resume the lines of steps after the restored step (and unreadable
+lines) are dropped and the writers are opened with the kept records. Only process 0 writes.
 """
 
 import json
-import math
-import socket
-import struct
 import time
 import warnings
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from etils import epath
-from tensorboardX.proto.event_pb2 import Event
-from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.record_writer import masked_crc32c
 
 from jaxlab import paths
-from jaxlab.rundir.workdir import EVENTS_PREFIX, METRICS_FILE
+from jaxlab.rundir import writers
+from jaxlab.rundir.workdir import METRICS_FILE
 
 
 def _plain(value: Any) -> Any:
@@ -76,67 +70,46 @@ def read_metrics(workdir: epath.Path, *, warn: bool = True) -> list[dict]:
     return records
 
 
-def _event_record(event: Event) -> bytes:
-    """One TFRecord: length, its masked CRC-32C, the serialised event, its masked CRC-32C."""
-    data = event.SerializeToString()
-    header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
-
-
-def scalar_events(record: dict[str, Any], wall_time: float) -> bytes:
-    """The finite scalars of one metrics record as one TensorBoard event at ``record["step"]``."""
-    values = [
-        Summary.Value(tag=name, simple_value=value)
-        for name, value in record.items()
-        if name != "step" and isinstance(value, (int, float)) and math.isfinite(value)
-    ]
-    if not values:
-        return b""
-    return _event_record(
-        Event(wall_time=wall_time, step=record["step"], summary=Summary(value=values))
-    )
+TIME = "time"  # a record's wall-clock time (unix seconds), not a metric
 
 
 class MetricsLog:
     """Appends records; ``latest`` holds the newest value of every metric logged so far.
 
     Started from ``kept``, the records of the run up to the step it resumes from (`read_metrics`,
-    cut back): the files are rewritten to hold exactly those.
+    cut back): ``metrics.jsonl`` is rewritten to hold exactly those, and the writers of ``config``
+    are opened with them.
     """
 
-    def __init__(self, workdir: epath.Path, kept: list[dict]):
-        self.latest = {k: v for r in kept for k, v in r.items()}
+    def __init__(self, workdir: epath.Path, config: ml_collections.ConfigDict, kept: list[dict]):
+        self.latest = {k: v for r in kept for k, v in r.items() if k != TIME}
         self._enabled = jax.process_index() == 0
         if not self._enabled:
             return
         self._metrics = paths.AppendFile(
             workdir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept).encode()
         )
-        stale = sorted(workdir.glob(f"{EVENTS_PREFIX}*"))
-        now = time.time()
-        header = _event_record(Event(wall_time=now, file_version="brain.Event:2"))
-        self._events = paths.AppendFile(
-            workdir / f"{EVENTS_PREFIX}{int(now)}.{socket.gethostname()}.jaxlab",
-            header + b"".join(scalar_events(r, now) for r in kept),
-        )
-        for path in stale:
-            if path.name != self._events.path.name:
-                path.unlink()
+        self._writers: list[writers.MetricWriter] = []
+        try:
+            for name in writers.names(config):
+                self._writers.append(writers.open_one(name, workdir, config, kept))
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
+        """Records ``metrics`` at ``step``, stamped with the time."""
         record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
         self.latest.update(record)
         if not self._enabled:
             return
+        record[TIME] = round(time.time(), 3)
         self._metrics.append((json.dumps(record) + "\n").encode())
-        self._events.append(scalar_events(record, time.time()))
+        for writer in self._writers:
+            writer.write(record)
 
     def close(self) -> None:
         if self._enabled:
             self._metrics.close()
-            self._events.close()
+            for writer in self._writers:
+                writer.close()

@@ -76,7 +76,9 @@ class Run:
                 stacklevel=2,
             )
         kept = [record for record in self._logged if record["step"] <= self.step]
-        self.log = self._stack.enter_context(contextlib.closing(MetricsLog(self.workdir, kept)))
+        self.log = self._stack.enter_context(
+            contextlib.closing(MetricsLog(self.workdir, self.config, kept))
+        )
 
     def record(self, step: int, metrics: dict[str, Any]) -> None:
         """Writes the record of ``step`` (fetching values still on the device), keys in order."""

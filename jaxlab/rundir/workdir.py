@@ -18,7 +18,7 @@ from etils import epath
 
 from jaxlab import config as config_lib
 from jaxlab import paths
-from jaxlab.config.run_config import LAYOUT_SECTIONS
+from jaxlab.config.run_config import FREE_SECTIONS
 from jaxlab.errors import InUse, UserError
 
 CONFIG_FILE = "config.json"
@@ -67,8 +67,8 @@ def write_config(workdir: epath.Path, config: ml_collections.ConfigDict) -> None
 
 def config_differences(workdir: epath.Path, config: ml_collections.ConfigDict) -> list[str]:
     """One line per key whose value in ``workdir/config.json`` differs from ``config``'s; the
-    layout keys (``config.mesh``, ``config.sharding``) are left out: a run may resume on another
-    mesh."""
+    sections of `FREE_SECTIONS` are left out: a run may resume on another mesh, or record
+    otherwise."""
     tree = read_config_tree(workdir)
     if tree is None:
         return []
@@ -77,7 +77,7 @@ def config_differences(workdir: epath.Path, config: ml_collections.ConfigDict) -
     differing = sorted(
         k
         for k in old.keys() | new.keys()
-        if old.get(k) != new.get(k) and k.split(".")[0] not in LAYOUT_SECTIONS
+        if old.get(k) != new.get(k) and k.split(".")[0] not in FREE_SECTIONS
     )
     return [
         f"  {k}: {old.get(k, '(absent)')!r} in the workdir, {new.get(k, '(absent)')!r} now"
