@@ -1,7 +1,7 @@
 """The ``jaxlab`` command: a thin shell over the Python API.
 
-Its subcommands are ``list``, ``config``, ``inspect``, ``train``, ``eval``, ``sweep``, ``report``
-and ``data convert``;
+Its subcommands are ``list``, ``config``, ``inspect``, ``train``, ``eval``, ``sweep``, ``report``,
+``compare`` and ``data convert``;
 `main` runs one and returns its exit status, and `console` is the installed entry point.
 """
 
@@ -132,6 +132,23 @@ def _inspected_config(spec: str, overrides: dict[str, str], extra_dirs: list[str
     return registry.load_config(spec, overrides, extra_dirs)
 
 
+EXAMPLES = """examples:
+  jaxlab list                                    the experiments, with their presets
+  jaxlab config mlp_moons                        every key one may override, typed
+  jaxlab train mlp_moons --workdir runs/moons --config.train.steps=500
+  jaxlab train my_exp.py:smoke --workdir runs/a  an experiment file of your own, a preset
+  jaxlab eval runs/moons                         the newest checkpoint on the test split
+  jaxlab report runs/moons                       final metrics, curves in metrics.png
+  jaxlab sweep mlp_moons --workdir runs/lr --vmap \\
+      --sweep config.optimizer.learning_rate=1e-3,1e-2 --sweep config.seed=0,1,2
+  jaxlab compare runs/moons runs/lr              config differences, curves overlaid
+  jaxlab inspect mlp_moons                       parameters, FLOPs, memory, compile time
+
+Each command has its own help: jaxlab train --help. Exit status: 0 done, 2 bad input (one
+line on stderr), 3 diverged (NaN/Inf), 4 a sweep with failed runs, 74 a storage error, 75
+stopped by a signal (run the same command again to resume)."""
+
+
 def _version() -> str:
     """The installed distribution's version (without importing jaxlab, so JAX, first)."""
     import importlib.metadata
@@ -141,7 +158,11 @@ def _version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jaxlab", description=__doc__.split("\n\n")[0], allow_abbrev=False
+        prog="jaxlab",
+        description="Train, sweep, inspect and compare JAX experiments; every run resumes.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     registry_dirs = argparse.ArgumentParser(add_help=False)
     registry_dirs.add_argument(
@@ -267,6 +288,14 @@ def _parser() -> argparse.ArgumentParser:
         "--metric", default=None, help="sweep: the metric to sort and plot by (default eval/loss)"
     )
     report.add_argument("--descending", action="store_true", help="sweep: largest first")
+    compare = commands.add_parser(
+        "compare",
+        help="config differences and final metrics of runs (or sweeps) as a table, curves overlaid",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP")
+    compare.add_argument(
+        "--output", default="compare.png", help="the PNG of the curves (default: compare.png)"
+    )
     return parser
 
 
@@ -358,6 +387,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
             from jaxlab.report import report  # matplotlib: only this command draws
 
             print(report(args.workdir, metric=args.metric, descending=args.descending))
+        elif args.command == "compare":
+            from jaxlab.compare import compare
+
+            print(compare(args.runs, args.output))
         elif args.command == "data":
             _convert(args)
     except UserError as error:

@@ -1,17 +1,18 @@
 """``jaxlab report DIR``: for a run, its final metrics as a table and its curves as a PNG; for a
-sweep, the runs' table sorted by a metric, that metric against each swept value (mean ± std over
-seeds) and the training curves of all runs."""
+sweep, the runs' table sorted by a metric with the mean ± std over seeds of each setting, that
+metric against each swept value, and the curves of each setting (`jaxlab.plots`)."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from etils import epath
 from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) is left alone
 
-from jaxlab import paths
+from jaxlab import paths, plots
 from jaxlab.errors import UserError
+from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.rundir.metrics_log import read_metrics
 from jaxlab.rundir.workdir import (
     METRICS_FILE,
@@ -20,21 +21,18 @@ from jaxlab.rundir.workdir import (
     SWEEP_FILE,
     SWEEP_METRIC_PLOT,
 )
-from jaxlab.sweep.results import DONE, collect, markdown_table, read_sweep, table_columns
-
-SEED_KEY = "seed"
-
-
-def scalar_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
-    """metric name -> (steps, values) for every scalar metric in ``records``."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for record in records:
-        for name, value in record.items():
-            if name != "step" and isinstance(value, (int, float)):
-                steps, values = series.setdefault(name, ([], []))
-                steps.append(record["step"])
-                values.append(float(value))
-    return series
+from jaxlab.sweep.plan import Point
+from jaxlab.sweep.results import (
+    DONE,
+    SEED_KEY,
+    collect,
+    markdown_table,
+    read_sweep,
+    seed_means_table,
+    setting_label,
+    settings,
+    table_columns,
+)
 
 
 def report(location: str, metric: str | None = None, descending: bool = False) -> str:
@@ -45,8 +43,8 @@ def report(location: str, metric: str | None = None, descending: bool = False) -
     records = read_metrics(workdir)
     if not records:
         raise UserError(f"no metrics in {workdir / METRICS_FILE}: is {workdir} a jaxlab workdir?")
-    series = scalar_series(records)
-    plot_curves(series, workdir / METRICS_PLOT, title=str(workdir))
+    series = plots.scalar_series(records)
+    plots.plot_metrics({workdir.name: series}, workdir / METRICS_PLOT, title=run_title(workdir))
     rows = [
         f"| {name} | {steps[-1]} | {values[-1]:.4g} |"
         for name, (steps, values) in sorted(series.items())
@@ -62,22 +60,11 @@ def report(location: str, metric: str | None = None, descending: bool = False) -
     )
 
 
-def plot_curves(
-    series: dict[str, tuple[list[int], list[float]]], path: epath.Path, title: str
-) -> None:
-    """One small panel per metric, against the step."""
-    names = sorted(series)
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4 * cols, 3 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        steps, values = series[name]
-        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    _save(fig, axes, len(names), title, path)
+def run_title(workdir: epath.Path) -> str:
+    """``NAME (EXPERIMENT)``: the run's directory name and the experiment its config names."""
+    tree = workdir_lib.read_config_tree(workdir) or {}
+    experiment = tree.get("experiment")
+    return f"{workdir.name} ({experiment})" if experiment else workdir.name
 
 
 def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: bool = False) -> str:
@@ -110,16 +97,15 @@ def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: b
     )
     swept = list(dict.fromkeys(k for overrides in runs.values() for k in overrides))
     plot_against_swept(done, swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
-    curves = {name: scalar_series(read_metrics(sweep_dir / name)) for name in runs}
-    plot_sweep_curves(
-        {n: c for n, c in curves.items() if c}, sweep_dir / SWEEP_CURVES_PLOT, title=str(sweep_dir)
-    )
+    plot_sweep_curves(sweep_dir, runs, sweep_dir / SWEEP_CURVES_PLOT)
     order = "descending" if descending else "ascending"
+    means = seed_means_table(rows, swept)
     return "\n".join(
         [
             markdown_table(ordered, table_columns(ordered)),
             "",
             f"sorted by {metric} ({order}); {len(done)} of {len(rows)} runs done",
+            *(["", means] if means else []),
             f"plots: {sweep_dir / SWEEP_METRIC_PLOT}, {sweep_dir / SWEEP_CURVES_PLOT}",
         ]
     )
@@ -133,19 +119,20 @@ def plot_against_swept(
     rows: Sequence[dict], swept: Sequence[str], metric: str, path: epath.Path
 ) -> None:
     """One panel per swept key (the seed only when nothing else is swept): ``metric`` against
-    the key's values, mean ± std over the runs that differ only in the seed, one line for each
-    setting of the other swept keys."""
-    keys = [k for k in swept if k != SEED_KEY] or [SEED_KEY]
-    fig = Figure(figsize=(4.5 * len(keys), 3.5))
+    the key's values, mean ± sample std over the runs that differ only in the seed, one line for
+    each setting of the other swept keys; a log axis for positive values spanning a factor 10."""
+    keys = settings(swept) or [SEED_KEY]
+    fig = Figure(figsize=(4.5 * len(keys) + 2, 3.6))
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         others = [k for k in keys if k != key]
-        lines: dict[tuple, dict[Any, list[float]]] = {}
+        lines: dict[str, dict[Any, list[float]]] = {}
         for row in rows:
             if _finite(row.get(metric)):
-                label = tuple(row.get(k) for k in others)
+                label = setting_label(row, others) if others else ""
                 lines.setdefault(label, {}).setdefault(row.get(key), []).append(row[metric])
-        for label, points in sorted(lines.items(), key=lambda item: str(item[0])):
+        for label, points in sorted(lines.items()):
             xs = sorted(
                 points,
                 key=lambda x: (
@@ -156,9 +143,8 @@ def plot_against_swept(
             numeric = all(isinstance(x, (int, float)) for x in xs)
             positions = xs if numeric else list(range(len(xs)))
             means = [float(np.mean(points[x])) for x in xs]
-            stds = [float(np.std(points[x])) for x in xs]
-            name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
-            ax.errorbar(positions, means, yerr=stds, marker="o", capsize=3, label=name)
+            stds = [float(np.std(points[x], ddof=1)) if len(points[x]) > 1 else 0.0 for x in xs]
+            ax.errorbar(positions, means, yerr=stds, marker="o", capsize=3, label=label or None)
             if not numeric:
                 ax.set_xticks(positions, [str(x) for x in xs])
         if key != SEED_KEY and _log_scale(rows, key):
@@ -171,49 +157,40 @@ def plot_against_swept(
             else f"{metric} per run"
         )
         ax.grid(alpha=0.3)
-        if len(lines) > 1 and len(lines) <= 10:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+        if len(lines) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle(f"{path.parent.name}: final {metric}")
     paths.save_figure(fig, path)
 
 
 def _log_scale(rows: Sequence[dict], key: str) -> bool:
-    """Positive numeric values spanning more than a factor 10 (learning rates) get a log axis."""
+    """Positive numeric values spanning a factor 10 or more (learning rates) get a log axis."""
     values = [row.get(key) for row in rows]
     numbers = [v for v in values if isinstance(v, (int, float)) and v > 0]
     if not values or len(numbers) < len(values):
         return False
-    return max(numbers) / min(numbers) > 10
+    return max(numbers) / min(numbers) >= 10
 
 
-def plot_sweep_curves(
-    curves: dict[str, dict[str, tuple[list[int], list[float]]]], path: epath.Path, title: str
-) -> None:
-    """One panel per metric, one line per run."""
-    names = sorted({metric for series in curves.values() for metric in series})
-    if not names:
-        return
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.5 * cols, 3.2 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        for run, series in sorted(curves.items()):
-            if name in series:
-                steps, values = series[name]
-                ax.plot(steps, values, label=run, alpha=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    if len(curves) <= 10:
-        axes.flat[0].legend(fontsize=6)
-    _save(fig, axes, len(names), title, path)
-
-
-def _save(fig, axes, used: int, title: str, path: epath.Path) -> None:
-    """Blanks the unused panels, titles the figure and writes it to ``path``."""
-    for ax in list(axes.flat)[used:]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    paths.save_figure(fig, path)
+def plot_sweep_curves(sweep_dir: epath.Path, runs: Mapping[str, Point], path: epath.Path) -> None:
+    """The curves of each setting of the swept keys but the seed: mean over its runs' seeds,
+    with a band of ± one sample std (`jaxlab.plots.plot_metrics`)."""
+    keys = settings(list(dict.fromkeys(k for overrides in runs.values() for k in overrides)))
+    by_setting: dict[str, list[dict[str, plots.Series]]] = {}
+    for name, overrides in runs.items():
+        series = plots.scalar_series(read_metrics(sweep_dir / name))
+        if series:
+            by_setting.setdefault(setting_label(overrides, keys), []).append(series)
+    groups: dict[str, dict[str, plots.Series]] = {}
+    spreads: dict[str, dict[str, list[float]]] = {}
+    for label, members in by_setting.items():
+        metrics = set.intersection(*(set(m) for m in members))
+        groups[label], spreads[label] = {}, {}
+        for metric in sorted(metrics):
+            mean, spread = plots.mean_and_spread([m[metric] for m in members])
+            groups[label][metric], spreads[label][metric] = mean, spread
+    seeds = max((len(m) for m in by_setting.values()), default=0)
+    title = f"{sweep_dir.name}: {len(runs)} runs" + (
+        f", mean ± std over up to {seeds} seeds" if seeds > 1 else ""
+    )
+    plots.plot_metrics(groups, path, title, spreads)

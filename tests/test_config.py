@@ -139,3 +139,28 @@ def test_an_override_reaches_the_fields_an_experiment_links_to_it(tmp_path):
     assert config.train.eval_every == config.train.checkpoint_every == 40
     again = jaxlab.load_config(str(tmp_path / "linked.py"))  # the file's own values untouched
     assert again.train.checkpoint_every == again.train.eval_every
+
+
+@pytest.mark.parametrize(
+    "spec, overrides, message",
+    [
+        (
+            "mlp_moons",
+            {"optimizer.lr": "0.1"},
+            "unknown config key 'optimizer.lr'; did you mean optimizer.learning_rate or",
+        ),
+        ("mlp_moons", {"train.ckpt_every": "5"}, "did you mean train.checkpoint_every or"),
+        ("mlp_moons", {"seeds": "1"}, "did you mean seed or data.seed"),
+        ("mlp_moons:smok", {}, "unknown preset key 'smok' in 'smok'; did you mean smoke?"),
+        (
+            "mlp_moons",
+            {"smoke": "True"},
+            "'smoke' is a preset key of mlp_moons, not a config key: write "
+            "mlp_moons:smoke=VALUE (its preset keys: noise, smoke)",
+        ),
+    ],
+)
+def test_a_mistyped_key_is_answered_with_the_closest_keys_first(spec, overrides, message):
+    with pytest.raises(UserError) as error:
+        jaxlab.load_config(spec, overrides)
+    assert message in str(error.value)

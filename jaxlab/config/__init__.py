@@ -9,7 +9,7 @@ import copy
 import difflib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -24,8 +24,10 @@ def parse_preset(arg: str | None, defaults: Mapping[str, Any]) -> ml_collections
         key, sep, text = item.partition("=")
         key = key.strip()
         if key not in defaults:
+            close = closest(key, list(defaults))
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
             raise UserError(
-                f"unknown preset key {key!r} in {arg!r}; "
+                f"unknown preset key {key!r} in {arg!r}; {hint}"
                 f"this experiment's preset keys are: {', '.join(defaults) or '(none)'}"
             )
         if not sep:
@@ -37,6 +39,34 @@ def parse_preset(arg: str | None, defaults: Mapping[str, Any]) -> ml_collections
             text = "True"
         values[key] = parse_value(text.strip(), defaults[key], f"preset key {key!r}")
     return ml_collections.ConfigDict(values)
+
+
+def closest(key: str, known: Sequence[str], count: int = 3) -> list[str]:
+    """The ``known`` dotted keys ``key`` most likely means, best first: the same last part in
+    another section, an abbreviation of the last part (``lr``: ``learning_rate``, by its words'
+    initials or letters in order), then spelling (difflib's ratio over the key and its last
+    part)."""
+    leaf = key.rsplit(".", 1)[-1].lower()
+
+    def score(candidate: str) -> tuple[float, float]:
+        other = candidate.rsplit(".", 1)[-1].lower()
+        spelling = difflib.SequenceMatcher(None, key.lower(), candidate.lower()).ratio()
+        if other == leaf:
+            return 3.0, spelling
+        if leaf == "".join(word[0] for word in other.split("_") if word):
+            return 2.0, spelling
+        if len(leaf) > 2 and leaf[0] == other[0] and _in_order(leaf, other):
+            return 1.5, spelling
+        return max(spelling, difflib.SequenceMatcher(None, leaf, other).ratio()), spelling
+
+    scored = sorted(((score(k), k) for k in known), key=lambda item: item[0], reverse=True)
+    return [k for (s, _), k in scored if s >= 0.6][:count]
+
+
+def _in_order(letters: str, word: str) -> bool:
+    """Whether ``letters`` appear in ``word`` in order (``lr`` in ``learning_rate``)."""
+    rest = iter(word)
+    return all(letter in rest for letter in letters)
 
 
 def parse_value(text: str, default: Any, what: str) -> Any:
@@ -121,7 +151,7 @@ def apply_overrides(
     for key, value in overrides.items():
         key = key.removeprefix("config.")
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+            close = closest(key, known)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise UserError(f"unknown config key {key!r}{hint}")
         set_leaf(config, key, _typed(value, get_leaf(config, key), f"config.{key}"))

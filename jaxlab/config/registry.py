@@ -158,4 +158,23 @@ def load_config(
             )
     with config.unlocked():
         config.experiment = f"{path.stem}:{preset}" if preset else path.stem
+    _refuse_preset_keys_as_overrides(module, path.stem, config, overrides or {})
     return run_config.validate(config, overrides)
+
+
+def _refuse_preset_keys_as_overrides(
+    module: ModuleType,
+    name: str,
+    config: ml_collections.ConfigDict,
+    overrides: Mapping[str, Any],
+) -> None:
+    """`UserError` for an override of a key that is not in the config but is a preset key."""
+    presets = getattr(module, "PRESET", {})
+    keys = set(config_lib.flat_keys(config))
+    for key in overrides:
+        bare = key.removeprefix("config.")
+        if bare in presets and bare not in keys:
+            raise UserError(
+                f"{bare!r} is a preset key of {name}, not a config key: write "
+                f"{name}:{bare}=VALUE (its preset keys: {', '.join(presets)})"
+            )

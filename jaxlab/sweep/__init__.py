@@ -117,7 +117,7 @@ def sweep(
         except Interrupted as interrupted:
             stopped = interrupted.reason
         rows = collect(directory, names)
-        write_tables(directory, rows)
+        write_tables(directory, rows, list(dict.fromkeys(k for o in names.values() for k in o)))
     if stopped:
         raise Interrupted(
             f"sweep stopped by {stopped}: the running runs' checkpoints are "

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from etils import epath
 
 from jaxlab import paths
@@ -100,15 +101,68 @@ def collect(workdir: epath.Path, runs: Mapping[str, Point]) -> list[dict[str, An
     return rows
 
 
-def write_tables(workdir: epath.Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``results.csv`` (full precision) and ``results.md`` (4-6 significant digits): same rows."""
+def write_tables(
+    workdir: epath.Path, rows: Sequence[Mapping[str, Any]], swept: Sequence[str] = ()
+) -> None:
+    """``results.csv`` (full precision) and ``results.md`` (4-6 significant digits): same rows;
+    ``results.md`` then the mean ± std over seeds of each setting of the ``swept`` keys."""
     columns = table_columns(rows)
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, columns)
     writer.writeheader()
     writer.writerows({c: "" if row.get(c) is None else row[c] for c in columns} for row in rows)
     paths.write_atomic(workdir / RESULTS_CSV, text.getvalue())
-    paths.write_atomic(workdir / RESULTS_MD, markdown_table(rows, columns) + "\n")
+    markdown = markdown_table(rows, columns) + "\n"
+    if means := seed_means_table(rows, swept):
+        markdown += "\n" + means + "\n"
+    paths.write_atomic(workdir / RESULTS_MD, markdown)
+
+
+SEED_KEY = "seed"
+
+
+def settings(swept: Sequence[str]) -> list[str]:
+    """The swept keys that make a setting: all but the seed."""
+    return [key for key in swept if key != SEED_KEY]
+
+
+def setting_label(row: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """``lr=0.01, width=64`` (each key's last part), or ``all runs`` with no keys."""
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={row.get(key)}" for key in keys) or "all runs"
+
+
+def seed_means_table(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> str:
+    """Markdown: for each setting of the swept keys other than the seed, the number of finished
+    runs and each final train/eval metric's mean ± sample std over them; "" unless the seed is
+    swept and some setting has several finished runs."""
+    done = [row for row in rows if row.get("status") == DONE]
+    keys = settings(swept)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in done:
+        groups.setdefault(setting_label(row, keys), []).append(row)
+    if SEED_KEY not in swept or all(len(group) < 2 for group in groups.values()):
+        return ""
+    metrics = sorted(
+        {
+            k
+            for row in done
+            for k, v in row.items()
+            if k.startswith(("train/", "eval/"))
+            and k != "train/learning_rate"
+            and isinstance(v, (int, float))
+        }
+    )
+    table = []
+    for group in groups.values():
+        line: dict[str, Any] = {key: group[0].get(key) for key in keys}
+        line["runs"] = len(group)
+        for metric in metrics:
+            values = [row[metric] for row in group if isinstance(row.get(metric), (int, float))]
+            if values:
+                std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                line[metric] = f"{float(np.mean(values)):.4g} ± {std:.2g}"
+        table.append(line)
+    return "mean ± sample std over seeds:\n\n" + markdown_table(table, [*keys, "runs", *metrics])
 
 
 def table_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
