@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from etils import epath
+from matplotlib import colormaps
 from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
 from jaxlab import data as data_lib
@@ -220,29 +221,31 @@ def _plot_plane(predict, params, points, samples, low, high, directory: epath.Pa
     grid_clusters, grid_energy = (np.asarray(a) for a in jax.device_get(predict(params, grid)))
     clusters, _ = jax.device_get(predict(params, points))
     panels = {
-        "gedi_clusters.png": ("learned clusters (test points; regions: argmax p(y|x))", None),
+        "gedi_clusters.png": ("learned clusters\n(test points; regions: argmax p(y|x))", None),
         "gedi_energy.png": ("energy E(x) = -logsumexp f(x)", points),
         "gedi_sgld_samples.png": ("SGLD replay buffer over the energy", samples),
     }
     for name, (title, overlay) in panels.items():
-        fig = Figure(figsize=(5, 4.5))
+        fig = Figure(figsize=(5, 4.5), layout="constrained")  # the title and colour bar inside
         ax = fig.subplots()
         if overlay is None:
+            count = int(max(grid_clusters.max(), clusters.max())) + 1
+            colours = [colormaps["tab10"](i % 10) for i in range(count)]  # regions as points
             ax.contourf(
                 gx,
                 gy,
                 grid_clusters.reshape(gx.shape),
                 alpha=0.25,
-                cmap="tab10",
-                levels=np.arange(grid_clusters.max() + 2) - 0.5,
+                colors=colours,
+                levels=np.arange(count + 1) - 0.5,
             )
-            ax.scatter(points[:, 0], points[:, 1], c=clusters, cmap="tab10", s=4, vmin=0, vmax=9)
+            ax.scatter(points[:, 0], points[:, 1], c=[colours[c] for c in clusters], s=4)
         else:
             mesh = ax.contourf(gx, gy, grid_energy.reshape(gx.shape), levels=30, cmap="viridis")
             fig.colorbar(mesh, ax=ax)
             ax.scatter(overlay[:, 0], overlay[:, 1], c="white", s=2, alpha=0.6)
-        ax.set(title=title, xlim=(low[0], high[0]), ylim=(low[1], high[1]))
-        fig.tight_layout()
+        ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]))
+        ax.set_title(title, fontsize=10)
         paths.save_figure(fig, directory / name)
 
 
