@@ -7,6 +7,7 @@ import jax
 import pytest
 
 import jaxlab
+from jaxlab.loop.train import summary_line
 
 LINE = re.compile(
     r"^jaxlab: step (\d+)/(\d+) \((\d+)%\) \d+\.\d steps/s( ETA \S+)? "
@@ -16,7 +17,9 @@ LINE = re.compile(
 
 def _train(workdir, quiet=False, **overrides):
     config = jaxlab.load_config("mlp_moons:smoke", {"train.log_every": 10, **overrides})
-    jaxlab.train(config, workdir, quiet=quiet, devices=jax.devices()[:1], allow_config_change=True)
+    return jaxlab.train(
+        config, workdir, quiet=quiet, devices=jax.devices()[:1], allow_config_change=True
+    )
 
 
 def _progress_lines(err):
@@ -38,12 +41,16 @@ def test_off_a_terminal_a_line_at_each_evaluation_then_where_it_resumes(tmp_path
     assert f"jaxlab: resuming {tmp_path / 'run'} from step 40 of 60\n" in err
     assert [m[1] for m in _progress_lines(err)] == ["60"]
 
-    _train(tmp_path / "run", **{"train.steps": 60})
+    final = _train(tmp_path / "run", **{"train.steps": 60})
     err = capsys.readouterr().err
     assert (
         f"jaxlab: {tmp_path / 'run'} had already finished (step 60 of 60); nothing to train" in err
     )
     assert _progress_lines(err) == []
+    assert final["step"] == 60 and "wall_time_s" not in final  # it did not train
+    line = summary_line("mlp_moons:smoke", final)
+    assert line.startswith("jaxlab: mlp_moons:smoke step=60 train/accuracy=")
+    assert line.endswith(" (finished before)")
 
 
 def test_every_n_seconds_between_evaluations_and_nothing_when_quiet(tmp_path, capsys, monkeypatch):

@@ -447,12 +447,13 @@ class _Loop:
 
 
 def summary_line(experiment: str, final: dict[str, Any]) -> str:
-    """The final train and eval metrics (not the learning rate or speed) and the wall time."""
+    """The final train and eval metrics (not the learning rate or speed) and the wall time, or
+    ``(finished before)`` for a run that had nothing left to train."""
     shown = " ".join(
         f"{k}={v:.4g}"
         for k, v in final.items()
         if isinstance(v, float) and k.startswith(("train/", "eval/")) and k != "train/learning_rate"
     )
-    return (
-        f"jaxlab: {experiment} step={final['step']} {shown} wall_time={final['wall_time_s']:.1f}s"
-    )
+    wall = final.get("wall_time_s")
+    ending = f"wall_time={wall:.1f}s" if wall is not None else "(finished before)"
+    return f"jaxlab: {experiment} step={final['step']} {shown} {ending}"

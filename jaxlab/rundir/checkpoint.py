@@ -185,8 +185,11 @@ class Checkpoints:
         """Waits for pending saves to be committed, then releases the manager."""
         try:
             self.wait_until_committed()
-        finally:
-            self._manager.close()
+        except StorageError:
+            with contextlib.suppress(Exception):  # Orbax raises the same failure again
+                self._manager.close()
+            raise
+        self._manager.close()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

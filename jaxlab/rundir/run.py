@@ -43,6 +43,7 @@ class Run:
         )
         self.step = 0  # the step the run's state has reached
         self.saved: int | None = None  # its newest saved step
+        self.restored = 0  # the step it resumed from
         self.failure: NonFiniteError | None = None  # why it stopped, if it diverged
         self._logged = read_metrics(workdir)
         self.log: MetricsLog | None = None
@@ -60,7 +61,7 @@ class Run:
         if restored is None:
             return None
         self.step, state = restored
-        self.saved = self.step
+        self.saved = self.restored = self.step
         return state
 
     def start(self) -> None:
@@ -95,11 +96,14 @@ class Run:
         self.failure = error
 
     def outcome(self, wall_time: float) -> Outcome:
-        """`DONE` with the final metrics, or `FAILED` with the failing step's metrics."""
+        """`DONE` with the final metrics (and ``wall_time``, unless the run had finished before
+        this session), or `FAILED` with the failing step's metrics."""
         if self.failure is not None:
             metrics = {**self.failure.metrics, "step": self.failure.step}
             return Outcome(FAILED, metrics, str(self.failure))
         assert self.log is not None
+        if self.restored >= self.config.train.steps:  # finished before: no time to report
+            return Outcome(DONE, {**self.log.latest, "step": self.step})
         return Outcome(DONE, {**self.log.latest, "step": self.step, "wall_time_s": wall_time})
 
     @property

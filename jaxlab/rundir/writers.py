@@ -11,6 +11,7 @@ The built-in writers are ``tensorboard`` (`jaxlab.rundir.tensorboard`) and ``wan
 (`jaxlab.rundir.wandb_writer`, the optional extra ``jaxlab[wandb]``); `register` adds another.
 """
 
+import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -18,9 +19,12 @@ import ml_collections
 from etils import epath
 
 from jaxlab.errors import UserError
+from jaxlab.rundir import tensorboard, wandb_writer
 
 
 class MetricWriter(Protocol):
+    """Receives a run's records (module docstring)."""
+
     def write(self, record: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...
@@ -42,8 +46,6 @@ def register(name: str, factory: WriterFactory, *, needs: str = "") -> None:
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
     """The writers ``config.log.writers`` names, each checked to exist and to be importable."""
-    import importlib.util
-
     chosen = [name.strip() for name in config.log.writers.split(",") if name.strip()]
     for name in chosen:
         if name not in _FACTORIES:
@@ -67,11 +69,5 @@ def open_one(
     return _FACTORIES[name](workdir, config, kept)
 
 
-def _builtin() -> None:
-    from jaxlab.rundir import tensorboard, wandb_writer
-
-    register("tensorboard", tensorboard.TensorBoardWriter)
-    register("wandb", wandb_writer.WandbWriter, needs="wandb")
-
-
-_builtin()
+register("tensorboard", tensorboard.TensorBoardWriter)
+register("wandb", wandb_writer.WandbWriter, needs="wandb")
