@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from report_runs import provenance, runs_directory  # noqa: E402
 
 import jaxlab  # noqa: E402
@@ -269,7 +270,7 @@ def convergence_lines(rows: list[dict]) -> list[str]:
 
 def plot(rows: list[dict]) -> None:
     """Learning curves (mean over seeds) at Δt = 0.1 and 0.01, and the spectra of K at 0.1."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     colors = {v: plt.cm.tab10(i) for i, v in enumerate(variants)}
     for ax, dt in zip(axes[:2], DTS):
@@ -290,10 +291,12 @@ def plot(rows: list[dict]) -> None:
                 )
                 ax.set_ylabel(f"test NRMSE (std) at {horizon} steps ({horizon * dt:g} time units)")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_xlabel("training step")
         ax.set_title(f"Δt = {dt}: mean over seeds")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()  # below the panels, over no curve
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     for name in variants:
         run = next(
             (
@@ -313,7 +316,6 @@ def plot(rows: list[dict]) -> None:
     axes[2].set_ylabel("|λ| of K")
     axes[2].set_title("Δt = 0.1, seed 0: spectrum of K")
     axes[2].grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
     plt.close(fig)
 

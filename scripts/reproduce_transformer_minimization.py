@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 from report_runs import provenance, runs_directory  # noqa: E402
 
 import jaxlab  # noqa: E402
@@ -367,7 +368,7 @@ def results_section(rows, machine: str) -> str:
 
 
 def plot(rows) -> None:
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(12, 5.6), layout="constrained")
     variants = sorted({(r["attention"], r["heads"], r["triangular"]) for r in rows})
     colors = {v: plt.cm.tab10(i) for i, v in enumerate(variants)}
     for ax, dataset in zip(axes, DATASETS):
@@ -384,12 +385,13 @@ def plot(rows) -> None:
                 label=f"{label(r)}{'' if r['mlp'] else ', no MLP'}",
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10⁴, 3×10⁴, ... ran into each other
         ax.set_xlabel("parameters")
         ax.set_ylabel("test accuracy (mean ± std over seeds)")
         ax.set_title(f"{dataset} (filled: with MLP, open: without)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()  # below the panels, over no point
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=7, frameon=False)
     fig.savefig(PLOT, dpi=120)
     plt.close(fig)
 
