@@ -83,3 +83,21 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"jaxlab {jaxlab.__version__}\n"
+
+
+def test_the_help_is_plain_text_with_examples_that_parse(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and "examples:" in text
+    examples = [
+        line.strip().split("  ")[0].split()
+        for line in text.split("examples:")[1].splitlines()
+        if line.startswith("  jaxlab ")
+    ]
+    assert len(examples) >= 8
+    parser = cli._parser()
+    for words in examples:  # each example is a command the parser takes (up to a line break)
+        if words[-1] != "\\":
+            parser.parse_known_args(words[1:])
