@@ -1,7 +1,7 @@
 """The ``jaxlab`` command: a thin shell over the Python API.
 
-Its subcommands are ``list``, ``config``, ``inspect``, ``train``, ``eval``, ``sweep``, ``report``,
-``compare`` and ``data convert``;
+Its subcommands are ``list``, ``config``, ``inspect``, ``train``, ``eval``, ``export``, ``sweep``,
+``report``, ``compare`` and ``data convert``;
 `main` runs one and returns its exit status, and `console` is the installed entry point.
 """
 
@@ -138,6 +138,7 @@ EXAMPLES = """examples:
   jaxlab train mlp_moons --workdir runs/moons --config.train.steps=500
   jaxlab train my_exp.py:smoke --workdir runs/a  an experiment file of your own, a preset
   jaxlab eval runs/moons                         the newest checkpoint on the test split
+  jaxlab export runs/moons --output served/moons the model for JAX alone (jax.export)
   jaxlab report runs/moons                       final metrics, curves in metrics.png
   jaxlab sweep mlp_moons --workdir runs/lr --vmap \\
       --sweep config.optimizer.learning_rate=1e-3,1e-2 --sweep config.seed=0,1,2
@@ -224,9 +225,15 @@ def _parser() -> argparse.ArgumentParser:
         "warning), e.g. to continue with a longer schedule",
     )
     evaluate = commands.add_parser(
-        "eval", help="evaluate a workdir's newest checkpoint", parents=[multihost]
+        "eval",
+        help="evaluate a checkpoint of a workdir, on its test split or on other data",
+        parents=[multihost],
+        epilog="Other data: overrides of the data section, e.g. --config.data.test=new.npz "
+        "(other keys are refused).",
     )
     evaluate.add_argument("workdir")
+    evaluate.add_argument("--step", type=int, help="the checkpoint's step (default: the newest)")
+    evaluate.add_argument("--output", help="also write the metrics to this JSON file")
     sweep = commands.add_parser(
         "sweep",
         help="train many runs of an experiment that differ in overrides",
@@ -288,6 +295,19 @@ def _parser() -> argparse.ArgumentParser:
         "--metric", default=None, help="sweep: the metric to sort and plot by (default eval/loss)"
     )
     report.add_argument("--descending", action="store_true", help="sweep: largest first")
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint's prediction function (jax.export) and weights to a directory",
+        epilog="Loading it needs only JAX: see the snippet in docs/extending.md, 'After training'.",
+    )
+    export.add_argument("workdir")
+    export.add_argument("--output", required=True, help="a new directory")
+    export.add_argument("--step", type=int, help="the checkpoint's step (default: the newest)")
+    export.add_argument(
+        "--platforms",
+        default="",
+        help="comma-separated, e.g. cpu,cuda,tpu (default: this machine's platform)",
+    )
     compare = commands.add_parser(
         "compare",
         help="config differences and final metrics of runs (or sweeps) as a table, curves overlaid",
@@ -331,14 +351,14 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import jax
 
     from jaxlab import config as config_lib
-    from jaxlab import parallel
+    from jaxlab import parallel, paths
     from jaxlab.config import registry
     from jaxlab.errors import Interrupted, NonFiniteError, StorageError, UserError
     from jaxlab.loop import compilation_cache
     from jaxlab.loop.train import evaluate_workdir, train_validated
 
     try:
-        if args.command not in ("train", "sweep", "config", "inspect") and extra:
+        if args.command not in ("train", "sweep", "config", "inspect", "eval") and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
         if args.command in ("train", "eval"):
             compilation_cache.enable()
@@ -378,15 +398,25 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
                 config, args.workdir, quiet=args.quiet, allow_config_change=args.allow_config_change
             )
         elif args.command == "eval":
-            metrics = evaluate_workdir(args.workdir)
+            metrics = evaluate_workdir(
+                args.workdir, step=args.step, overrides=_split_overrides(extra)
+            )
             if jax.process_index() == 0:
                 print(json.dumps(metrics))
+                if args.output:
+                    paths.write_atomic(paths.path(args.output, "output"), json.dumps(metrics))
         elif args.command == "sweep":
             return _sweep(args, _split_overrides(extra))
         elif args.command == "report":
             from jaxlab.report import report  # matplotlib: only this command draws
 
             print(report(args.workdir, metric=args.metric, descending=args.descending))
+        elif args.command == "export":
+            from jaxlab.export import export
+
+            platforms = [p.strip() for p in args.platforms.split(",") if p.strip()] or None
+            manifest = export(args.workdir, args.output, step=args.step, platforms=platforms)
+            print(json.dumps(manifest))
         elif args.command == "compare":
             from jaxlab.compare import compare
 

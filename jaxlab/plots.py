@@ -1,7 +1,8 @@
-"""The curves of `jaxlab report` and `jaxlab compare`: one panel per metric, where ``train/X`` and
-``eval/X`` share X's panel (eval solid, train dashed), one colour per group of curves (a run, or a
-sweep's setting drawn as its mean over seeds with a band of ± one sample standard deviation), the
-legend outside the panels, and a log axis where a metric spans more than two decades."""
+"""The curves of `jaxlab report` and `jaxlab compare`: one panel per metric, where ``train/X``,
+``eval/X`` and ``eval/ema/X`` share X's panel (eval solid, the parameters' EMA dotted, train
+dashed), one colour per group of curves (a run, or a sweep's setting drawn as its mean over seeds
+with a band of ± one sample standard deviation), the legend outside the panels, and a log axis
+where a metric spans more than two decades."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from matplotlib.lines import Line2D
 from jaxlab import paths
 
 Series = tuple[list[int], list[float]]  # steps, values
-STYLES: dict[str, Any] = {"eval": "-", "train": "--"}
+STYLES: dict[str, Any] = {"eval": "-", "eval/ema": ":", "train": "--"}
 LAST = ("learning_rate", "steps_per_s")  # the bookkeeping panels come after the metrics
 
 
@@ -112,7 +113,7 @@ def plot_metrics(
         ax.axis("off")
     handles = [
         Line2D([], [], linestyle=STYLES[split], color="0.3", label=split)
-        for split in ("eval", "train")
+        for split in STYLES
         if split in splits_used
     ]
     if len(groups) > 1:

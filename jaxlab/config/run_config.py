@@ -27,6 +27,11 @@ FRAMEWORK_DEFAULTS = {
     "train.prefetch": 2,
     "train.grad_accum_steps": 1,  # micro-batches per step (jaxlab.loop.step)
     "train.compute_dtype": "float32",  # or "bfloat16": what models compute in (jaxlab.models)
+    # Start a new run from another run's parameters: "WORKDIR[:STEP]" and a regular expression
+    # selecting parameter paths ("" takes all) (jaxlab.rundir.init_from).
+    "train.init_from": "",
+    "train.init_from_paths": "",
+    "train.ema_decay": None,  # d in [0, 1): keep an EMA of the parameters (jaxlab.loop.step)
     # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave.
     "mesh.data": -1,
     "mesh.fsdp": 1,
@@ -158,6 +163,13 @@ def validate(
         raise UserError(
             f"config.train.compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
             f"{train.compute_dtype!r}"
+        )
+    if train.ema_decay is not None and not (
+        isinstance(train.ema_decay, (int, float)) and 0 <= train.ema_decay < 1
+    ):
+        raise UserError(
+            f"config.train.ema_decay must be a number in [0, 1) (or None: no EMA), got "
+            f"{train.ema_decay!r}"
         )
     if train.prefetch < 1:
         raise UserError(f"config.train.prefetch must be at least 1, got {train.prefetch}")

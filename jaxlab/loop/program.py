@@ -40,7 +40,14 @@ class Program:
     def _init_named(self, example: dict | None) -> Any:
         """The state at step 0, its leaves still carrying the model's logical axis names."""
         config = self.config
-        return init_state(self.task, self.tx, config.seed, config.train.batch_size, example)
+        return init_state(
+            self.task,
+            self.tx,
+            config.seed,
+            config.train.batch_size,
+            example,
+            ema=config.train.ema_decay is not None,
+        )
 
     def _example(self) -> dict | None:
         return feed.example_batch(self.config, self.task, self.config.seed)
@@ -92,6 +99,7 @@ class Program:
             skip_nonfinite=train.skip_nonfinite_steps,
             batches_given=self.batches_given,
             grad_accum_steps=train.grad_accum_steps,
+            ema_decay=train.ema_decay,
         )
 
     def compiled(self, length: int):

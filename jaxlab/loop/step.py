@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxlab.data import sample_batch
-from jaxlab.loop.state import DATA_STREAM, STEP_STREAM
+from jaxlab.loop.state import DATA_STREAM, EMA, STEP_STREAM
 from jaxlab.tasks import Task
 
 
@@ -26,6 +26,7 @@ def make_train_chunk(
     skip_nonfinite: bool = False,
     batches_given: bool = False,
     grad_accum_steps: int = 1,
+    ema_decay: float | None = None,
 ):
     """(state, data) -> (state after ``length`` steps, mean train metrics of those steps).
 
@@ -42,6 +43,9 @@ def make_train_chunk(
     goes to micro-batch i mod k, so each device keeps its own examples), whose gradients are
     summed one after another in a ``lax.scan`` and averaged: the update of the whole batch, with
     the activations of one micro-batch in memory. Micro-batch i's key is ``fold_in(step key, i)``.
+
+    With ``ema_decay`` d the state's ``ema_params`` become ``d * ema + (1 - d) * params`` after
+    each applied step (the new parameters; a dropped step leaves them as they were).
     """
 
     def sampled(state, train_arrays):
@@ -93,6 +97,12 @@ def make_train_chunk(
             "opt_state": opt_state,
             "rng": state["rng"],
         }
+        if ema_decay is not None:
+            new_state[EMA] = jax.tree.map(
+                lambda average, new: ema_decay * average + (1 - ema_decay) * new,
+                state[EMA],
+                new_state["params"],
+            )
         metrics = {"loss": loss, **metrics, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 

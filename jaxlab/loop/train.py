@@ -24,8 +24,9 @@ from jaxlab.errors import Interrupted, NonFiniteError, UserError
 from jaxlab.loop import compilation_cache, feed, profiling, progress
 from jaxlab.loop.optim import make_schedule
 from jaxlab.loop.program import Program
+from jaxlab.loop.state import EMA
+from jaxlab.rundir import init_from, writers
 from jaxlab.rundir import workdir as workdir_lib
-from jaxlab.rundir import writers
 from jaxlab.rundir.checkpoint import Checkpoints
 from jaxlab.rundir.preemption import StopRequests
 from jaxlab.rundir.run import DONE, Outcome, Run
@@ -60,6 +61,8 @@ def prepare(
     writers.names(config)
     program = Program(config, task, mesh)
     state = program.init()
+    if tc.init_from:
+        init_from.check(state, config)
     return Setup(mesh, task, program.tx, state, program)
 
 
@@ -67,22 +70,35 @@ def restore(
     location: str | os.PathLike,
     devices: Sequence[jax.Device] | None = None,
     mesh: Mapping[str, int] | None = None,
+    *,
+    step: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[ml_collections.ConfigDict, Setup, dict]:
-    """(config, setup, train state) of the newest checkpoint of ``location``, on ``devices``,
-    on the run's mesh or on ``mesh`` (sizes of its axes, as ``config.mesh``)."""
+    """(config, setup, train state) of a checkpoint of ``location``: the newest readable one, or
+    that of ``step``; on ``devices``, on the run's mesh or on ``mesh`` (sizes of its axes, as
+    ``config.mesh``). ``overrides`` (dotted key -> value) may change the ``data`` section only:
+    the run's model on other data (`UserError` naming any other key)."""
     workdir = paths.path(location, "workdir")
+    outside = [k for k in (overrides or {}) if not k.removeprefix("config.").startswith("data.")]
+    if outside:
+        raise UserError(
+            f"a restored run takes overrides of config.data only (the data it is evaluated "
+            f"on), got {', '.join(outside)}"
+        )
     config = run_config.validate(
         workdir_lib.read_config(workdir),
-        {f"mesh.{axis}": size for axis, size in (mesh or {}).items()},
+        {
+            **{f"mesh.{axis}": size for axis, size in (mesh or {}).items()},
+            **(overrides or {}),
+        },
     )
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")
-    checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints)
-    try:
-        restored = checkpoints.restore_latest(setup.state)
-    finally:
-        checkpoints.close()
+    with Checkpoints(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints) as saved:
+        if step is not None:
+            return config, setup, saved.restore_at(step, setup.state)
+        restored = saved.restore_latest(setup.state)
     if restored is None:
         raise UserError(f"workdir {workdir} holds no checkpoint in {workdir / CHECKPOINT_DIR}")
     return config, setup, restored[1]
@@ -92,19 +108,31 @@ def evaluate_workdir(
     workdir: str | os.PathLike,
     devices: Sequence[jax.Device] | None = None,
     mesh: Mapping[str, int] | None = None,
+    *,
+    step: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Restores the newest readable checkpoint of ``workdir`` (on the run's mesh or on ``mesh``,
-    as in `restore`) and evaluates it on the test split."""
-    config, setup, state = restore(workdir, devices, mesh)
-    metrics = jax.device_get(
-        feed.make([config], setup.task.data, setup.mesh).evaluate(
-            setup.task, state["params"], state["task_state"]
-        )
-    )
-    return {
-        "step": int(state["step"]),
-        **{f"eval/{k}": np.asarray(v).tolist() for k, v in metrics.items()},
+    """The metrics of a checkpoint of ``workdir`` (the newest, or that of ``step``) on the test
+    split of the run's data, or of the data ``overrides`` of ``config.data`` name (as in
+    `restore`): ``{"step": N, "eval/NAME": value, ...}``."""
+    config, setup, state = restore(workdir, devices, mesh, step=step, overrides=overrides)
+    evaluator = feed.make([config], setup.task.data, setup.mesh)
+    metrics = jax.device_get(evaluations(evaluator, setup.task, state))
+    return {"step": int(state["step"]), **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
+
+
+def evaluations(evaluator: Any, task: Task, state: dict) -> dict[str, Any]:
+    """``{"eval/NAME": value}`` of the state's parameters on the test split and, when the state
+    keeps an EMA of them, ``{"eval/ema/NAME": value}`` of the average; dispatched (values may
+    still be computing: `jax.device_get` waits for them)."""
+    metrics = {
+        f"eval/{k}": v
+        for k, v in evaluator.evaluate(task, state["params"], state["task_state"]).items()
     }
+    if EMA in state:
+        averaged = evaluator.evaluate(task, state[EMA], state["task_state"])
+        metrics.update({f"eval/ema/{k}": v for k, v in averaged.items()})
+    return metrics
 
 
 def train(
@@ -189,6 +217,9 @@ def train_runs(
         runs = [Run(workdir, config, stack) for workdir, config in zip(workdirs, configs)]
         fresh = [program.part(initial, i) for i in range(len(runs))]
         restored = [run.restore(state) for run, state in zip(runs, fresh)]
+        for i, run in enumerate(runs):  # a new run may start from another run's parameters
+            if restored[i] is None and run.config.train.init_from:
+                restored[i] = init_from.start_from(fresh[i], run.config)
         for run in runs:
             run.start()
         state = initial
@@ -386,11 +417,7 @@ class _Loop:
     def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
         """``{"eval/NAME": value}`` of run ``index`` on the test split, dispatched: values
         may still be computing on the device (`jax.device_get` waits for them)."""
-        run_state = self.program.part(state, index)
-        evaluated = self.feed.evaluate(
-            self.program.task_of(index), run_state["params"], run_state["task_state"]
-        )
-        return {f"eval/{k}": v for k, v in evaluated.items()}
+        return evaluations(self.feed, self.program.task_of(index), self.program.part(state, index))
 
     def _stopped(self, reason: str, step: int) -> str:
         if len(self.runs) == 1:

@@ -11,12 +11,15 @@ from jaxlab.errors import UserError
 
 
 class MLPClassifier(nn.Module):
-    """Dense -> ReLU (-> dropout of rate ``dropout`` in training) for each hidden width, then a
-    linear head."""
+    """Dense (-> BatchNorm with ``batch_norm``) -> ReLU (-> dropout of rate ``dropout`` in
+    training) for each hidden width, then a linear head. BatchNorm normalises with the batch's
+    statistics in training and with their running averages (the ``batch_stats`` collection, kept
+    by the classification task as mutable state) in evaluation."""
 
     hidden_sizes: Sequence[int]
     num_classes: int
     dropout: float = 0.0
+    batch_norm: bool = False
     dtype: Any = jnp.float32  # of the computation; parameters stay float32
 
     def __post_init__(self):
@@ -32,6 +35,10 @@ class MLPClassifier(nn.Module):
     @nn.compact
     def __call__(self, x_BF: jax.Array, train: bool = False) -> jax.Array:
         for i, size in enumerate(self.hidden_sizes):
-            x_BF = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"hidden{i}")(x_BF))
-            x_BF = nn.Dropout(self.dropout, deterministic=not train)(x_BF)
+            x_BF = nn.Dense(size, dtype=self.dtype, name=f"hidden{i}")(x_BF)
+            if self.batch_norm:
+                x_BF = nn.BatchNorm(
+                    use_running_average=not train, dtype=self.dtype, name=f"norm{i}"
+                )(x_BF)
+            x_BF = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x_BF))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x_BF)

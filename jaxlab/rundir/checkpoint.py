@@ -5,7 +5,7 @@ the state one PyTree item): `Checkpoints` saves and restores the checkpoints of 
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -104,6 +104,61 @@ class Checkpoints:
                 )
                 return found
         return self._newest_readable(steps, target, required=True)
+
+    def restore_at(self, step: int, target: Any) -> Any:
+        """The state of checkpoint ``step``; `UserError` naming the kept steps when it is not
+        one of them, or is incomplete."""
+        self.check_kept(step)
+        problem = self._incompleteness(step, target)
+        if problem is not None:
+            raise UserError(f"checkpoint {self.directory / str(step)} does not read: {problem}")
+        return self.restore(step, target)
+
+    def check_kept(self, step: int) -> None:
+        """`UserError` naming the kept steps unless ``step`` is one of them."""
+        kept = sorted(self._manager.all_steps())
+        if step not in kept:
+            raise UserError(
+                f"no checkpoint of step {step} in {self.directory}; the kept steps are "
+                f"{', '.join(map(str, kept)) or '(none)'}"
+            )
+
+    def check_part(self, step: int, target: Any) -> None:
+        """`UserError` naming the leaves of ``target`` (a subtree of the saved state: its dicts
+        may leave keys out) that checkpoint ``step`` lacks or holds with another shape or
+        dtype."""
+        self.check_kept(step)
+        saved = _leaf_signatures(self._manager.metadata(step).item_metadata)
+        wanted = _leaf_signatures(target)
+        differing = [
+            f"  {path}: {saved[path]} in the checkpoint, {wanted[path]} now"
+            if path in saved
+            else f"  {path}: absent in the checkpoint, {wanted[path]} now"
+            for path in sorted(wanted)
+            if saved.get(path) != wanted[path]
+        ]
+        if differing:
+            raise UserError(
+                f"checkpoint {self.directory / str(step)} does not hold the arrays taken from "
+                f"it as this config builds them ({len(differing)} differ):\n"
+                + "\n".join(differing[:8])
+            )
+
+    def restore_part(self, step: int, target: Any) -> Any:
+        """The leaves of ``target`` (as in `check_part`, which it checks first) restored from
+        ``step`` with ``target``'s shapes, dtypes and shardings."""
+        self.check_part(step, target)
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target
+        )
+        return self._manager.restore(
+            step,
+            args=ocp.args.PyTreeRestore(
+                abstract,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                partial_restore=True,
+            ),
+        )
 
     def _newest_readable(
         self, steps: list[int], target: Any, required: bool
@@ -251,8 +306,14 @@ def _shape_differences(saved: Any, target: Any) -> list[str]:
 def _leaf_signatures(tree: Any) -> dict[str, str]:
     """{"params/block0/...": "(shape) dtype"}; container types (tuple, list, namedtuple, dict) are
     ignored, as Orbax's metadata stores them differently from the live state."""
-    signatures = {}
-    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in key_path]
-        signatures["/".join(names)] = f"{tuple(leaf.shape)} {leaf.dtype}"
-    return signatures
+    return {
+        path_name(key_path): f"{tuple(leaf.shape)} {leaf.dtype}"
+        for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def path_name(key_path: Sequence[Any]) -> str:
+    """A leaf's key path as ``"params/block0/kernel"``."""
+    return "/".join(
+        str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in key_path
+    )

@@ -132,7 +132,10 @@ class TrialProgram(Program):
 
     def _init_one(self, values, example=None):
         config, task, tx = self._build(values)
-        return sharding.unbox(init_state(task, tx, config.seed, config.train.batch_size, example))
+        ema = config.train.ema_decay is not None
+        return sharding.unbox(
+            init_state(task, tx, config.seed, config.train.batch_size, example, ema=ema)
+        )
 
     def init(self) -> Any:
         """The trials' states at step 0, stacked."""

@@ -30,6 +30,8 @@ class Task:
     plot(params, task_state, test_arrays, directory) -> None, optional: writes PNGs at the end of
         training into ``directory``, an ``etils.epath.Path`` (local or remote: write with
         `jaxlab.paths.save_figure`).
+    predict(params, task_state, x) -> outputs, optional and jittable: the model's outputs for a
+        batch of the data set's inputs ``x`` (what `jaxlab export` serialises).
 
     ``make_task(config)`` gets plain numbers, except in a vmapped sweep (``--vmap``) that varies a
     leaf outside ``seed``, ``optimizer`` and the sections ``train``, ``data``, ``model`` and
@@ -47,3 +49,4 @@ class Task:
     evaluate: Callable[[Params, TaskState, dict], Metrics]
     evaluate_sums: Callable[[Params, TaskState, dict], Metrics] | None = None
     plot: Callable[[Params, TaskState, dict, epath.Path], None] | None = None
+    predict: Callable[[Params, TaskState, jax.Array], Any] | None = None

@@ -1,7 +1,9 @@
 """Classification with cross-entropy: ``config.task = "jaxlab.tasks.classification:make_task"``.
 
 `make_task` builds the task: the model of ``config.model.constructor`` maps the inputs ``x`` of
-the dataset (``config.data.loader``) to logits over the integer labels ``label``.
+the dataset (``config.data.loader``) to logits over the integer labels ``label``. The model's
+mutable variable collections (BatchNorm's ``batch_stats``) are the task state: updated by each
+training step, used as they are in evaluation, checkpointed with the parameters.
 """
 
 import jax
@@ -57,42 +59,58 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     model = models.build(config.model, config.train.compute_dtype, num_classes=num_classes_of(data))
     flag = models.train_flag(model)
 
-    def logits_of(params, inputs, dropout_key=None):
-        """float32 logits, whatever the dtype the model computes in (the loss reduces in f32)."""
-        if dropout_key is None:
-            logits = model.apply(params, as_float_images(inputs), **models.mode(flag, False))
-        else:
+    def logits_of(params, task_state, inputs, dropout_key=None):
+        """(float32 logits, whatever the dtype the model computes in (the loss reduces in f32),
+        and the task state: the model's mutable collections, updated in training)."""
+        variables = {**params, **task_state}
+        inputs = as_float_images(inputs)
+        if dropout_key is None:  # a dropout stream all the same: NNX modules ask for one
             logits = model.apply(
-                params,
-                as_float_images(inputs),
+                variables,
+                inputs,
+                **models.mode(flag, False),
+                rngs={"dropout": jax.random.PRNGKey(0)},
+            )
+        elif task_state:
+            logits, task_state = model.apply(
+                variables,
+                inputs,
                 **models.mode(flag, True),
                 rngs={"dropout": dropout_key},
+                mutable=list(task_state),
             )
-        return logits.astype(jnp.float32)
+        else:
+            logits = model.apply(
+                variables, inputs, **models.mode(flag, True), rngs={"dropout": dropout_key}
+            )
+        return logits.astype(jnp.float32), task_state
 
     def init(key, batch):
-        variables = model.init(key, as_float_images(batch[INPUTS]), **models.mode(flag, False))
+        variables = model.init(
+            {"params": key, "dropout": jax.random.PRNGKey(0)},
+            as_float_images(batch[INPUTS]),
+            **models.mode(flag, False),
+        )
         mutable = sorted(set(variables) - {"params"})
-        if mutable:
+        if mutable and flag is None:
             raise UserError(
-                f"config.model.constructor={config.model.constructor!r} has the "
-                f"mutable variable collections {', '.join(mutable)}, which the "
-                f"classification task does not update; it trains 'params' only"
+                f"config.model.constructor={config.model.constructor!r} has the mutable "
+                f"variable collections {', '.join(mutable)} but no train (or deterministic) "
+                f"argument in __call__ to update them in training"
             )
-        return variables, {}
+        params = {"params": variables["params"]}
+        return params, {name: variables[name] for name in mutable}  # e.g. batch_stats
 
     def loss(params, task_state, batch, key):
-        logits = logits_of(params, batch[INPUTS], key)
+        logits, task_state = logits_of(params, task_state, batch[INPUTS], key)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch[LABELS])
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch[LABELS])
         return losses.mean(), ({"accuracy": accuracy}, task_state)
 
     @jax.jit
     def evaluate_sums(params, task_state, test):
-        del task_state
-
         def per_example(example):
-            logits = logits_of(params, example[INPUTS][None])[0]
+            logits = logits_of(params, task_state, example[INPUTS][None])[0][0]
             return (
                 optax.softmax_cross_entropy_with_integer_labels(logits, example[LABELS]),
                 jnp.argmax(logits) == example[LABELS],
@@ -107,4 +125,15 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             name: total / count for name, total in evaluate_sums(params, task_state, test).items()
         }
 
-    return Task(data=data, init=init, loss=loss, evaluate=evaluate, evaluate_sums=evaluate_sums)
+    def predict(params, task_state, inputs):
+        """The float32 logits of a batch of inputs, in evaluation mode."""
+        return logits_of(params, task_state, inputs)[0]
+
+    return Task(
+        data=data,
+        init=init,
+        loss=loss,
+        evaluate=evaluate,
+        evaluate_sums=evaluate_sums,
+        predict=predict,
+    )
