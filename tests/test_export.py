@@ -26,7 +26,11 @@ assert not any(name.split(".")[0] in ("jaxlab", "flax", "optax", "orbax") for na
 
 
 @pytest.mark.parametrize(
-    "spec, steps", [("mlp_moons:smoke", 20), ("minimal_transformer:smoke", 10)]
+    "spec, steps",
+    [
+        ("mlp_moons:smoke", 20),
+        pytest.param("minimal_transformer:smoke", 10, marks=pytest.mark.slow),  # 13 s
+    ],
 )
 def test_an_exported_model_gives_the_tasks_outputs_with_jax_alone(tmp_path, spec, steps):
     overrides = {"train.steps": steps, "train.log_every": 10, "train.eval_every": 10,

@@ -34,6 +34,7 @@ def pretrained(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # 20 s: a transformer pretrained, fine-tuned, trained from scratch, resumed
 def test_fine_tuning_on_another_split_starts_from_the_pretrained_parameters(pretrained, tmp_path):
     overrides = {**RUN, "data.split_seed": 1, "train.init_from": f"{pretrained}:10"}
     config = jaxlab.load_config("minimal_transformer:smoke", overrides)

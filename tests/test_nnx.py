@@ -6,6 +6,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 import jaxlab
 from tests.conftest import REPO, read_jsonl
@@ -31,6 +32,7 @@ def nnx_config(**overrides):
     return config
 
 
+@pytest.mark.slow  # 11 s: trained twice (one resumed) and exported
 def test_an_nnx_model_trains_resumes_exactly_and_exports(tmp_path):
     final = jaxlab.train(nnx_config(), tmp_path / "whole", quiet=True)
     assert final["eval/accuracy"] > 0.75

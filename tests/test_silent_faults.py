@@ -190,12 +190,12 @@ class NoTrainFlag(nn.Module):
     def __call__(self, x):
         return nn.Dense(self.num_classes)(nn.Dropout(self.dropout, deterministic=True)(x))
 
-class WithBatchNorm(nn.Module):
+class BatchNormWithoutTrainFlag(nn.Module):
     num_classes: int
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
-        return nn.Dense(self.num_classes)(nn.BatchNorm(use_running_average=not train)(x))
+    def __call__(self, x):
+        return nn.Dense(self.num_classes)(nn.BatchNorm(use_running_average=False)(x))
 """
 
 
@@ -215,11 +215,12 @@ class WithBatchNorm(nn.Module):
         (
             1,
             {
-                "model.constructor": "{dir}/models1.py:WithBatchNorm",
+                "model.constructor": "{dir}/models1.py:BatchNormWithoutTrainFlag",
                 "model.hidden_sizes": None,
                 "model.dropout": None,
             },
-            "has the mutable variable collections batch_stats",
+            "has the mutable variable collections batch_stats but no train (or "
+            "deterministic) argument in __call__ to update them in training",
         ),
         (2, {"model.num_classes": 2}, "config.model.num_classes is set by the task"),
         (
