@@ -4,6 +4,7 @@ import jaxlab
 config = jaxlab.load_config("minimal_transformer", overrides={"train.steps": 500})
 metrics = jaxlab.train(config, workdir="runs/demo")
 metrics = jaxlab.evaluate(workdir="runs/demo")          # the newest checkpoint, on the test split
+metrics = jaxlab.evaluate("runs/demo", step=500, overrides={"data.split_seed": 1})  # other data
 config, setup, state = jaxlab.restore("runs/demo")      # state["params"], ...
 table = jaxlab.sweep("minimal_transformer:smoke", [{"seed": 0}, {"seed": 1}], "runs/seeds")
 workdir = jaxlab.notebook.workdir("minimal_transformer", {"train.steps": 500})  # stable name
