@@ -40,12 +40,15 @@ def _split_overrides(extra: list[str]) -> dict[str, str]:
 
 def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     """Runs the sweep; its exit status: 0 when every run is done, else `SWEEP_INCOMPLETE`."""
+    from jaxlab.errors import UserError
     from jaxlab.rundir.workdir import RESULTS_MD
     from jaxlab.sweep import DONE, command_line_points, experiment_points, sweep
 
     experiment = _experiment(args)
     if args.sweep or args.zip:
-        points = command_line_points(args.sweep, args.zip)
+        points = command_line_points(args.sweep, args.zip, args.samples, args.search_seed)
+    elif args.samples:
+        raise UserError("--samples draws from the spaces of --sweep; there is no --sweep")
     else:
         points = experiment_points(experiment, args.experiments_dir)
     rows = sweep(
@@ -248,7 +251,20 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="config.KEY=V1,V2",
-        help="values of one key; several --sweep give their product",
+        help="values of one key, or a space to sample: uniform(a,b), loguniform(a,b), "
+        "intuniform(a,b), choice(v1,v2,...); several --sweep give their product",
+    )
+    sweep.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="how many runs to draw from the sampled spaces of --sweep",
+    )
+    sweep.add_argument(
+        "--search-seed",
+        type=int,
+        default=0,
+        help="the seed of those draws (default 0): the same command gives the same runs",
     )
     sweep.add_argument(
         "--zip",

@@ -1,7 +1,8 @@
 """Sweeps: many runs of one experiment that differ in config overrides, as safe as a single run.
 
 `sweep` plans every run (`plan`), trains them in worker processes, Ray tasks or one vmapped
-program, and returns the results table; `axis`, `product` and the others write the points.
+program, and returns the results table; `axis`, `product` and the others write the points, and
+`sampled` draws them from search spaces (`jaxlab.sweep.space`).
 """
 
 import os
@@ -37,8 +38,14 @@ from jaxlab.sweep.results import (
     write_sweep,
     write_tables,
 )
+from jaxlab.sweep.space import Choice, IntUniform, LogUniform, Uniform, sampled
 
 __all__ = [
+    "Choice",
+    "IntUniform",
+    "LogUniform",
+    "Uniform",
+    "sampled",
     "DONE",
     "FAILED",
     "PENDING",

@@ -16,6 +16,7 @@ import ml_collections
 from jaxlab import config as config_lib
 from jaxlab.config import references, registry, run_config
 from jaxlab.errors import UserError
+from jaxlab.sweep import space
 
 MAX_NAME_CHARS = 120
 
@@ -64,19 +65,39 @@ def _strip(key: str) -> str:
     return key.removeprefix("config.")
 
 
-def parse_axis(text: str) -> list[Point]:
-    """``"config.a=1,2,3"`` (a command-line ``--sweep``/``--zip``) -> its points, values as text."""
+def _key_and_values(text: str) -> tuple[str, str]:
+    """``"config.a=1,2,3"`` (a command-line ``--sweep``/``--zip``) -> ("config.a", "1,2,3")."""
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise UserError(f"malformed sweep {text!r}; write --sweep config.KEY=VALUE1,VALUE2")
-    return axis(key.strip(), [v.strip() for v in values.split(",")])
+    return key.strip(), values
 
 
-def command_line_points(sweeps: Sequence[str], zips: Sequence[str]) -> list[Point]:
-    """The product of the ``--sweep`` axes and of the ``--zip`` axes zipped together."""
-    axes = [parse_axis(text) for text in sweeps]
+def parse_axis(text: str) -> list[Point]:
+    """``"config.a=1,2,3"`` -> its points, values as text."""
+    key, values = _key_and_values(text)
+    return axis(key, [v.strip() for v in values.split(",")])
+
+
+def command_line_points(
+    sweeps: Sequence[str], zips: Sequence[str], samples: int = 0, seed: int = 0
+) -> list[Point]:
+    """The product of the ``--sweep`` axes that list values, the ``--zip`` axes zipped
+    together, and ``samples`` draws of the ``--sweep`` axes that are spaces
+    (`jaxlab.sweep.space`, seeded with ``seed``)."""
+    listed, spaces = space.split([_key_and_values(text) for text in sweeps])
+    axes = [axis(key, [v.strip() for v in values.split(",")]) for key, values in listed]
     if zips:
+        zipped = [_key_and_values(text) for text in zips]
+        if space.split(zipped)[1]:
+            raise UserError("--zip takes lists of values; sample spaces with --sweep")
         axes.append(zipit(*(parse_axis(text) for text in zips)))
+    if spaces and not samples:
+        raise UserError(
+            f"{', '.join(spaces)}: a sampled space needs --samples N (how many runs to draw)"
+        )
+    if samples:
+        axes.append(space.sampled(spaces, samples, seed))
     return product(*axes)
 
 
