@@ -42,7 +42,8 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     """Runs the sweep; its exit status: 0 when every run is done, else `SWEEP_INCOMPLETE`."""
     from jaxlab.errors import UserError
     from jaxlab.rundir.workdir import RESULTS_MD
-    from jaxlab.sweep import DONE, command_line_points, experiment_points, sweep
+    from jaxlab.sweep import DONE, STOPPED, command_line_points, experiment_points, sweep
+    from jaxlab.sweep.halving import Halving
 
     experiment = _experiment(args)
     if args.sweep or args.zip:
@@ -51,10 +52,16 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         raise UserError("--samples draws from the spaces of --sweep; there is no --sweep")
     else:
         points = experiment_points(experiment, args.experiments_dir)
+    scheduler = None
+    if args.scheduler == "halving":
+        scheduler = Halving(args.min_steps, args.reduction, args.metric, args.mode)
+    elif args.scheduler != "none":
+        raise UserError(f"--scheduler must be none or halving, got {args.scheduler!r}")
     rows = sweep(
         experiment,
         points,
         args.workdir,
+        scheduler=scheduler,
         parallel=args.parallel,
         vmap=args.vmap,
         backend=args.backend,
@@ -69,7 +76,7 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         f"jaxlab sweep: {len(rows)} runs: {shown}; results in {args.workdir}/{RESULTS_MD}",
         flush=True,
     )
-    return 0 if counts[DONE] == len(rows) else SWEEP_INCOMPLETE
+    return 0 if counts[DONE] + counts[STOPPED] == len(rows) else SWEEP_INCOMPLETE
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -279,6 +286,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train all runs as one vmapped program (seed/numeric leaves only)",
     )
+    sweep.add_argument(
+        "--scheduler",
+        default="none",
+        help="halving: successive halving of --vmap runs (docs/sweeps.md); default none",
+    )
+    sweep.add_argument("--min-steps", type=int, default=0, help="halving: the first rung")
+    sweep.add_argument(
+        "--reduction", type=int, default=3, help="halving: keep 1/REDUCTION at each rung (3)"
+    )
+    sweep.add_argument(
+        "--metric", default="eval/loss", help="halving: the metric compared (eval/loss)"
+    )
+    sweep.add_argument("--mode", default="min", help="halving: min (default) or max")
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     data = commands.add_parser("data", help="data files for the Grain input path")

@@ -199,10 +199,13 @@ def train_runs(
     allow_config_change: bool = False,
     record_nonfinite: bool = False,
     started: float | None = None,
+    until: int | None = None,
 ) -> list[Outcome]:
     """The one training loop: trains the runs of ``program`` from its ``initial`` state, run i
     of ``configs[i]`` in ``workdirs[i]``, each resuming its own newest readable checkpoint;
-    returns their outcomes (wall time counted from ``started``, by default now).
+    returns their outcomes (wall time counted from ``started``, by default now). With ``until``
+    the runs stop at that step (evaluated and checkpointed there), as a scheduler that compares
+    them at a rung asks (`jaxlab.sweep.halving`).
 
     Every workdir is locked for the whole run (`jaxlab.rundir.workdir.claim`). A run whose loss
     or gradients become NaN/Inf raises `NonFiniteError`, or with ``record_nonfinite`` stops being
@@ -225,7 +228,7 @@ def train_runs(
         state = initial
         if any(r is not None for r in restored):
             state = program.join([r if r is not None else f for r, f in zip(restored, fresh)])
-        loop = _Loop(program, runs, record_nonfinite)
+        loop = _Loop(program, runs, record_nonfinite, until)
         shown = not quiet and jax.process_index() == 0
         if shown:
             _say_where_it_starts(runs)
@@ -285,8 +288,15 @@ class _Loop:
     donates the state; the records are written, and the evaluation fetched, while chunk k+1 runs.
     """
 
-    def __init__(self, program: Program, runs: Sequence[Run], record_nonfinite: bool):
+    def __init__(
+        self,
+        program: Program,
+        runs: Sequence[Run],
+        record_nonfinite: bool,
+        until: int | None = None,
+    ):
         self.program, self.runs = program, list(runs)
+        self.until = min(until, program.config.train.steps) if until else program.config.train.steps
         self.record_nonfinite = record_nonfinite
         self.train_config = program.config.train
         self.feed = feed.make(
@@ -317,12 +327,13 @@ class _Loop:
         self._progress, self._profiler = shows, profiler
         unwritten: _Chunk | None = None
         chunk_index = 0
-        while live := [i for i, run in enumerate(runs) if run.live]:
+        end = self.until
+        while live := [i for i, run in enumerate(runs) if run.live and run.step < end]:
             start = min(runs[i].step for i in live)
             chunk = _Chunk(
                 moving=[i for i in live if runs[i].step == start],
                 start=start,
-                length=min(tc.log_every, tc.steps - start),
+                length=min(tc.log_every, end - start),
             )
             profiler.before(chunk.start)
             state = self._dispatch(state, chunk)
@@ -333,8 +344,8 @@ class _Loop:
                 runs[i].step = step
             stop = stops.reason(chunk_index)
             chunk_index += 1
-            evaluate = step % tc.eval_every == 0 or step == tc.steps
-            save = step % tc.checkpoint_every == 0 or step == tc.steps or stop
+            evaluate = step % tc.eval_every == 0 or step == end
+            save = step % tc.checkpoint_every == 0 or step == end or stop
             if evaluate or save:
                 chunk.checked = self._check(state, chunk)
                 if evaluate:
@@ -343,7 +354,7 @@ class _Loop:
                     for i in chunk.checked:
                         runs[i].save(self.program.part(state, i))
             unwritten = chunk
-            if stop and step < tc.steps:
+            if stop and step < end:
                 self._write(unwritten, state)
                 for run in runs:
                     run.checkpoints.wait_until_committed()

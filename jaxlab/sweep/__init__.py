@@ -15,7 +15,7 @@ from etils import epath
 from jaxlab import paths
 from jaxlab.errors import Interrupted, UserError
 from jaxlab.rundir import workdir as workdir_lib
-from jaxlab.sweep import processes, ray_backend, vmapped
+from jaxlab.sweep import halving, processes, ray_backend, vmapped
 from jaxlab.sweep.plan import (
     Point,
     Run,
@@ -33,6 +33,7 @@ from jaxlab.sweep.results import (
     FAILED,
     PENDING,
     RUNNING,
+    STOPPED,
     collect,
     read_result,
     write_sweep,
@@ -50,6 +51,7 @@ __all__ = [
     "FAILED",
     "PENDING",
     "RUNNING",
+    "STOPPED",
     "Point",
     "Run",
     "axis",
@@ -76,6 +78,7 @@ def sweep(
     fixed_overrides: Mapping[str, Any] | None = None,
     extra_dirs: Sequence[str] = (),
     quiet: bool = True,
+    scheduler: halving.Halving | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every point of ``sweep`` on ``config`` (a spec like ``"name:preset"``, or a
     ConfigDict) under ``workdir``; returns the results table (one dict per run).
@@ -95,6 +98,8 @@ def sweep(
         raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
     if address and backend != "ray":
         raise UserError("--address is for --backend ray")
+    if scheduler is not None and not vmap:
+        raise UserError("--scheduler halving runs vmapped sweeps (--vmap) in this version")
     directory = paths.path(workdir, "sweep directory")
     if paths.is_remote(directory):
         raise UserError(
@@ -107,6 +112,8 @@ def sweep(
         _check_same_config(run, directory)
     if vmap:
         vmapped.check(_unfinished(runs, directory))
+    if scheduler is not None:
+        halving.check(scheduler, runs)
     elif backend == "ray":
         ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
@@ -114,7 +121,10 @@ def sweep(
         write_sweep(directory, names)
         todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
-            if vmap:
+            if scheduler is not None:  # decided again from all runs' records (halving.run)
+                halving.run(runs, directory, scheduler, quiet=quiet)
+                stopped = None
+            elif vmap:
                 vmapped.train(todo, directory, quiet=quiet)
                 stopped = None
             elif backend == "ray":
@@ -153,4 +163,5 @@ def _check_same_config(run: Run, workdir: epath.Path) -> None:
 
 
 def _unfinished(runs: Sequence[Run], workdir: epath.Path) -> list[Run]:
-    return [run for run in runs if read_result(workdir / run.name)["status"] != DONE]
+    """The runs neither done nor stopped by a scheduler (failed ones are tried again)."""
+    return [run for run in runs if read_result(workdir / run.name)["status"] not in (DONE, STOPPED)]

@@ -23,6 +23,7 @@ from jaxlab.rundir.workdir import RESULT_FILE, RESULTS_CSV, RESULTS_MD, SWEEP_FI
 from jaxlab.sweep.plan import Point
 
 PENDING, RUNNING = "pending", "running"  # a run without one
+STOPPED = "stopped"  # left behind at a rung by a scheduler (`jaxlab.sweep.halving`)
 
 
 def announce(name: str, status: str, quiet: bool) -> None:
@@ -62,7 +63,7 @@ def read_result(run_dir: epath.Path) -> dict[str, Any]:
             result = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             result = None
-        if isinstance(result, dict) and result.get("status") in (DONE, FAILED):
+        if isinstance(result, dict) and result.get("status") in (DONE, FAILED, STOPPED):
             return result
         warnings.warn(
             f"{path} is damaged; the run counts as unfinished and resumes from its "

@@ -29,9 +29,12 @@ def check(runs: Sequence[Run]) -> None:
     )
 
 
-def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> None:
+def train(
+    runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True, until: int | None = None
+) -> None:
     """Trains ``runs`` (checked by `check`) together and records each one's outcome; a run whose
-    workdir a live process holds is left to it (reported running)."""
+    workdir a live process holds is left to it (reported running). With ``until`` before the
+    runs' last step they stop there (a scheduler's rung), and only failures are recorded."""
     free = [run for run in runs if not workdir_lib.holder(workdir / run.name)]
     for run in runs:
         if run not in free:
@@ -51,6 +54,7 @@ def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> No
             quiet=quiet,
             record_nonfinite=True,
             started=started,
+            until=until,
         )
     except (Interrupted, UserError):
         raise
@@ -60,5 +64,6 @@ def train(runs: Sequence[Run], workdir: epath.Path, *, quiet: bool = True) -> No
             announce(run.name, FAILED, quiet)
         return
     for run, outcome in zip(free, outcomes):
-        write_result(workdir / run.name, outcome.status, outcome.metrics, outcome.error)
-        announce(run.name, outcome.status, quiet)
+        if until is None or until >= run.config.train.steps or outcome.status == FAILED:
+            write_result(workdir / run.name, outcome.status, outcome.metrics, outcome.error)
+            announce(run.name, outcome.status, quiet)

@@ -1,0 +1,125 @@
+"""Successive halving for vmapped sweeps (``--vmap --scheduler halving``).
+
+All runs train to the first rung (``--min-steps``), are compared there by ``--metric`` (its value
+at that step, ``--mode min`` or ``max``), and the best ``1/--reduction`` of them (at least one) go
+on to the next rung, ``--reduction`` times further, until ``config.train.steps``. The runs left
+behind stop costing compute: each rung trains the survivors alone, as one vmapped program of
+their number (compiled once per rung). A stopped run keeps its checkpoint and records of its rung
+and is recorded ``stopped``, with the rung, its value and the number kept in the table.
+
+The decisions are a function of the records alone (a rung's values are in each run's
+``metrics.jsonl``), taken again from the start of the list whenever the sweep runs: a sweep
+killed at any moment and run again takes the same decisions as one that was not, and resumes
+each survivor from its checkpoint (jaxlab's resume is exact). This is synchronous successive
+halving: the asynchronous variant (ASHA), the process and Ray backends, population-based
+training and external searchers are not built yet.
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from etils import epath
+
+from jaxlab.errors import UserError
+from jaxlab.rundir.metrics_log import read_metrics
+from jaxlab.sweep import vmapped
+from jaxlab.sweep.plan import Run
+from jaxlab.sweep.results import FAILED, STOPPED, announce, read_result, write_result
+
+MODES = ("min", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Halving:
+    min_steps: int
+    reduction: int
+    metric: str
+    mode: str = "min"
+
+    def rungs(self, total_steps: int) -> list[int]:
+        """The steps at which runs are compared, ending with ``total_steps``."""
+        rungs, step = [], self.min_steps
+        while step < total_steps:
+            rungs.append(step)
+            step *= self.reduction
+        return [*rungs, total_steps]
+
+
+def check(halving: Halving, runs: Sequence[Run]) -> None:
+    """`UserError`, before anything is written, for settings the runs cannot honour."""
+    if halving.reduction < 2:
+        raise UserError(f"--reduction must be at least 2, got {halving.reduction}")
+    if halving.mode not in MODES:
+        raise UserError(f"--mode must be min or max, got {halving.mode!r}")
+    if not halving.metric.startswith(("train/", "eval/")):
+        raise UserError(
+            f"--metric {halving.metric!r}: compare runs by a train/ or eval/ metric, e.g. eval/loss"
+        )
+    train = runs[0].config.train
+    every = train.eval_every if halving.metric.startswith("eval/") else train.log_every
+    if not 0 < halving.min_steps < train.steps or halving.min_steps % every:
+        raise UserError(
+            f"--min-steps {halving.min_steps} must be below config.train.steps={train.steps} "
+            f"and a multiple of {every}, where {halving.metric} is recorded"
+        )
+    if any(r % every for r in halving.rungs(train.steps)[:-1]):
+        raise UserError(
+            f"the rungs {halving.rungs(train.steps)} must be multiples of {every}, where "
+            f"{halving.metric} is recorded"
+        )
+
+
+def run(runs: Sequence[Run], workdir: epath.Path, halving: Halving, *, quiet: bool) -> None:
+    """Successive halving of ``runs`` (module docstring); ``runs`` are all of the sweep's, in
+    its order (ties are broken by it)."""
+    survivors = [r for r in runs if read_result(workdir / r.name)["status"] != FAILED]
+    rungs = halving.rungs(runs[0].config.train.steps)
+    for index, rung in enumerate(rungs):
+        behind = [r for r in survivors if _value(workdir / r.name, rung, halving.metric) is None]
+        behind = [r for r in behind if read_result(workdir / r.name)["status"] != STOPPED]
+        if behind:
+            vmapped.train(behind, workdir, quiet=quiet, until=rung)
+        survivors = [r for r in survivors if read_result(workdir / r.name)["status"] != FAILED]
+        if rung == rungs[-1] or not survivors:
+            return
+        keep = max(1, len(survivors) // halving.reduction)
+        sign = 1.0 if halving.mode == "min" else -1.0
+        ranked = sorted(
+            survivors,
+            key=lambda r: _rank(_value(workdir / r.name, rung, halving.metric), sign),
+        )
+        for run_ in ranked[keep:]:
+            if read_result(workdir / run_.name)["status"] != STOPPED:
+                value = _value(workdir / run_.name, rung, halving.metric)
+                record = _record(workdir / run_.name, rung)
+                write_result(
+                    workdir / run_.name,
+                    STOPPED,
+                    record,
+                    f"stopped at rung {index + 1} (step {rung}): {halving.metric}={value:.6g}, "
+                    f"not among the best {keep} of {len(survivors)}",
+                )
+                announce(run_.name, f"{STOPPED} at step {rung}", quiet)
+        survivors = [r for r in survivors if r in ranked[:keep]]
+
+
+def _record(run_dir: epath.Path, step: int) -> dict:
+    """The run's record of ``step``, without its time."""
+    for record in read_metrics(run_dir, warn=False):
+        if record["step"] == step:
+            return {k: v for k, v in record.items() if k != "time"}
+    return {}
+
+
+def _value(run_dir: epath.Path, step: int, metric: str) -> float | None:
+    """The run's ``metric`` at ``step``, or None when it has not recorded it yet."""
+    value = _record(run_dir, step).get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _rank(value: float | None, sign: float) -> tuple[bool, float]:
+    """A sort key: NaN and missing values last."""
+    if value is None or math.isnan(value):
+        return (True, 0.0)
+    return (False, sign * value)
