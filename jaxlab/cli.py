@@ -289,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--scheduler",
         default="none",
-        help="halving: successive halving of --vmap runs (docs/sweeps.md); default none",
+        help="halving: successive halving of the runs (docs/sweeps.md); default none",
     )
     sweep.add_argument("--min-steps", type=int, default=0, help="halving: the first rung")
     sweep.add_argument(

@@ -75,9 +75,9 @@ def test_settings_the_runs_cannot_honour_are_one_line(tmp_path):
         assert result.returncode == 2, result.stderr
         (line,) = without_progress(result.stderr)
         assert line.startswith("jaxlab: error: ") and message in line, line
-    with pytest.raises(UserError, match="runs vmapped sweeps"):
+    with pytest.raises(UserError, match="runs vmapped or local process sweeps, not on Ray"):
         jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "p",
-                     scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
+                     backend="ray", scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
     assert not (tmp_path / "bad").exists() and not (tmp_path / "p").exists()
 
 
@@ -108,3 +108,22 @@ def test_a_search_killed_three_times_takes_the_same_decisions(tmp_path):
     assert read_jsonl(workdir / winner / "metrics.jsonl") == read_jsonl(
         reference / winner / "metrics.jsonl"
     )
+
+
+@pytest.mark.slow  # 30 s: seven worker processes, then the same search vmapped
+def test_process_workers_stop_at_the_rungs_and_decide_as_the_vmapped_search(tmp_path):
+    rates = axis("config.optimizer.learning_rate", [1e-4, 1e-3, 1e-2, 1e-1])
+    halving = Halving(min_steps=20, reduction=2, metric="eval/loss")
+    fixed = {**FIXED, "train.eval_every": 20, "train.checkpoint_every": 20}
+    outcomes = {}
+    for vmap in (False, True):
+        rows = jaxlab.sweep("mlp_moons:smoke", rates, tmp_path / str(vmap), vmap=vmap,
+                            parallel=2, fixed_overrides=fixed, scheduler=halving)  # fmt: skip
+        outcomes[vmap] = {row["run"]: (row["status"], row["step"]) for row in rows}
+    assert outcomes[False] == outcomes[True]
+    assert sorted(outcomes[False].values()) == [
+        ("done", 80),
+        ("stopped", 20),
+        ("stopped", 20),
+        ("stopped", 40),
+    ]

@@ -169,9 +169,11 @@ def train_validated(
     devices: Sequence[jax.Device] | None = None,
     allow_config_change: bool = False,
     record_nonfinite: bool = False,
+    until: int | None = None,
 ) -> Outcome:
     """`train` of a config already validated (by `jaxlab.config.registry.load_config` or a
-    sweep's plan); returns the run's outcome, and unless ``quiet`` prints its summary line."""
+    sweep's plan); returns the run's outcome, and unless ``quiet`` prints its summary line.
+    ``until``: stop at that step (`train_runs`)."""
     started = time.time()
     setup = prepare(config, devices)
     (outcome,) = train_runs(
@@ -183,6 +185,7 @@ def train_validated(
         allow_config_change=allow_config_change,
         record_nonfinite=record_nonfinite,
         started=started,
+        until=until,
     )
     if not quiet and outcome.status == DONE and jax.process_index() == 0:
         print(summary_line(config.experiment, outcome.metrics), flush=True)

@@ -98,8 +98,8 @@ def sweep(
         raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
     if address and backend != "ray":
         raise UserError("--address is for --backend ray")
-    if scheduler is not None and not vmap:
-        raise UserError("--scheduler halving runs vmapped sweeps (--vmap) in this version")
+    if scheduler is not None and backend == "ray":
+        raise UserError("--scheduler halving runs vmapped or local process sweeps, not on Ray")
     directory = paths.path(workdir, "sweep directory")
     if paths.is_remote(directory):
         raise UserError(
@@ -122,8 +122,13 @@ def sweep(
         todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
             if scheduler is not None:  # decided again from all runs' records (halving.run)
-                halving.run(runs, directory, scheduler, quiet=quiet)
-                stopped = None
+                stopped = halving.run(
+                    runs,
+                    directory,
+                    scheduler,
+                    lambda group, step: _train_to(group, step, directory, vmap, parallel, quiet),
+                    quiet=quiet,
+                )
             elif vmap:
                 vmapped.train(todo, directory, quiet=quiet)
                 stopped = None
@@ -160,6 +165,16 @@ def _check_same_config(run: Run, workdir: epath.Path) -> None:
             f"config ({shown}{more}); use a new sweep directory, or remove that "
             f"run's directory to train it again"
         )
+
+
+def _train_to(
+    runs: Sequence[Run], step: int, directory: epath.Path, vmap: bool, parallel: int, quiet: bool
+) -> str | None:
+    """Trains ``runs`` to ``step`` (a scheduler's rung); the signal that stopped it, or None."""
+    if vmap:
+        vmapped.train(runs, directory, quiet=quiet, until=step)
+        return None
+    return processes.run(runs, directory, parallel, quiet=quiet, until=step)
 
 
 def _unfinished(runs: Sequence[Run], workdir: epath.Path) -> list[Run]:

@@ -1,29 +1,29 @@
-"""Successive halving for vmapped sweeps (``--vmap --scheduler halving``).
+"""Successive halving for sweeps (``--scheduler halving``), vmapped or in local processes.
 
 All runs train to the first rung (``--min-steps``), are compared there by ``--metric`` (its value
 at that step, ``--mode min`` or ``max``), and the best ``1/--reduction`` of them (at least one) go
 on to the next rung, ``--reduction`` times further, until ``config.train.steps``. The runs left
-behind stop costing compute: each rung trains the survivors alone, as one vmapped program of
-their number (compiled once per rung). A stopped run keeps its checkpoint and records of its rung
+behind stop costing compute: each rung trains the survivors alone (with ``--vmap`` as one
+vmapped program of their number, compiled once per rung; else as worker processes that stop at
+the rung). A stopped run keeps its checkpoint and records of its rung
 and is recorded ``stopped``, with the rung, its value and the number kept in the table.
 
 The decisions are a function of the records alone (a rung's values are in each run's
 ``metrics.jsonl``), taken again from the start of the list whenever the sweep runs: a sweep
 killed at any moment and run again takes the same decisions as one that was not, and resumes
 each survivor from its checkpoint (jaxlab's resume is exact). This is synchronous successive
-halving: the asynchronous variant (ASHA), the process and Ray backends, population-based
-training and external searchers are not built yet.
+halving: the asynchronous variant (ASHA), the Ray backend, population-based training and
+external searchers are not built yet.
 """
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from etils import epath
 
 from jaxlab.errors import UserError
 from jaxlab.rundir.metrics_log import read_metrics
-from jaxlab.sweep import vmapped
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, STOPPED, announce, read_result, write_result
 
@@ -70,19 +70,27 @@ def check(halving: Halving, runs: Sequence[Run]) -> None:
         )
 
 
-def run(runs: Sequence[Run], workdir: epath.Path, halving: Halving, *, quiet: bool) -> None:
-    """Successive halving of ``runs`` (module docstring); ``runs`` are all of the sweep's, in
-    its order (ties are broken by it)."""
+def run(
+    runs: Sequence[Run],
+    workdir: epath.Path,
+    halving: Halving,
+    train_to: Callable[[Sequence[Run], int], str | None],
+    *,
+    quiet: bool,
+) -> str | None:
+    """Successive halving of ``runs`` (module docstring), all of the sweep's in its order (ties
+    are broken by it); ``train_to(runs, step)`` trains runs to a rung (vmapped, or in worker
+    processes) and returns the name of a signal that stopped it, which this returns at once."""
     survivors = [r for r in runs if read_result(workdir / r.name)["status"] != FAILED]
     rungs = halving.rungs(runs[0].config.train.steps)
     for index, rung in enumerate(rungs):
         behind = [r for r in survivors if _value(workdir / r.name, rung, halving.metric) is None]
         behind = [r for r in behind if read_result(workdir / r.name)["status"] != STOPPED]
-        if behind:
-            vmapped.train(behind, workdir, quiet=quiet, until=rung)
+        if behind and (stopped := train_to(behind, rung)):
+            return stopped
         survivors = [r for r in survivors if read_result(workdir / r.name)["status"] != FAILED]
         if rung == rungs[-1] or not survivors:
-            return
+            return None
         keep = max(1, len(survivors) // halving.reduction)
         sign = 1.0 if halving.mode == "min" else -1.0
         ranked = sorted(
@@ -102,6 +110,7 @@ def run(runs: Sequence[Run], workdir: epath.Path, halving: Halving, *, quiet: bo
                 )
                 announce(run_.name, f"{STOPPED} at step {rung}", quiet)
         survivors = [r for r in survivors if r in ranked[:keep]]
+    return None
 
 
 def _record(run_dir: epath.Path, step: int) -> dict:

@@ -42,10 +42,16 @@ def run_one(run_: Run, workdir: epath.Path, python_path: str | None = None) -> s
 
 
 def run(
-    runs: Sequence[Run], workdir: epath.Path, parallel: int, *, quiet: bool = True
+    runs: Sequence[Run],
+    workdir: epath.Path,
+    parallel: int,
+    *,
+    quiet: bool = True,
+    until: int | None = None,
 ) -> str | None:
     """Trains ``runs`` in worker processes; returns the name of the signal that stopped the
-    sweep (the runs not launched stay pending), or None when every run ended."""
+    sweep (the runs not launched stay pending), or None when every run ended. With ``until``
+    (a scheduler's rung) the workers stop at that step."""
     queue = list(runs)
     running: dict[subprocess.Popen, Run] = {}
     signalled: set[subprocess.Popen] = set()
@@ -57,7 +63,7 @@ def run(
                 if workdir_lib.holder(run_dir):
                     announce(run_.name, RUNNING, quiet)
                     continue
-                running[_launch(run_, run_dir, parallel > 1)] = run_
+                running[_launch(run_, run_dir, parallel > 1, until=until)] = run_
             if stop.received:  # launch nothing more; pass the stop on to the workers, once each
                 queue.clear()
                 for process in running.keys() - signalled:
@@ -66,12 +72,18 @@ def run(
             time.sleep(POLL_SECONDS)
             for process in [p for p in running if p.poll() is not None]:
                 run_ = running.pop(process)
-                announce(run_.name, _record(process.returncode, workdir / run_.name), quiet)
+                status = _record(process.returncode, workdir / run_.name, until is not None)
+                if status != PENDING:  # pending: a worker that reached its rung
+                    announce(run_.name, status, quiet)
     return stop.received
 
 
 def _launch(
-    run_: Run, run_dir: epath.Path, shares_accelerator: bool, python_path: str | None = None
+    run_: Run,
+    run_dir: epath.Path,
+    shares_accelerator: bool,
+    python_path: str | None = None,
+    until: int | None = None,
 ) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
@@ -82,7 +94,14 @@ def _launch(
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     with paths.open_append(run_dir / RUN_LOG) as log, preemption.held():
         process = subprocess.Popen(
-            [sys.executable, "-m", "jaxlab.sweep.worker", os.fspath(run_dir), str(os.getpid())],
+            [
+                sys.executable,
+                "-m",
+                "jaxlab.sweep.worker",
+                os.fspath(run_dir),
+                str(os.getpid()),
+                *([str(until)] if until is not None else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -95,13 +114,15 @@ def _launch(
     return process
 
 
-def _record(code: int, run_dir: epath.Path) -> str:
+def _record(code: int, run_dir: epath.Path, at_rung: bool = False) -> str:
     """The run's status after its worker exited with ``code``; a worker that died without
     recording an outcome is recorded as failed: killed by a signal (named), or crashed (its last
-    line of output)."""
+    line of output). One that trained to its rung (``at_rung``, exit 0) stays pending."""
     status = read_result(run_dir)["status"]
     if status != PENDING or code in (errors.INTERRUPTED, errors.USAGE_ERROR):
         return status
+    if at_rung and code == 0:
+        return PENDING
     if code < 0:
         error = (
             f"the worker was killed by {signal.Signals(-code).name}; the run's checkpoints "

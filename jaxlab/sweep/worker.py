@@ -1,7 +1,8 @@
-"""A worker process of a process sweep: ``python -m jaxlab.sweep.worker RUN_DIR PARENT_PID``,
-the run's validated config as JSON on standard input.
+"""A worker process of a process sweep: ``python -m jaxlab.sweep.worker RUN_DIR PARENT_PID
+[UNTIL]``, the run's validated config as JSON on standard input.
 
-`main` trains the run and records its outcome in the run's ``RESULT_FILE``.
+`main` trains the run and records its outcome in the run's ``RESULT_FILE``; with ``UNTIL`` (a
+scheduler's rung before the last step) it stops there and records only a failure.
 """
 
 import ctypes
@@ -31,16 +32,16 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def main(run_dir: str, parent: int) -> int:
+def main(run_dir: str, parent: int, until: int | None = None) -> int:
     with StopSignals():
         die_with_parent(parent)
-        return _train(paths.path(run_dir, "workdir"))
+        return _train(paths.path(run_dir, "workdir"), until)
 
 
-def _train(workdir) -> int:
+def _train(workdir, until: int | None) -> int:
     config = ml_collections.ConfigDict(json.loads(sys.stdin.read()))
     try:
-        outcome = train_validated(config, workdir, quiet=True, record_nonfinite=True)
+        outcome = train_validated(config, workdir, quiet=True, record_nonfinite=True, until=until)
     except Interrupted as stopped:
         print(f"jaxlab: {stopped}", file=sys.stderr)
         return errors.INTERRUPTED
@@ -52,6 +53,8 @@ def _train(workdir) -> int:
             traceback.print_exc()
         write_result(workdir, FAILED, error=f"{type(error).__name__}: {error}")
         return 1
+    if until is not None and until < config.train.steps and outcome.status == DONE:
+        return 0  # at the rung: the scheduler decides
     write_result(workdir, outcome.status, outcome.metrics, outcome.error)
     if outcome.status == DONE:
         print(summary_line(config.experiment, outcome.metrics), flush=True)
@@ -59,4 +62,4 @@ def _train(workdir) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4])))
