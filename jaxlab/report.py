@@ -105,10 +105,20 @@ def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: b
             markdown_table(ordered, table_columns(ordered)),
             "",
             f"sorted by {metric} ({order}); {len(done)} of {len(rows)} runs done",
+            *_best(ordered, runs, metric),
             *(["", means] if means else []),
             f"plots: {sweep_dir / SWEEP_METRIC_PLOT}, {sweep_dir / SWEEP_CURVES_PLOT}",
         ]
     )
+
+
+def _best(ordered: Sequence[dict], runs: Mapping[str, Point], metric: str) -> list[str]:
+    """The line naming the best finished run by ``metric`` with its overrides."""
+    best = next((r for r in ordered if r["status"] == DONE and _finite(r.get(metric))), None)
+    if best is None:
+        return []
+    overrides = " ".join(f"--config.{k}={v}" for k, v in runs[best["run"]].items())
+    return [f"best: {best['run']} ({metric}={best[metric]:.6g}): {overrides}"]
 
 
 def _finite(value: Any) -> bool:

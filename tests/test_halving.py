@@ -11,6 +11,7 @@ import pytest
 
 import jaxlab
 from jaxlab.errors import UserError
+from jaxlab.report import report
 from jaxlab.sweep import axis
 from jaxlab.sweep.halving import Halving
 from tests.conftest import read_jsonl, without_progress
@@ -61,6 +62,11 @@ def test_each_rung_keeps_the_best_and_stops_the_rest_where_they_are(tmp_path):
         assert all(f"(step {rung}): eval/loss=" in row["error"] for row in by_rung[rung])
     spent = sum(row["step"] for row in rows)
     assert spent == 8 * 10 + 4 * 10 + 2 * 20 + 1 * 40  # 200 trial-steps, not the grid's 640
+    (winner,) = by_rung[80]
+    assert (
+        f"best: {winner['run']} (eval/loss={winner['eval/loss']:.6g}): "
+        f"--config.optimizer.learning_rate={winner['optimizer.learning_rate']}"
+    ) in report(str(tmp_path)).splitlines()
 
 
 def test_settings_the_runs_cannot_honour_are_one_line(tmp_path):
