@@ -48,7 +48,8 @@ def _panel_of(metric: str) -> tuple[str, str]:
     return name, split
 
 
-def _colours(count: int) -> list:
+def palette(count: int) -> list:
+    """``count`` distinguishable colours: tab10, or viridis beyond ten."""
     if count <= 10:
         return [colormaps["tab10"](i) for i in range(count)]
     return [colormaps["viridis"](i / max(count - 1, 1)) for i in range(count)]
@@ -76,7 +77,7 @@ def plot_metrics(
     fig = Figure(figsize=(4.2 * cols + (2.5 if len(groups) > 1 else 0), 3.2 * rows + 0.6))
     fig.set_layout_engine("constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
-    colours = dict(zip(groups, _colours(len(groups))))
+    colours = dict(zip(groups, palette(len(groups))))
     splits_used: set[str] = set()
     for ax, panel in zip(axes.flat, names):
         positive: list[float] = []

@@ -25,6 +25,7 @@ from jaxlab.sweep.plan import Point
 from jaxlab.sweep.results import (
     DONE,
     SEED_KEY,
+    STOPPED,
     collect,
     markdown_table,
     read_sweep,
@@ -96,7 +97,11 @@ def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: b
         ),
     )
     swept = list(dict.fromkeys(k for overrides in runs.values() for k in overrides))
-    plot_against_swept(done, swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
+    stopped = [row for row in rows if row["status"] == STOPPED]
+    if stopped:  # a scheduler's search: each run's value at the step it reached
+        plot_search([*done, *stopped], swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
+    else:
+        plot_against_swept(done, swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
     plot_sweep_curves(sweep_dir, runs, sweep_dir / SWEEP_CURVES_PLOT)
     order = "descending" if descending else "ascending"
     means = seed_means_table(rows, swept)
@@ -119,6 +124,12 @@ def _best(ordered: Sequence[dict], runs: Mapping[str, Point], metric: str) -> li
         return []
     overrides = " ".join(f"--config.{k}={v}" for k, v in runs[best["run"]].items())
     return [f"best: {best['run']} ({metric}={best[metric]:.6g}): {overrides}"]
+
+
+def _order(value: Any) -> tuple[bool, float, str]:
+    """A sort key putting numbers first, in order, then the rest by their text."""
+    numeric = isinstance(value, (int, float))
+    return (not numeric, float(value) if numeric else 0.0, "" if numeric else str(value))
 
 
 def _finite(value: Any) -> bool:
@@ -173,6 +184,37 @@ def plot_against_swept(
     paths.save_figure(fig, path)
 
 
+def plot_search(rows: Sequence[dict], swept: Sequence[str], metric: str, path: epath.Path) -> None:
+    """One panel per swept key: each run's ``metric`` at the last step it reached (its rung, for
+    a run a scheduler stopped), coloured by that step; log axes as in `plot_against_swept`."""
+    keys = [k for k in swept if k != SEED_KEY] or [SEED_KEY]
+    reached = sorted({row["step"] for row in rows})
+    colours = dict(zip(reached, plots.palette(len(reached))))
+    fig = Figure(figsize=(4.5 * len(keys) + 2, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for step in reached:
+            points = [
+                (row[key], row[metric])
+                for row in rows
+                if row["step"] == step and _finite(row.get(metric)) and _finite(row.get(key))
+            ]
+            if points:
+                xs, ys = zip(*points)
+                final = step == reached[-1]
+                label = f"step {step} ({'done' if final else 'stopped'})"
+                marker = "o" if final else "x"
+                ax.scatter(xs, ys, color=colours[step], marker=marker, label=label)
+        if _log_scale(rows, key):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{path.parent.name}: {metric} at the step each run reached")
+    paths.save_figure(fig, path)
+
+
 def _log_scale(rows: Sequence[dict], key: str) -> bool:
     """Positive numeric values spanning a factor 10 or more (learning rates) get a log axis."""
     values = [row.get(key) for row in rows]
@@ -187,7 +229,8 @@ def plot_sweep_curves(sweep_dir: epath.Path, runs: Mapping[str, Point], path: ep
     with a band of ± one sample std (`jaxlab.plots.plot_metrics`)."""
     keys = settings(list(dict.fromkeys(k for overrides in runs.values() for k in overrides)))
     by_setting: dict[str, list[dict[str, plots.Series]]] = {}
-    for name, overrides in runs.items():
+    ordered = sorted(runs.items(), key=lambda item: [_order(item[1].get(k)) for k in keys])
+    for name, overrides in ordered:  # the legend in the order of the values
         series = plots.scalar_series(read_metrics(sweep_dir / name))
         if series:
             by_setting.setdefault(setting_label(overrides, keys), []).append(series)
