@@ -317,7 +317,8 @@ class _Loop:
         stops: StopRequests,
         profiler: profiling.Profiler,
     ) -> dict:
-        """Chunks until every run reached ``train.steps`` or failed; returns the final state."""
+        """Chunks until every run reached its end (``train.steps``, or ``until``) or failed;
+        returns the final state."""
         tc, runs = self.train_config, self.runs
         if stops.received:  # during start-up: nothing trained, nothing to save
             step = min(run.step for run in runs)
