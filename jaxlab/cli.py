@@ -46,6 +46,10 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     from jaxlab.sweep.halving import Halving
 
     experiment = _experiment(args)
+    if args.search == "optuna":
+        return _optuna_search(args, experiment, overrides)
+    if args.search != "grid":
+        raise UserError(f"--search must be grid or optuna, got {args.search!r}")
     if args.sweep or args.zip:
         points = command_line_points(args.sweep, args.zip, args.samples, args.search_seed)
     elif args.samples:
@@ -77,6 +81,45 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         flush=True,
     )
     return 0 if counts[DONE] + counts[STOPPED] == len(rows) else SWEEP_INCOMPLETE
+
+
+def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[str, str]) -> int:
+    """``jaxlab sweep --search optuna``: the runs Optuna asks for (`jaxlab.sweep.optuna_search`)."""
+    from jaxlab import paths
+    from jaxlab.errors import UserError
+    from jaxlab.sweep import DONE, plan, space, sweep
+    from jaxlab.sweep.optuna_search import require_optuna, search
+    from jaxlab.sweep.plan import key_and_values
+
+    require_optuna()
+    listed, spaces = space.split([key_and_values(text) for text in args.sweep])
+    if listed or args.zip or args.scheduler != "none":
+        raise UserError(
+            "--search optuna takes sampled spaces only (--sweep 'config.KEY=loguniform(a,b)'), "
+            "without listed values, --zip or --scheduler"
+        )
+    options = dict(
+        vmap=args.vmap,
+        parallel=args.parallel,
+        fixed_overrides=overrides,
+        extra_dirs=args.experiments_dir,
+        quiet=False,
+    )
+    rows = search(
+        spaces,
+        paths.path(args.workdir, "sweep directory"),
+        lambda points: sweep(experiment, points, args.workdir, **options),
+        samples=args.samples,
+        batch=args.batch,
+        metric=args.metric,
+        mode=args.mode,
+        seed=args.search_seed,
+        sampler=args.sampler,
+        run_name=lambda point: plan(experiment, [point], overrides, args.experiments_dir)[0].name,
+    )
+    done = sum(row["status"] == DONE for row in rows)
+    print(f"jaxlab sweep: optuna: {len(rows)} runs, {done} done; results in {args.workdir}")
+    return 0 if done == len(rows) == args.samples else SWEEP_INCOMPLETE
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -287,6 +330,15 @@ def _parser() -> argparse.ArgumentParser:
         help="train all runs as one vmapped program (seed/numeric leaves only)",
     )
     sweep.add_argument(
+        "--search",
+        default="grid",
+        help="grid (default: the listed and sampled runs) or optuna (Optuna asks for the runs "
+        "from the sampled spaces, --batch at a time, until --samples; pip install "
+        "'jaxlab[optuna]')",
+    )
+    sweep.add_argument("--batch", type=int, default=4, help="optuna: runs per round (4)")
+    sweep.add_argument("--sampler", default="tpe", help="optuna: tpe (default) or random")
+    sweep.add_argument(
         "--scheduler",
         default="none",
         help="halving: successive halving of the runs (docs/sweeps.md); default none",
@@ -296,9 +348,9 @@ def _parser() -> argparse.ArgumentParser:
         "--reduction", type=int, default=3, help="halving: keep 1/REDUCTION at each rung (3)"
     )
     sweep.add_argument(
-        "--metric", default="eval/loss", help="halving: the metric compared (eval/loss)"
+        "--metric", default="eval/loss", help="halving, optuna: the metric (eval/loss)"
     )
-    sweep.add_argument("--mode", default="min", help="halving: min (default) or max")
+    sweep.add_argument("--mode", default="min", help="halving, optuna: min (default) or max")
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     data = commands.add_parser("data", help="data files for the Grain input path")

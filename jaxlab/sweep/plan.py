@@ -65,7 +65,7 @@ def _strip(key: str) -> str:
     return key.removeprefix("config.")
 
 
-def _key_and_values(text: str) -> tuple[str, str]:
+def key_and_values(text: str) -> tuple[str, str]:
     """``"config.a=1,2,3"`` (a command-line ``--sweep``/``--zip``) -> ("config.a", "1,2,3")."""
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
@@ -75,7 +75,7 @@ def _key_and_values(text: str) -> tuple[str, str]:
 
 def parse_axis(text: str) -> list[Point]:
     """``"config.a=1,2,3"`` -> its points, values as text."""
-    key, values = _key_and_values(text)
+    key, values = key_and_values(text)
     return axis(key, [v.strip() for v in values.split(",")])
 
 
@@ -85,10 +85,10 @@ def command_line_points(
     """The product of the ``--sweep`` axes that list values, the ``--zip`` axes zipped
     together, and ``samples`` draws of the ``--sweep`` axes that are spaces
     (`jaxlab.sweep.space`, seeded with ``seed``)."""
-    listed, spaces = space.split([_key_and_values(text) for text in sweeps])
+    listed, spaces = space.split([key_and_values(text) for text in sweeps])
     axes = [axis(key, [v.strip() for v in values.split(",")]) for key, values in listed]
     if zips:
-        zipped = [_key_and_values(text) for text in zips]
+        zipped = [key_and_values(text) for text in zips]
         if space.split(zipped)[1]:
             raise UserError("--zip takes lists of values; sample spaces with --sweep")
         axes.append(zipit(*(parse_axis(text) for text in zips)))

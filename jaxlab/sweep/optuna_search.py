@@ -1,0 +1,114 @@
+"""``jaxlab sweep --search optuna``: Optuna chooses the runs, by ask-and-tell, from the sampled
+spaces of ``--sweep`` (`jaxlab.sweep.space`), ``--batch`` runs at a time until ``--samples``.
+
+Each batch is asked of Optuna's sampler (TPE by default, ``--sampler random``), trained by the
+sweep as usual (vmapped with ``--vmap``, else in worker processes: locked, resumable, recorded),
+and each run's final ``--metric`` is told back (a failed run as failed). Optuna's own SQLite
+storage lives in the sweep directory (``optuna.db``, study ``jaxlab``), so running the same
+command again resumes the search: trials asked but not told are trained (resumed) and told first.
+The sampler is seeded with ``--search-seed`` plus the number of trials so far each time it is
+asked, so a resumed search asks what an uninterrupted one would. Floats are kept to 6 significant
+digits, as in sampled sweeps. Pruning at rungs is not wired yet.
+"""
+
+import importlib.util
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from etils import epath
+
+from jaxlab.errors import UserError
+from jaxlab.sweep import space
+from jaxlab.sweep.plan import Point
+from jaxlab.sweep.results import DONE, FAILED, read_result
+
+STORAGE_FILE, STUDY = "optuna.db", "jaxlab"
+SAMPLERS = ("tpe", "random")
+
+
+def require_optuna() -> None:
+    if importlib.util.find_spec("optuna") is None:
+        raise UserError("--search optuna needs the optuna package: pip install 'jaxlab[optuna]'")
+
+
+def search(
+    spaces: Mapping[str, space.Distribution],
+    directory: epath.Path,
+    train: Callable[[Sequence[Point]], list[dict[str, Any]]],
+    *,
+    samples: int,
+    batch: int,
+    metric: str,
+    mode: str,
+    seed: int,
+    sampler: str = "tpe",
+    run_name: Callable[[Point], str],
+) -> list[dict[str, Any]]:
+    """Runs the search of the module docstring; ``train(points)`` trains the sweep of all the
+    points so far (skipping finished runs) and returns its table; ``run_name`` names a point's
+    run. Returns the final table."""
+    require_optuna()
+    import optuna
+
+    if not spaces:
+        raise UserError("--search optuna needs sampled spaces in --sweep (e.g. loguniform(a,b))")
+    if sampler not in SAMPLERS:
+        raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if batch < 1 or samples < 1:
+        raise UserError(f"--batch and --samples must be at least 1, got {batch} and {samples}")
+    if mode not in ("min", "max"):
+        raise UserError(f"--mode must be min or max, got {mode!r}")
+    distributions = {key.removeprefix("config."): _distribution(d) for key, d in spaces.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directory.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{directory / STORAGE_FILE}"
+
+    def study(trials_so_far: int):
+        chosen = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
+        return optuna.create_study(
+            storage=storage,
+            study_name=STUDY,
+            direction="minimize" if mode == "min" else "maximize",
+            sampler=chosen(seed=seed + trials_so_far),
+            load_if_exists=True,
+        )
+
+    current = study(0)
+    rows: list[dict[str, Any]] = []
+    while True:
+        trials = current.get_trials(deepcopy=False)
+        points = [_point(t.params) for t in trials]
+        untold = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        if untold or not rows:
+            rows = train(points) if points else []
+        for trial in untold:
+            result = read_result(directory / run_name(_point(trial.params)))
+            value = result.get("metrics", {}).get(metric)
+            if result["status"] == DONE and isinstance(value, (int, float)):
+                current.tell(trial.number, float(value))
+            elif result["status"] == FAILED or result["status"] == DONE:
+                current.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            else:
+                return rows  # stopped, or held by another process: told when it ends
+        if len(trials) >= samples:
+            return rows
+        current = study(len(trials))
+        for _ in range(min(batch, samples - len(trials))):
+            current.ask(distributions)
+
+
+def _point(params: Mapping[str, Any]) -> Point:
+    """A trial's parameters as a sweep point, floats kept to 6 significant digits."""
+    return {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in params.items()}
+
+
+def _distribution(distribution: space.Distribution) -> Any:
+    import optuna.distributions as od
+
+    if isinstance(distribution, space.LogUniform):
+        return od.FloatDistribution(distribution.low, distribution.high, log=True)
+    if isinstance(distribution, space.Uniform):
+        return od.FloatDistribution(distribution.low, distribution.high)
+    if isinstance(distribution, space.IntUniform):
+        return od.IntDistribution(distribution.low, distribution.high)
+    return od.CategoricalDistribution(distribution.values)

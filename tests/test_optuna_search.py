@@ -1,0 +1,81 @@
+"""``--search optuna``: Optuna asks for the runs from the sampled spaces by ask-and-tell, the
+sweep trains them (vmapped here) and tells back their metric; the search resumes from its
+storage in the sweep directory, asking what an uninterrupted search would."""
+
+import sqlite3
+
+import pytest
+
+import jaxlab
+from jaxlab.sweep import LogUniform, plan
+from jaxlab.sweep.optuna_search import STORAGE_FILE, search
+from tests.conftest import without_progress
+from tests.test_cli import jaxlab_cli
+
+pytest.importorskip("optuna")
+SPACE = {"config.optimizer.learning_rate": LogUniform(1e-4, 3e-1)}
+SPEC = "mlp_moons:smoke"
+
+
+def run_search(directory, samples, train=None):
+    def sweep_of(points):
+        return jaxlab.sweep(SPEC, points, directory, vmap=True)
+
+    return search(SPACE, directory, train or sweep_of, samples=samples, batch=3,
+                  metric="eval/loss", mode="min", seed=0,
+                  run_name=lambda point: plan(SPEC, [point])[0].name)  # fmt: skip
+
+
+def told(directory):
+    """(number, state, value, learning rate) of every trial in the study's storage."""
+    with sqlite3.connect(directory / STORAGE_FILE) as db:
+        trials = db.execute(
+            "SELECT t.number, t.state, v.value, p.param_value FROM trials t "
+            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id "
+            "JOIN trial_params p ON p.trial_id = t.trial_id ORDER BY t.number"
+        ).fetchall()
+    return trials
+
+
+def test_optuna_asks_the_sweep_trains_and_the_metric_is_told(tmp_path):
+    rows = run_search(tmp_path / "whole", samples=6)
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"done"}
+    trials = told(tmp_path / "whole")
+    assert [(number, state) for number, state, _, _ in trials] == [
+        (i, "COMPLETE") for i in range(6)
+    ]
+    by_rate = {row["optimizer.learning_rate"]: row["eval/loss"] for row in rows}
+    for _, _, value, rate in trials:  # each told value is its run's final eval/loss
+        assert value == pytest.approx(by_rate[float(f"{rate:.6g}")])
+
+
+def test_a_resumed_search_asks_what_an_uninterrupted_one_would(tmp_path):
+    whole = run_search(tmp_path / "whole", samples=6)
+
+    def interrupted(points):  # the second batch asked, then stopped before it trained
+        if len(points) > 3:
+            raise jaxlab.Interrupted("stopped", step=None, reason="SIGTERM")
+        return jaxlab.sweep(SPEC, points, tmp_path / "split", vmap=True)
+
+    run_search(tmp_path / "split", samples=3)
+    with pytest.raises(jaxlab.Interrupted):
+        run_search(tmp_path / "split", samples=6, train=interrupted)
+    assert [state for _, state, _, _ in told(tmp_path / "split")][3:] == ["RUNNING"] * 3
+    resumed = run_search(tmp_path / "split", samples=6)
+    key = lambda rows: sorted((r["run"], r["status"], r["eval/loss"]) for r in rows)  # noqa: E731
+    assert key(resumed) == key(whole)
+    assert told(tmp_path / "split") == told(tmp_path / "whole")
+
+
+def test_bad_search_settings_are_one_line(tmp_path):
+    for extra, message in [
+        (["--sweep", "config.seed=0,1"], "--search optuna takes sampled spaces only"),
+        (["--sweep", "config.optimizer.learning_rate=uniform(0.1,0.2)", "--sampler", "cma"],
+         "--sampler must be one of tpe, random, got 'cma'"),
+    ]:  # fmt: skip
+        result = jaxlab_cli("sweep", SPEC, "--search", "optuna", "--samples", "2", *extra,
+                            "--workdir", str(tmp_path / "bad"))  # fmt: skip
+        assert result.returncode == 2
+        (line,) = without_progress(result.stderr)
+        assert line.startswith("jaxlab: error: ") and message in line, line
+    assert not (tmp_path / "bad").exists()
