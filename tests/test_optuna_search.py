@@ -49,6 +49,7 @@ def test_optuna_asks_the_sweep_trains_and_the_metric_is_told(tmp_path):
         assert value == pytest.approx(by_rate[float(f"{rate:.6g}")])
 
 
+@pytest.mark.slow  # 15 s: two searches of six runs
 def test_a_resumed_search_asks_what_an_uninterrupted_one_would(tmp_path):
     whole = run_search(tmp_path / "whole", samples=6)
 
