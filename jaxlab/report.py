@@ -154,13 +154,7 @@ def plot_against_swept(
                 label = setting_label(row, others) if others else ""
                 lines.setdefault(label, {}).setdefault(row.get(key), []).append(row[metric])
         for label, points in sorted(lines.items()):
-            xs = sorted(
-                points,
-                key=lambda x: (
-                    not isinstance(x, (int, float)),
-                    str(x) if not isinstance(x, (int, float)) else x,
-                ),
-            )
+            xs = sorted(points, key=_order)
             numeric = all(isinstance(x, (int, float)) for x in xs)
             positions = xs if numeric else list(range(len(xs)))
             means = [float(np.mean(points[x])) for x in xs]

@@ -81,35 +81,40 @@ def run(
     """Successive halving of ``runs`` (module docstring), all of the sweep's in its order (ties
     are broken by it); ``train_to(runs, step)`` trains runs to a rung (vmapped, or in worker
     processes) and returns the name of a signal that stopped it, which this returns at once."""
-    survivors = [r for r in runs if read_result(workdir / r.name)["status"] != FAILED]
+
+    def status(run_: Run) -> str:
+        return read_result(workdir / run_.name)["status"]
+
+    survivors = [r for r in runs if status(r) != FAILED]
     rungs = halving.rungs(runs[0].config.train.steps)
     for index, rung in enumerate(rungs):
-        behind = [r for r in survivors if _value(workdir / r.name, rung, halving.metric) is None]
-        behind = [r for r in behind if read_result(workdir / r.name)["status"] != STOPPED]
+        behind = [
+            r
+            for r in survivors
+            if status(r) != STOPPED and _value(_record(workdir / r.name, rung), halving) is None
+        ]
         if behind and (stopped := train_to(behind, rung)):
             return stopped
-        survivors = [r for r in survivors if read_result(workdir / r.name)["status"] != FAILED]
+        survivors = [r for r in survivors if status(r) != FAILED]
         if rung == rungs[-1] or not survivors:
             return None
+        records = {r.name: _record(workdir / r.name, rung) for r in survivors}  # read once
         keep = max(1, len(survivors) // halving.reduction)
         sign = 1.0 if halving.mode == "min" else -1.0
-        ranked = sorted(
-            survivors,
-            key=lambda r: _rank(_value(workdir / r.name, rung, halving.metric), sign),
-        )
+        ranked = sorted(survivors, key=lambda r: _rank(_value(records[r.name], halving), sign))
         for run_ in ranked[keep:]:
-            if read_result(workdir / run_.name)["status"] != STOPPED:
-                value = _value(workdir / run_.name, rung, halving.metric)
-                record = _record(workdir / run_.name, rung)
+            if status(run_) != STOPPED:
+                value = _value(records[run_.name], halving)
+                shown = "missing" if value is None else f"{value:.6g}"
                 write_result(
                     workdir / run_.name,
                     STOPPED,
-                    record,
-                    f"stopped at rung {index + 1} (step {rung}): {halving.metric}={value:.6g}, "
+                    records[run_.name],
+                    f"stopped at rung {index + 1} (step {rung}): {halving.metric}={shown}, "
                     f"not among the best {keep} of {len(survivors)}",
                 )
                 announce(run_.name, f"{STOPPED} at step {rung}", quiet)
-        survivors = [r for r in survivors if r in ranked[:keep]]
+        survivors = [r for r in survivors if r in ranked[:keep]]  # in the sweep's order
     return None
 
 
@@ -121,9 +126,9 @@ def _record(run_dir: epath.Path, step: int) -> dict:
     return {}
 
 
-def _value(run_dir: epath.Path, step: int, metric: str) -> float | None:
-    """The run's ``metric`` at ``step``, or None when it has not recorded it yet."""
-    value = _record(run_dir, step).get(metric)
+def _value(record: dict, halving: Halving) -> float | None:
+    """The compared metric in a run's record of a rung, or None when it is not there (yet)."""
+    value = record.get(halving.metric)
     return float(value) if isinstance(value, (int, float)) else None
 
 

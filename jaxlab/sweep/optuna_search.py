@@ -99,7 +99,7 @@ def search(
 
 def _point(params: Mapping[str, Any]) -> Point:
     """A trial's parameters as a sweep point, floats kept to 6 significant digits."""
-    return {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in params.items()}
+    return {k: space.rounded(v) if isinstance(v, float) else v for k, v in params.items()}
 
 
 def _distribution(distribution: space.Distribution) -> Any:

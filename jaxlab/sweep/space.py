@@ -36,7 +36,7 @@ class Uniform:
         _check_bounds(self.low, self.high)
 
     def draw(self, rng: np.random.Generator) -> float:
-        return _rounded(rng.uniform(self.low, self.high))
+        return rounded(rng.uniform(self.low, self.high))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ class LogUniform:
             raise UserError(f"a log-uniform space needs 0 < low, got low={self.low}")
 
     def draw(self, rng: np.random.Generator) -> float:
-        return _rounded(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return rounded(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,8 @@ def _check_bounds(low: float, high: float) -> None:
         raise UserError(f"the bounds must be finite with low < high, got {low} and {high}")
 
 
-def _rounded(value: float) -> float:
+def rounded(value: float) -> float:
+    """``value`` kept to `SIGNIFICANT_DIGITS` (the runs' directory names show it)."""
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
