@@ -81,10 +81,14 @@ def test_settings_the_runs_cannot_honour_are_one_line(tmp_path):
         assert result.returncode == 2, result.stderr
         (line,) = without_progress(result.stderr)
         assert line.startswith("jaxlab: error: ") and message in line, line
+    lengths = axis("config.train.steps", [40, 80])
+    with pytest.raises(UserError, match="config.train.steps must be equal, got 40, 80"):
+        jaxlab.sweep("mlp_moons:smoke", lengths, tmp_path / "l",
+                     scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
     with pytest.raises(UserError, match="runs vmapped or local process sweeps, not on Ray"):
         jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "p",
                      backend="ray", scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
-    assert not (tmp_path / "bad").exists() and not (tmp_path / "p").exists()
+    assert not any((tmp_path / name).exists() for name in ("bad", "p", "l"))
 
 
 @pytest.mark.slow

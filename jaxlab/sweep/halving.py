@@ -56,6 +56,12 @@ def check(halving: Halving, runs: Sequence[Run]) -> None:
         raise UserError(
             f"--metric {halving.metric!r}: compare runs by a train/ or eval/ metric, e.g. eval/loss"
         )
+    lengths = sorted({run.config.train.steps for run in runs})
+    if len(lengths) > 1:
+        raise UserError(
+            f"--scheduler halving compares runs at the same rungs: their config.train.steps "
+            f"must be equal, got {', '.join(map(str, lengths))}"
+        )
     train = runs[0].config.train
     every = train.eval_every if halving.metric.startswith("eval/") else train.log_every
     if not 0 < halving.min_steps < train.steps or halving.min_steps % every:
