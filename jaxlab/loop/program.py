@@ -124,6 +124,14 @@ class Program:
         del index
         return tree
 
+    def parts(self, state: Any) -> list[Any]:
+        """Every run's part of a state, as evaluations and checkpoints take it: the state itself
+        for one run (`parts_on_host`: whether they are copies on the host instead, which the
+        loop may save while the next chunk, donated the state, runs)."""
+        return [state]
+
+    parts_on_host = False
+
     def join(self, parts: Sequence[Any]) -> Any:
         """The program's state made of each run's (the inverse of `part`)."""
         (state,) = parts

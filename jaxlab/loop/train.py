@@ -5,6 +5,7 @@ then chunks of steps, records, evaluations and checkpoints until done or stopped
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -15,7 +16,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import optax
 from etils import epath
 
 from jaxlab import parallel, paths, tasks
@@ -38,9 +38,12 @@ from jaxlab.tasks import Task
 class Setup:
     mesh: jax.sharding.Mesh
     task: Task
-    tx: optax.GradientTransformation
-    state: dict  # the initial train state, placed on the mesh
     program: Program
+
+    @functools.cached_property
+    def state(self) -> dict:
+        """The initial train state, placed on the mesh (initialised on first use)."""
+        return self.program.init()
 
 
 def prepare(
@@ -60,10 +63,10 @@ def prepare(
     feed.check(config, task)
     writers.names(config)
     program = Program(config, task, mesh)
-    state = program.init()
+    abstract = program.abstract_state()  # traces the model's init: its errors show here
     if tc.init_from:
-        init_from.check(state, config)
-    return Setup(mesh, task, program.tx, state, program)
+        init_from.check(abstract, config)
+    return Setup(mesh, task, program)
 
 
 def restore(
@@ -95,10 +98,11 @@ def restore(
     setup = prepare(config, devices)
     if not (workdir / CHECKPOINT_DIR).is_dir():
         raise UserError(f"workdir {workdir} holds no checkpoints ({workdir / CHECKPOINT_DIR})")
+    template = setup.program.abstract_state()
     with Checkpoints(workdir / CHECKPOINT_DIR, keep=config.train.keep_checkpoints) as saved:
         if step is not None:
-            return config, setup, saved.restore_at(step, setup.state)
-        restored = saved.restore_latest(setup.state)
+            return config, setup, saved.restore_at(step, template)
+        restored = saved.restore_latest(template)
     if restored is None:
         raise UserError(f"workdir {workdir} holds no checkpoint in {workdir / CHECKPOINT_DIR}")
     return config, setup, restored[1]
@@ -221,15 +225,16 @@ def train_runs(
         contextlib.ExitStack() as stack,  # closed in reverse: the checkpoints last, committed
     ):
         runs = [Run(workdir, config, stack) for workdir, config in zip(workdirs, configs)]
-        fresh = [program.part(initial, i) for i in range(len(runs))]
-        restored = [run.restore(state) for run, state in zip(runs, fresh)]
+        template = program.part(initial, 0)  # every run's state has its structure and placement
+        restored = [run.restore(template) for run in runs]
         for i, run in enumerate(runs):  # a new run may start from another run's parameters
             if restored[i] is None and run.config.train.init_from:
-                restored[i] = init_from.start_from(fresh[i], run.config)
+                restored[i] = init_from.start_from(program.part(initial, i), run.config)
         for run in runs:
             run.start()
         state = initial
         if any(r is not None for r in restored):
+            fresh = program.parts(initial)
             state = program.join([r if r is not None else f for r, f in zip(restored, fresh)])
         loop = _Loop(program, runs, record_nonfinite, until)
         shown = not quiet and jax.process_index() == 0
@@ -279,6 +284,7 @@ class _Chunk:
     metrics: dict = dataclasses.field(default_factory=dict)
     checked: dict[int, dict] | None = None
     evaluations: dict[int, dict] = dataclasses.field(default_factory=dict)
+    unsaved: dict[int, Any] = dataclasses.field(default_factory=dict)  # run -> state to save
     finished: float = 0.0  # when its metrics reached the host (time.monotonic)
 
 
@@ -352,11 +358,13 @@ class _Loop:
             save = step % tc.checkpoint_every == 0 or step == end or stop
             if evaluate or save:
                 chunk.checked = self._check(state, chunk)
+                parts = self.program.parts(state)
                 if evaluate:
-                    chunk.evaluations = {i: self._evaluation(state, i) for i in chunk.checked}
+                    chunk.evaluations = {i: self._evaluation(parts[i], i) for i in chunk.checked}
                 if save:
-                    for i in chunk.checked:
-                        runs[i].save(self.program.part(state, i))
+                    chunk.unsaved = {i: parts[i] for i in chunk.checked}
+                    if not self.program.parts_on_host:  # the next chunk donates the state
+                        self._save(chunk)
             unwritten = chunk
             if stop and step < end:
                 self._write(unwritten, state)
@@ -367,7 +375,7 @@ class _Loop:
             self._write(unwritten, state)
         for i, run in enumerate(runs):  # resumed at the end, its last record lost
             if run.failure is None and run.last_recorded != run.step:
-                run.record(run.step, self._evaluation(state, i))
+                run.record(run.step, self._evaluation(self.program.part(state, i), i))
         return state
 
     def plot(self, state: dict) -> None:
@@ -392,9 +400,16 @@ class _Loop:
         )
         return state
 
+    def _save(self, chunk: _Chunk) -> None:
+        """Hands the states of ``chunk``'s end still unsaved to the runs' checkpoints."""
+        for i, run_state in chunk.unsaved.items():
+            self.runs[i].save(run_state)
+        chunk.unsaved = {}
+
     def _write(self, chunk: _Chunk, state: dict) -> None:
-        """Writes the records of ``chunk`` (checked first if it was not): each run's train
-        metrics and its evaluation, fetched here."""
+        """Saves what ``chunk`` left unsaved, then writes its records (checked first if it was
+        not): each run's train metrics and its evaluation, fetched here."""
+        self._save(chunk)
         checked = self._check(state, chunk) if chunk.checked is None else chunk.checked
         step = chunk.start + chunk.length
         evaluations = jax.device_get({i: chunk.evaluations.get(i, {}) for i in checked})
@@ -429,10 +444,10 @@ class _Loop:
                 raise error
         return checked
 
-    def _evaluation(self, state: dict, index: int) -> dict[str, Any]:
-        """``{"eval/NAME": value}`` of run ``index`` on the test split, dispatched: values
-        may still be computing on the device (`jax.device_get` waits for them)."""
-        return evaluations(self.feed, self.program.task_of(index), self.program.part(state, index))
+    def _evaluation(self, run_state: dict, index: int) -> dict[str, Any]:
+        """``{"eval/NAME": value}`` of run ``index`` (whose state is ``run_state``) on the test
+        split, dispatched: values may still be computing (`jax.device_get` waits for them)."""
+        return evaluations(self.feed, self.program.task_of(index), run_state)
 
     def _stopped(self, reason: str, step: int) -> str:
         if len(self.runs) == 1:
