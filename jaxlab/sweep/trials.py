@@ -173,8 +173,8 @@ class TrialProgram(Program):
     def parts(self, state: Any) -> list[Any]:
         """Host copies (numpy) of each trial's state, from one transfer of the stacked state:
         cheaper than a slice per leaf and trial on the device."""
-        host = jax.device_get(state)
-        return [jax.tree.map(lambda x: np.array(x[i]), host) for i in range(self.group.size)]
+        host = jax.tree.map(np.array, jax.device_get(state))  # a copy the device cannot reuse
+        return [self.part(host, i) for i in range(self.group.size)]
 
     parts_on_host = True
 
