@@ -68,6 +68,7 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         scheduler=scheduler,
         parallel=args.parallel,
         vmap=args.vmap,
+        group_memory=_size(args.group_memory),
         backend=args.backend,
         address=args.address,
         fixed_overrides=overrides,
@@ -81,6 +82,23 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         flush=True,
     )
     return 0 if counts[DONE] + counts[STOPPED] == len(rows) else SWEEP_INCOMPLETE
+
+
+SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def _size(text: str | None) -> int | None:
+    """Bytes of a size like ``512MiB``, ``2GiB``, ``1.5GB`` or ``1000000`` (None stays None)."""
+    import re
+
+    from jaxlab.errors import UserError
+
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmg]i?)?b?\s*", text.lower())
+    if match is None:
+        raise UserError(f"--group-memory must be a size like 512MiB, 2GiB or 1.5GB, got {text!r}")
+    return int(float(match[1]) * SIZE_UNITS[match[2] or ""])
 
 
 def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[str, str]) -> int:
@@ -100,6 +118,7 @@ def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[st
         )
     options = dict(
         vmap=args.vmap,
+        group_memory=_size(args.group_memory),
         parallel=args.parallel,
         fixed_overrides=overrides,
         extra_dirs=args.experiments_dir,
@@ -330,6 +349,13 @@ def _parser() -> argparse.ArgumentParser:
         help="train all runs as one vmapped program (seed/numeric leaves only)",
     )
     sweep.add_argument(
+        "--group-memory",
+        default=None,
+        metavar="SIZE",
+        help="--vmap: the most memory per device one program may take, e.g. 2GiB (default 90%% "
+        "of a device's); more runs train as several programs, one after another",
+    )
+    sweep.add_argument(
         "--search",
         default="grid",
         help="grid (default: the listed and sampled runs) or optuna (Optuna asks for the runs "
@@ -448,6 +474,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         if args.command not in ("train", "sweep", "config", "inspect", "eval") and extra:
             raise UserError(f"unrecognised arguments: {' '.join(extra)}")
+        if args.command == "sweep" and args.vmap:
+            parallel.cpu_device_per_core()  # the trials over the cores (jaxlab.sweep.trials)
         if args.command in ("train", "eval"):
             compilation_cache.enable()
             parallel.initialize_distributed(

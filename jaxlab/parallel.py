@@ -1,6 +1,7 @@
-"""The device mesh (`MESH_AXES`: data, fsdp, tensor, sized by ``config.mesh``), the sharding of
-batches over it, and joining a multi-process run. Where the train state's leaves live on the mesh
-is `jaxlab.sharding`'s job.
+"""The device mesh (`MESH_AXES`: trial, data, fsdp, tensor, sized by ``config.mesh``), the
+sharding of batches over it, and joining a multi-process run. Where the train state's leaves live
+on the mesh is `jaxlab.sharding`'s job; the ``trial`` axis splits the trials of a vmapped sweep
+(`jaxlab.sweep.trials`) and is of size 1 for a single run.
 """
 
 import math
@@ -13,20 +14,34 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxlab.errors import UserError
 
-MESH_AXES = ("data", "fsdp", "tensor")  # the mesh's axes, outermost first
+TRIAL_AXIS = "trial"  # splits the trials of a vmapped sweep
+MESH_AXES = (TRIAL_AXIS, "data", "fsdp", "tensor")  # the mesh's axes, outermost first
 BATCH_AXES = ("data", "fsdp")  # the axes the batch is split over (FSDP is data parallel too)
 
 
-def mesh_shape(sizes: Mapping[str, int], devices: int) -> tuple[int, ...]:
+def mesh_shape(sizes: Mapping[str, int], devices: int, trials: int = 1) -> tuple[int, ...]:
     """The sizes of `MESH_AXES` for ``devices`` devices (``config.mesh``: an axis of -1 takes the
-    devices the others leave); `UserError` naming the sizes when they do not fit."""
+    devices the others leave) and a program of ``trials`` runs; `UserError` naming the sizes when
+    they do not fit. A ``trial`` size of 0 (the default) is chosen: as many of the devices the
+    other axes leave as divide the trials (their greatest common divisor; 1 for a single run)."""
     unknown = sorted(set(sizes) - set(MESH_AXES))
     if unknown:
         raise UserError(
             f"config.mesh.{unknown[0]} is not a mesh axis; the axes are {', '.join(MESH_AXES)}"
         )
     shape = [int(sizes.get(axis, 1)) for axis in MESH_AXES]
-    shown = " ".join(f"{axis}={size}" for axis, size in zip(MESH_AXES, shape))
+    if shape[0] == 0:  # the trial axis, chosen
+        others = math.prod(size for size in shape[1:] if size != -1)
+        shape[0] = math.gcd(trials, devices // others) if devices % others == 0 else 1
+    if trials % shape[0]:
+        raise UserError(
+            f"config.mesh.trial={shape[0]} does not divide the {trials} trials trained as one "
+            f"program{' (a single run)' if trials == 1 else ''}: leave it 0 (chosen) or use a "
+            f"divisor of {trials}"
+        )
+    shown = " ".join(  # a single run's trial axis goes without saying
+        f"{axis}={size}" for axis, size in zip(MESH_AXES, shape) if trials > 1 or axis != TRIAL_AXIS
+    )
     if shape.count(-1) > 1 or any(size == 0 or size < -1 for size in shape):
         raise UserError(
             f"config.mesh {shown}: each axis must be a positive size, and at most one -1 "
@@ -44,24 +59,40 @@ def mesh_shape(sizes: Mapping[str, int], devices: int) -> tuple[int, ...]:
 
 
 def make_mesh(
-    devices: Sequence[jax.Device] | None = None, sizes: Mapping[str, int] | None = None
+    devices: Sequence[jax.Device] | None = None,
+    sizes: Mapping[str, int] | None = None,
+    trials: int = 1,
 ) -> Mesh:
     """The mesh of `MESH_AXES` over ``devices`` (default: every device of every process), of the
-    ``sizes`` of ``config.mesh`` (default: every device on ``data``)."""
+    ``sizes`` of ``config.mesh`` (default: every device on ``data``), for a program of ``trials``
+    runs (`mesh_shape`)."""
     devices = list(devices) if devices is not None else jax.devices()
-    shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices))
+    shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices), trials)
     return jax.make_mesh(
         shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
     )
+
+
+def cpu_device_per_core() -> None:
+    """Gives JAX's CPU backend one device per core this process may use, unless
+    ``JAX_NUM_CPU_DEVICES`` or ``XLA_FLAGS``' ``--xla_force_host_platform_device_count`` says how
+    many: a vmapped sweep's trials then run side by side on the cores (one CPU device computes a
+    program on about one core). Call before any JAX computation; other platforms are unchanged."""
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get(
+        "XLA_FLAGS", ""
+    ):
+        return
+    jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh, leading: int = 0) -> NamedSharding:
-    """The example axis (after ``leading`` unsplit axes) split over `BATCH_AXES`."""
-    return NamedSharding(mesh, PartitionSpec(*([None] * leading), BATCH_AXES))
+def batch_sharded(mesh: Mesh, *leading: str | None) -> NamedSharding:
+    """The example axis split over `BATCH_AXES`, after axes split as ``leading`` says (a mesh
+    axis, or None: whole)."""
+    return NamedSharding(mesh, PartitionSpec(*leading, BATCH_AXES))
 
 
 def batch_devices(mesh: Mesh) -> int:

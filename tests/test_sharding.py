@@ -160,7 +160,7 @@ def test_a_vmapped_sweep_of_a_sharded_run_is_refused_in_one_line(tmp_path):
 def test_the_mesh_splits_the_batch_over_data_and_fsdp():
     config = jaxlab.load_config("minimal_transformer:smoke", {"mesh.fsdp": 4})
     mesh = prepare(config).mesh
-    assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
+    assert dict(mesh.shape) == {"trial": 1, "data": 2, "fsdp": 4, "tensor": 1}
     assert math.prod(mesh.shape.values()) == 8
 
 

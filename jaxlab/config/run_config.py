@@ -32,7 +32,9 @@ FRAMEWORK_DEFAULTS = {
     "train.init_from": "",
     "train.init_from_paths": "",
     "train.ema_decay": None,  # d in [0, 1): keep an EMA of the parameters (jaxlab.loop.step)
-    # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave.
+    # The device mesh (jaxlab.parallel): -1 takes the devices the other axes leave; trial 0
+    # splits a vmapped sweep's trials over as many devices as divide their number.
+    "mesh.trial": 0,
     "mesh.data": -1,
     "mesh.fsdp": 1,
     "mesh.tensor": 1,
@@ -211,15 +213,22 @@ def profile_range(config: ml_collections.ConfigDict) -> tuple[int, int] | None:
 def _check_layout(config: ml_collections.ConfigDict) -> None:
     """``config.mesh`` holds sizes of the mesh's axes, ``config.sharding`` mesh axes."""
     for axis, size in config.mesh.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size == 0 or size < -1:
+        integer = isinstance(size, int) and not isinstance(size, bool)
+        if axis == parallel.TRIAL_AXIS and not (integer and size >= 0):
+            raise UserError(
+                f"config.mesh.trial must be a positive int or 0 (chosen for the trials), "
+                f"got {size!r}"
+            )
+        if axis != parallel.TRIAL_AXIS and (not integer or size == 0 or size < -1):
             raise UserError(f"config.mesh.{axis} must be a positive int or -1, got {size!r}")
+    model_axes = [axis for axis in parallel.MESH_AXES if axis != parallel.TRIAL_AXIS]
     for name, axis in config.sharding.items():
         if name == "fsdp_min_size":
             if not isinstance(axis, int) or axis < 0:
                 raise UserError(f"config.sharding.fsdp_min_size must be an int >= 0, got {axis!r}")
-        elif axis not in ("", *parallel.MESH_AXES):
+        elif axis not in ("", *model_axes):
             raise UserError(
-                f"config.sharding.{name} must name a mesh axis ({', '.join(parallel.MESH_AXES)}) "
+                f"config.sharding.{name} must name a mesh axis ({', '.join(model_axes)}) "
                 f"or be '' (kept whole), got {axis!r}"
             )
 

@@ -57,7 +57,8 @@ class ChunkReader:
         self.num_examples = len(next(iter(split.values())))
         self._keys = [jax.device_put(key, index_device()) for key in data_keys]
         self._stacked = stacked
-        self._sharding = parallel.batch_sharded(mesh, leading=2 if stacked else 1)
+        leading = (parallel.TRIAL_AXIS, None) if stacked else (None,)  # (runs,) steps, examples
+        self._sharding = parallel.batch_sharded(mesh, *leading)
         self._indexing = threading.Lock()
         self._stream: tuple[int, Iterator] | None = None  # (next start, chunks read ahead)
 

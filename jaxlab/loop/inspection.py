@@ -66,7 +66,7 @@ def inspect(
             )
             for path, leaf in leaves
         ],
-        mesh=dict(mesh.shape),
+        mesh={axis: size for axis, size in mesh.shape.items() if axis != parallel.TRIAL_AXIS},
         platform=mesh.devices.flat[0].platform,
         flops_per_step=_flops(compiled),
         memory={

@@ -79,13 +79,16 @@ def sweep(
     extra_dirs: Sequence[str] = (),
     quiet: bool = True,
     scheduler: halving.Halving | None = None,
+    group_memory: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every point of ``sweep`` on ``config`` (a spec like ``"name:preset"``, or a
     ConfigDict) under ``workdir``; returns the results table (one dict per run).
 
     ``parallel`` runs at a time, each in its own process (``backend="local"``) or as a Ray task
     (``backend="ray"``, on the cluster at ``address``); with ``vmap=True`` all runs train in one
-    compiled program instead. Finished runs are skipped, unfinished ones resumed. Raises
+    compiled program instead, or in several one after another where one would need more than
+    ``group_memory`` bytes per device (default: 90% of a device's memory; `vmapped.train`).
+    Finished runs are skipped, unfinished ones resumed. Raises
     `UserError` before anything is written if any run's config is bad or the sweep's directory
     is in use, and `Interrupted` after SIGTERM/SIGINT once the running runs' checkpoints are
     committed and the table is written.
@@ -98,6 +101,10 @@ def sweep(
         raise UserError("--vmap trains in this process; it cannot be combined with --backend ray")
     if address and backend != "ray":
         raise UserError("--address is for --backend ray")
+    if group_memory is not None and not vmap:
+        raise UserError("--group-memory bounds the programs of --vmap; add --vmap")
+    if group_memory is not None and group_memory < 1:
+        raise UserError(f"--group-memory must be a positive size, got {group_memory} bytes")
     if scheduler is not None and backend == "ray":
         raise UserError("--scheduler halving runs vmapped or local process sweeps, not on Ray")
     directory = paths.path(workdir, "sweep directory")
@@ -126,11 +133,13 @@ def sweep(
                     runs,
                     directory,
                     scheduler,
-                    lambda group, step: _train_to(group, step, directory, vmap, parallel, quiet),
+                    lambda group, step: _train_to(
+                        group, step, directory, vmap, parallel, quiet, group_memory
+                    ),
                     quiet=quiet,
                 )
             elif vmap:
-                vmapped.train(todo, directory, quiet=quiet)
+                vmapped.train(todo, directory, quiet=quiet, memory_limit=group_memory)
                 stopped = None
             elif backend == "ray":
                 stopped = ray_backend.run(todo, directory, parallel, address, quiet=quiet)
@@ -168,11 +177,17 @@ def _check_same_config(run: Run, workdir: epath.Path) -> None:
 
 
 def _train_to(
-    runs: Sequence[Run], step: int, directory: epath.Path, vmap: bool, parallel: int, quiet: bool
+    runs: Sequence[Run],
+    step: int,
+    directory: epath.Path,
+    vmap: bool,
+    parallel: int,
+    quiet: bool,
+    group_memory: int | None,
 ) -> str | None:
     """Trains ``runs`` to ``step`` (a scheduler's rung); the signal that stopped it, or None."""
     if vmap:
-        vmapped.train(runs, directory, quiet=quiet, until=step)
+        vmapped.train(runs, directory, quiet=quiet, until=step, memory_limit=group_memory)
         return None
     return processes.run(runs, directory, parallel, quiet=quiet, until=step)
 

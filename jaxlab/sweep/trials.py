@@ -6,6 +6,10 @@ trial's optimizer (and, when a leaf outside ``seed`` and ``optimizer`` differs, 
 from a copy of the config whose differing leaves are traced scalars (the rule for tasks is in
 `jaxlab.tasks.Task`). A chunk takes a mask of the trials that move: the others are left as they
 are, so one that resumed from an older checkpoint catches up and one that diverged stops.
+
+The trial axis of the state is split over the mesh's ``trial`` axis (each device holds whole
+trials; a trial's batch is split over the ``data`` axis, as a single run's), so on several
+devices the trials run side by side with no communication between them.
 """
 
 import dataclasses
@@ -16,6 +20,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxlab import config as config_lib
 from jaxlab import data as data_lib
@@ -128,7 +133,13 @@ class TrialProgram(Program):
 
     @functools.cached_property
     def state_sharding(self) -> Any:
-        return parallel.replicated(self.mesh)
+        """Every leaf's trial axis split over the mesh's ``trial`` axis."""
+        return NamedSharding(self.mesh, PartitionSpec(parallel.TRIAL_AXIS))
+
+    def _vmap(self, function, **kwargs):
+        """``jax.vmap`` over the trials, whose axis sharding constraints inside place on the
+        mesh's ``trial`` axis."""
+        return jax.vmap(function, spmd_axis_name=parallel.TRIAL_AXIS, **kwargs)
 
     def _init_one(self, values, example=None):
         config, task, tx = self._build(values)
@@ -140,11 +151,11 @@ class TrialProgram(Program):
     def init(self) -> Any:
         """The trials' states at step 0, stacked."""
         if not self.batches_given:
-            init = jax.vmap(self._init_one, axis_size=self.group.size)
+            init = self._vmap(self._init_one, axis_size=self.group.size)
             return jax.jit(init, out_shardings=self.state_sharding)(self.values)
         examples = [feed.example_batch(c, self.task, c.seed) for c in self.group.configs]
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *examples)
-        return jax.jit(jax.vmap(self._init_one), out_shardings=self.state_sharding)(
+        return jax.jit(self._vmap(self._init_one), out_shardings=self.state_sharding)(
             self.values, stacked
         )
 
@@ -156,10 +167,10 @@ class TrialProgram(Program):
             return self._chunk_of(task, tx, length)(state, data)
 
         def all_trials(state, moving, values, data):
-            new_state, metrics = jax.vmap(
+            new_state, metrics = self._vmap(
                 chunk_one, in_axes=(0, 0, 0 if self.batches_given else None)
             )(state, values, data)
-            return jax.vmap(select)(moving, new_state, state), metrics
+            return self._vmap(select)(moving, new_state, state), metrics
 
         return all_trials
 
@@ -195,7 +206,10 @@ class TrialProgram(Program):
 
     def check_traceable(self, train_split: Mapping[str, Any]) -> None:
         """Traces init and one chunk without running them; a traced key used where a traced
-        value cannot be (shapes, Python control flow) is a `UserError` naming it."""
+        value cannot be (shapes, Python control flow) is a `UserError` naming it. A group that
+        differs only in the seed is not traced: the seed only keys `jax.random`."""
+        if set(self.group.traced) <= {"seed"}:
+            return
         try:
             self._trace(self.group, train_split)
         except UserError:
@@ -214,9 +228,37 @@ class TrialProgram(Program):
 
     def _trace(self, group: TrialGroup, train_split: Mapping[str, Any]) -> None:
         program = TrialProgram(group, self.task, self.mesh)
-        size, train = group.size, group.base.train
+        length = group.base.train.log_every
+        jax.eval_shape(program.step_function(length), *program._chunk_inputs(train_split))
 
-        def rows(*lead):  # shapes only: nothing is read
+    def bytes_per_device(self, train_split: Mapping[str, Any]) -> int:
+        """The device memory a chunk of the group's trials takes on each device (XLA's memory
+        analysis of the compiled chunk: its arguments, outputs and temporaries, the donated
+        state counted once); compiles the chunk the loop then runs."""
+        length = self.config.train.log_every
+        data_where = (
+            parallel.batch_sharded(self.mesh, parallel.TRIAL_AXIS, None)
+            if self.batches_given
+            else parallel.replicated(self.mesh)
+        )
+        state, moving, values, data = self._chunk_inputs(train_split)
+        inputs = [
+            _placed(state, self.state_sharding),
+            moving,
+            _placed(values, self.state_sharding),
+            _placed(data, data_where),
+        ]
+        memory = self.compiled(length).lower(*inputs).compile().memory_analysis()
+        if memory is None:  # a platform without the analysis: assume it fits
+            return 0
+        used = memory.argument_size_in_bytes + memory.output_size_in_bytes
+        return used + memory.temp_size_in_bytes - memory.alias_size_in_bytes
+
+    def _chunk_inputs(self, train_split: Mapping[str, Any]) -> tuple:
+        """The shapes (nothing read or computed) of a chunk's (state, moving, values, data)."""
+        size, train = self.group.size, self.config.train
+
+        def rows(*lead):
             return {
                 name: jax.ShapeDtypeStruct((*lead, *array.shape[1:]), array.dtype)
                 for name, array in train_split.items()
@@ -224,11 +266,15 @@ class TrialProgram(Program):
 
         if self.batches_given:
             state = jax.eval_shape(
-                jax.vmap(program._init_one), program.values, rows(size, train.batch_size)
+                self._vmap(self._init_one), self.values, rows(size, train.batch_size)
             )
             data = rows(size, train.log_every, train.batch_size)
         else:
-            state = jax.eval_shape(jax.vmap(program._init_one, axis_size=size), program.values)
+            state = jax.eval_shape(self._vmap(self._init_one, axis_size=size), self.values)
             data = rows(len(next(iter(train_split.values()))))
-        moving = jax.ShapeDtypeStruct((size,), bool)
-        jax.eval_shape(program.step_function(train.log_every), state, moving, program.values, data)
+        return state, jax.ShapeDtypeStruct((size,), bool), self.values, data
+
+
+def _placed(tree: Any, sharding: Any) -> Any:
+    """The shapes of ``tree`` placed by ``sharding``."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
