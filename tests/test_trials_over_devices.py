@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import jaxlab
-from jaxlab import parallel, tasks
+from jaxlab import cli, parallel, tasks
 from jaxlab.errors import UserError
 from jaxlab.rundir.checkpoint import Checkpoints
 from jaxlab.sweep import axis, product
 from jaxlab.sweep.trials import TrialGroup, TrialProgram
+from tests.test_cli import jaxlab_cli
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,31 @@ def test_a_run_over_the_memory_limit_alone_is_one_line_and_no_run_is_written(tmp
             "mlp_moons:smoke", [{"seed": 0}, {"seed": 1}], tmp_path, vmap=True, group_memory=1000
         )
     assert not any(path.is_dir() for path in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--vmap", "--group-memory", "12XB"], "--group-memory must be a size like 512MiB"),
+        (["--group-memory", "1GiB"], "--group-memory bounds the programs of --vmap; add --vmap"),
+        (["--vmap", "--group-memory", "0"], "--group-memory must be a positive size, got 0"),
+    ],
+)
+def test_a_bad_group_memory_is_one_line(flags, message, tmp_path):
+    result = jaxlab_cli(
+        "sweep", "mlp_moons:smoke", "--workdir", str(tmp_path / "s"), "--sweep",
+        "config.seed=0,1", *flags,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("jaxlab: error: ")
+    assert message in lines[0] and not (tmp_path / "s").exists()
+
+
+def test_group_memory_sizes_read_as_bytes():
+    assert [cli._size(t) for t in ("512MiB", "2GiB", "1.5GB", "1000000", "64k")] == [
+        512 * 2**20,
+        2 * 2**30,
+        1_500_000_000,
+        1_000_000,
+        64_000,
+    ]
