@@ -15,32 +15,49 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxlab.errors import UserError
 
 TRIAL_AXIS = "trial"  # splits the trials of a vmapped sweep
-MESH_AXES = (TRIAL_AXIS, "data", "fsdp", "tensor")  # the mesh's axes, outermost first
+RUN_AXES = ("data", "fsdp", "tensor")  # the axes one run's batch and state are split over
+MESH_AXES = (TRIAL_AXIS, *RUN_AXES)  # the mesh's axes, outermost first
 BATCH_AXES = ("data", "fsdp")  # the axes the batch is split over (FSDP is data parallel too)
 
 
-def mesh_shape(sizes: Mapping[str, int], devices: int, trials: int = 1) -> tuple[int, ...]:
-    """The sizes of `MESH_AXES` for ``devices`` devices (``config.mesh``: an axis of -1 takes the
-    devices the others leave) and a program of ``trials`` runs; `UserError` naming the sizes when
-    they do not fit. A ``trial`` size of 0 (the default) is chosen: as many of the devices the
-    other axes leave as divide the trials (their greatest common divisor; 1 for a single run)."""
+def check_sizes(sizes: Mapping[str, Any]) -> None:
+    """`UserError` unless ``config.mesh`` holds a size for each axis it names: a positive int or
+    -1, or for ``trial`` a positive int or 0 (chosen)."""
     unknown = sorted(set(sizes) - set(MESH_AXES))
     if unknown:
         raise UserError(
             f"config.mesh.{unknown[0]} is not a mesh axis; the axes are {', '.join(MESH_AXES)}"
         )
+    for axis, size in sizes.items():
+        integer = isinstance(size, int) and not isinstance(size, bool)
+        if axis == TRIAL_AXIS and not (integer and size >= 0):
+            raise UserError(
+                f"config.mesh.trial must be a positive int or 0 (chosen for the trials), "
+                f"got {size!r}"
+            )
+        if axis != TRIAL_AXIS and (not integer or size == 0 or size < -1):
+            raise UserError(f"config.mesh.{axis} must be a positive int or -1, got {size!r}")
+
+
+def mesh_shape(sizes: Mapping[str, int], devices: int, runs: int = 1) -> tuple[int, ...]:
+    """The sizes of `MESH_AXES` for ``devices`` devices (``config.mesh``: an axis of -1 takes the
+    devices the others leave) and a program of ``runs`` runs (a vmapped sweep's trials); `UserError`
+    naming the sizes when they do not fit. A ``trial`` size of 0 (the default) is chosen: as many
+    of the devices the other axes leave as divide the runs (their greatest common divisor; 1 for
+    a single run)."""
+    check_sizes(sizes)
     shape = [int(sizes.get(axis, 1)) for axis in MESH_AXES]
     if shape[0] == 0:  # the trial axis, chosen
         others = math.prod(size for size in shape[1:] if size != -1)
-        shape[0] = math.gcd(trials, devices // others) if devices % others == 0 else 1
-    if trials % shape[0]:
+        shape[0] = math.gcd(runs, devices // others) if devices % others == 0 else 1
+    if runs % shape[0]:
         raise UserError(
-            f"config.mesh.trial={shape[0]} does not divide the {trials} trials trained as one "
-            f"program{' (a single run)' if trials == 1 else ''}: leave it 0 (chosen) or use a "
-            f"divisor of {trials}"
+            f"config.mesh.trial={shape[0]} does not divide the {runs} trials trained as one "
+            f"program{' (a single run)' if runs == 1 else ''}: leave it 0 (chosen) or use a "
+            f"divisor of {runs}"
         )
     shown = " ".join(  # a single run's trial axis goes without saying
-        f"{axis}={size}" for axis, size in zip(MESH_AXES, shape) if trials > 1 or axis != TRIAL_AXIS
+        f"{axis}={size}" for axis, size in zip(MESH_AXES, shape) if runs > 1 or axis != TRIAL_AXIS
     )
     if shape.count(-1) > 1 or any(size == 0 or size < -1 for size in shape):
         raise UserError(
@@ -61,13 +78,13 @@ def mesh_shape(sizes: Mapping[str, int], devices: int, trials: int = 1) -> tuple
 def make_mesh(
     devices: Sequence[jax.Device] | None = None,
     sizes: Mapping[str, int] | None = None,
-    trials: int = 1,
+    runs: int = 1,
 ) -> Mesh:
     """The mesh of `MESH_AXES` over ``devices`` (default: every device of every process), of the
-    ``sizes`` of ``config.mesh`` (default: every device on ``data``), for a program of ``trials``
+    ``sizes`` of ``config.mesh`` (default: every device on ``data``), for a program of ``runs``
     runs (`mesh_shape`)."""
     devices = list(devices) if devices is not None else jax.devices()
-    shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices), trials)
+    shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices), runs)
     return jax.make_mesh(
         shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
     )
@@ -89,10 +106,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh, *leading: str | None) -> NamedSharding:
-    """The example axis split over `BATCH_AXES`, after axes split as ``leading`` says (a mesh
-    axis, or None: whole)."""
-    return NamedSharding(mesh, PartitionSpec(*leading, BATCH_AXES))
+def batch_sharded(mesh: Mesh, leading: int = 0) -> NamedSharding:
+    """The example axis (after ``leading`` unsplit axes) split over `BATCH_AXES`."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * leading), BATCH_AXES))
+
+
+def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Batches of runs stacked on a leading axis, ``(runs, steps, examples, ...)``: the runs split
+    over the ``trial`` axis, as their stacked state is, and each run's examples over
+    `BATCH_AXES`."""
+    return NamedSharding(mesh, PartitionSpec(TRIAL_AXIS, None, BATCH_AXES))
 
 
 def batch_devices(mesh: Mesh) -> int:

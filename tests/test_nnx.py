@@ -57,7 +57,16 @@ def test_an_nnx_model_trains_resumes_exactly_and_exports(tmp_path):
 
 
 def test_nnx_runs_sweep_as_one_vmapped_program_equal_to_single_runs(tmp_path):
-    rows = jaxlab.sweep(nnx_config(), [{"seed": 0}, {"seed": 1}], tmp_path / "sweep", vmap=True)
+    # The single run's layout (each batch over the 8 devices): a batch split over fewer devices
+    # sums in another order, which this BatchNorm model grows into a 1e-3 difference of the eval
+    # loss in 40 steps (as a single run on 1 device against 8 does).
+    rows = jaxlab.sweep(
+        nnx_config(),
+        [{"seed": 0}, {"seed": 1}],
+        tmp_path / "sweep",
+        vmap=True,
+        fixed_overrides={"mesh.trial": 1},
+    )
     assert [row["status"] for row in rows] == ["done", "done"]
     single = jaxlab.train(nnx_config(seed=1), tmp_path / "single", quiet=True)
     (one,) = [row for row in rows if row["seed"] == 1]

@@ -212,23 +212,14 @@ def profile_range(config: ml_collections.ConfigDict) -> tuple[int, int] | None:
 
 def _check_layout(config: ml_collections.ConfigDict) -> None:
     """``config.mesh`` holds sizes of the mesh's axes, ``config.sharding`` mesh axes."""
-    for axis, size in config.mesh.items():
-        integer = isinstance(size, int) and not isinstance(size, bool)
-        if axis == parallel.TRIAL_AXIS and not (integer and size >= 0):
-            raise UserError(
-                f"config.mesh.trial must be a positive int or 0 (chosen for the trials), "
-                f"got {size!r}"
-            )
-        if axis != parallel.TRIAL_AXIS and (not integer or size == 0 or size < -1):
-            raise UserError(f"config.mesh.{axis} must be a positive int or -1, got {size!r}")
-    model_axes = [axis for axis in parallel.MESH_AXES if axis != parallel.TRIAL_AXIS]
+    parallel.check_sizes(config.mesh)
     for name, axis in config.sharding.items():
         if name == "fsdp_min_size":
             if not isinstance(axis, int) or axis < 0:
                 raise UserError(f"config.sharding.fsdp_min_size must be an int >= 0, got {axis!r}")
-        elif axis not in ("", *model_axes):
+        elif axis not in ("", *parallel.RUN_AXES):
             raise UserError(
-                f"config.sharding.{name} must name a mesh axis ({', '.join(model_axes)}) "
+                f"config.sharding.{name} must name a mesh axis ({', '.join(parallel.RUN_AXES)}) "
                 f"or be '' (kept whole), got {axis!r}"
             )
 

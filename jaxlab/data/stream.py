@@ -57,8 +57,9 @@ class ChunkReader:
         self.num_examples = len(next(iter(split.values())))
         self._keys = [jax.device_put(key, index_device()) for key in data_keys]
         self._stacked = stacked
-        leading = (parallel.TRIAL_AXIS, None) if stacked else (None,)  # (runs,) steps, examples
-        self._sharding = parallel.batch_sharded(mesh, *leading)
+        self._sharding = (
+            parallel.stacked_batch_sharded(mesh) if stacked else parallel.batch_sharded(mesh, 1)
+        )
         self._indexing = threading.Lock()
         self._stream: tuple[int, Iterator] | None = None  # (next start, chunks read ahead)
 

@@ -66,7 +66,7 @@ def inspect(
             )
             for path, leaf in leaves
         ],
-        mesh={axis: size for axis, size in mesh.shape.items() if axis != parallel.TRIAL_AXIS},
+        mesh={axis: mesh.shape[axis] for axis in parallel.RUN_AXES},
         platform=mesh.devices.flat[0].platform,
         flops_per_step=_flops(compiled),
         memory={

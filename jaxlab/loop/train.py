@@ -49,12 +49,12 @@ class Setup:
 def prepare(
     config: ml_collections.ConfigDict,
     devices: Sequence[jax.Device] | None = None,
-    trials: int = 1,
+    runs: int = 1,
 ) -> Setup:
     """Mesh, task, program and initial state of a validated ``config`` (the mesh for a program
-    of ``trials`` runs: `jaxlab.parallel.mesh_shape`); `UserError` on bad input."""
+    of ``runs`` runs: `jaxlab.parallel.mesh_shape`); `UserError` on bad input."""
     tc = config.train
-    mesh = parallel.make_mesh(devices, config.mesh, trials)
+    mesh = parallel.make_mesh(devices, config.mesh, runs)
     compilation_cache.refuse_sharded_cpu(mesh)
     parallel.check_batch_size(tc.batch_size, mesh, tc.grad_accum_steps)
     task = tasks.build(config)

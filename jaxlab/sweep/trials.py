@@ -237,7 +237,7 @@ class TrialProgram(Program):
         state counted once); compiles the chunk the loop then runs."""
         length = self.config.train.log_every
         data_where = (
-            parallel.batch_sharded(self.mesh, parallel.TRIAL_AXIS, None)
+            parallel.stacked_batch_sharded(self.mesh)
             if self.batches_given
             else parallel.replicated(self.mesh)
         )

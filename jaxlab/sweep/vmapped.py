@@ -59,7 +59,7 @@ def train(
         group_runs = pending.pop(0)
         started = time.time()
         group = TrialGroup.of([run.config for run in group_runs])
-        setup = prepare(group.base, trials=group.size)
+        setup = prepare(group.base, runs=group.size)
         program = TrialProgram(group, setup.task, setup.mesh)
         need = program.bytes_per_device(setup.task.data.train)  # compiles the chunk
         if need > limit:
