@@ -23,6 +23,7 @@ the vmapped one differ by more than ``--tolerance``.
 
 import argparse
 import csv
+import math
 import os
 import pathlib
 import platform
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from jaxlab.doc_block import write_block
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 HANDWRITTEN = REPO / "benchmarks" / "handwritten_sweep.py"
@@ -130,8 +133,9 @@ def over_devices(trials: int, repeats: int, root: pathlib.Path) -> dict[str, lis
     """Wall times of ``--vmap`` on 8 simulated CPU devices: trials split over them, and trials
     replicated with data-parallel batches."""
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    split = math.gcd(trials, 8)  # the trial axis the mesh chooses
     ways = {
-        "trials over the 8 devices (trial=8)": [],
+        f"trials over the devices (trial={split}, data={8 // split})": [],
         "trials replicated, batch over the 8 devices (trial=1, data=8)": ["--config.mesh.trial=1"],
     }
     walls: dict[str, list[float]] = {}
@@ -237,13 +241,7 @@ def main() -> int:
     text = render(measured, devices8, args.devices_trials, peak, args.repeats)
     print(text)
     if args.write:
-        doc = DOC.read_text()
-        section = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in doc:
-            doc = doc[: doc.index(BEGIN)] + section + doc[doc.index(END) + len(END) :]
-        else:
-            doc += f"\n## Many runs as one: the sweep benchmark\n\n{section}\n"
-        DOC.write_text(doc)
+        write_block(DOC, BEGIN, END, text)
     shutil.rmtree(root, ignore_errors=True)
     disagree = [t for t, (_, _, d) in measured.items() if d is not None and d > args.tolerance]
     if disagree:

@@ -39,27 +39,38 @@ def check_sizes(sizes: Mapping[str, Any]) -> None:
             raise UserError(f"config.mesh.{axis} must be a positive int or -1, got {size!r}")
 
 
-def mesh_shape(sizes: Mapping[str, int], devices: int, runs: int = 1) -> tuple[int, ...]:
+def mesh_shape(sizes: Mapping[str, int], devices: int, runs: int | None = None) -> tuple[int, ...]:
     """The sizes of `MESH_AXES` for ``devices`` devices (``config.mesh``: an axis of -1 takes the
-    devices the others leave) and a program of ``runs`` runs (a vmapped sweep's trials); `UserError`
-    naming the sizes when they do not fit. A ``trial`` size of 0 (the default) is chosen: as many
-    of the devices the other axes leave as divide the runs (their greatest common divisor; 1 for
-    a single run)."""
+    devices the others leave), for a single run or a program of ``runs`` stacked runs (a vmapped
+    sweep's trials); `UserError` naming the sizes when they do not fit.
+
+    A ``trial`` size of 0 (the default) is chosen. For stacked runs: each run's batch stays as
+    the other axes split it (a -1 there counts as 1), and the trial axis takes as many devices
+    as divide the runs (their greatest common divisor with the devices left), so a run computes
+    alike in a program of any size (a resumed or pruned group) and the mesh may leave devices
+    idle. For a single run it is 1. Any other trial size must divide the runs, and the mesh
+    must then fill the devices."""
     check_sizes(sizes)
     shape = [int(sizes.get(axis, 1)) for axis in MESH_AXES]
-    if shape[0] == 0:  # the trial axis, chosen
-        others = math.prod(size for size in shape[1:] if size != -1)
-        shape[0] = math.gcd(runs, devices // others) if devices % others == 0 else 1
-    if runs % shape[0]:
+    count = 1 if runs is None else runs
+    if shape[0] == 0 and runs is not None:  # chosen for stacked runs
+        shape[1:] = [1 if size == -1 else size for size in shape[1:]]
+        shape[0] = math.gcd(runs, max(1, devices // math.prod(shape[1:])))
+        if math.prod(shape) <= devices:
+            return tuple(shape)
+    shape[0] = shape[0] or 1
+    if count % shape[0]:
         raise UserError(
-            f"config.mesh.trial={shape[0]} does not divide the {runs} trials trained as one "
-            f"program{' (a single run)' if runs == 1 else ''}: leave it 0 (chosen) or use a "
-            f"divisor of {runs}"
+            f"config.mesh.trial={shape[0]} does not divide the {count} trials trained as one "
+            f"program{' (a single run)' if runs is None else ''}: leave it 0 (chosen) or use a "
+            f"divisor of {count}"
         )
     shown = " ".join(  # a single run's trial axis goes without saying
-        f"{axis}={size}" for axis, size in zip(MESH_AXES, shape) if runs > 1 or axis != TRIAL_AXIS
+        f"{axis}={size}"
+        for axis, size in zip(MESH_AXES, shape)
+        if runs is not None or axis != TRIAL_AXIS
     )
-    if shape.count(-1) > 1 or any(size == 0 or size < -1 for size in shape):
+    if shape.count(-1) > 1:
         raise UserError(
             f"config.mesh {shown}: each axis must be a positive size, and at most one -1 "
             f"(the devices the others leave)"
@@ -78,13 +89,14 @@ def mesh_shape(sizes: Mapping[str, int], devices: int, runs: int = 1) -> tuple[i
 def make_mesh(
     devices: Sequence[jax.Device] | None = None,
     sizes: Mapping[str, int] | None = None,
-    runs: int = 1,
+    runs: int | None = None,
 ) -> Mesh:
     """The mesh of `MESH_AXES` over ``devices`` (default: every device of every process), of the
-    ``sizes`` of ``config.mesh`` (default: every device on ``data``), for a program of ``runs``
-    runs (`mesh_shape`)."""
+    ``sizes`` of ``config.mesh`` (default: every device on ``data``), for a single run or a
+    program of ``runs`` stacked runs (`mesh_shape`: the first of the devices it needs)."""
     devices = list(devices) if devices is not None else jax.devices()
     shape = mesh_shape(sizes if sizes is not None else {"data": -1}, len(devices), runs)
+    devices = devices[: math.prod(shape)]
     return jax.make_mesh(
         shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
     )

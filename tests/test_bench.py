@@ -2,6 +2,9 @@
 table. Benchmark code stays out of the default run (`slow`, which .ci/run runs)."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +60,19 @@ def test_breakdown_times_jaxlabs_compiled_chunk_and_compares_each_run_with_it(be
     )
     assert "| `jaxlab train`, defaults |" in table and "| 0.50x |" in table
     assert "| compiled chunk alone |" in table and "| 1.00x |" in table
+
+
+def test_the_sweep_benchmark_times_every_way_and_checks_the_results_agree(tmp_path):
+    """benchmarks/bench_sweep.py end to end on 2 trials: each way runs, the table has its rows."""
+    env = {**os.environ}
+    env.pop("XLA_FLAGS", None)  # as a user runs it: the sweep picks its CPU devices
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_sweep.py"), "--trials", "2",
+         "--process-trials", "2", "--repeats", "1", "--devices-trials", "2"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for way in ("sequential", "--parallel 2", "--vmap", "--vmap, 1 CPU device", "hand-written"):
+        assert f"| 2 | {way} |" in result.stdout
+    assert "largest difference of a final metric, sequential vs `--vmap`" in result.stdout
+    assert "| trials over the devices (trial=2, data=4) |" in result.stdout

@@ -25,9 +25,11 @@ from tests.test_cli import jaxlab_cli
     "sizes, devices, trials, shape",
     [
         ({"trial": 0, "data": -1}, 8, 64, (8, 1, 1, 1)),  # every device holds whole trials
-        ({"trial": 0, "data": -1}, 8, 6, (2, 4, 1, 1)),  # gcd(6, 8) = 2; the batch over 4
-        ({"trial": 0, "data": -1}, 8, 1, (1, 8, 1, 1)),  # a single run: data parallel
-        ({"trial": 0, "data": 2}, 8, 64, (4, 2, 1, 1)),
+        ({"trial": 0, "data": -1}, 8, 6, (2, 1, 1, 1)),  # gcd(6, 8) = 2 devices, 3 trials each
+        ({"trial": 0, "data": -1}, 8, 1, (1, 1, 1, 1)),  # a group of one: its batch whole, too
+        ({"trial": 0, "data": -1}, 8, None, (1, 8, 1, 1)),  # a single run: data parallel
+        ({"trial": 0, "data": 2}, 8, 64, (4, 2, 1, 1)),  # each batch over 2 devices, as asked
+        ({"trial": 0, "data": 2}, 8, 2, (2, 2, 1, 1)),
         ({"trial": 4, "data": -1}, 8, 64, (4, 2, 1, 1)),
         ({"trial": 1, "data": -1}, 8, 64, (1, 8, 1, 1)),  # replicated trials
     ],
@@ -40,7 +42,7 @@ def test_the_trial_axis_takes_as_many_devices_as_divide_the_trials(sizes, device
     "sizes, trials, message",
     [
         ({"trial": 3, "data": -1}, 64, "config.mesh.trial=3 does not divide the 64 trials"),
-        ({"trial": 2, "data": -1}, 1, "does not divide the 1 trials trained as one program (a "),
+        ({"trial": 2, "data": -1}, None, "does not divide the 1 trials trained as one program (a "),
         ({"trial": 8, "data": 2}, 64, "needs 16 devices; there are 8"),
     ],
 )
@@ -116,13 +118,13 @@ def test_a_group_over_the_memory_limit_trains_as_several_programs_with_equal_res
 ):
     points = [{"seed": s} for s in range(16)]
     whole = jaxlab.sweep("mlp_moons:smoke", points, tmp_path / "whole", vmap=True)
-    limit = _bytes_per_device(4)  # the program of 4 trials fits, that of 16 does not
+    limit = _bytes_per_device(8)  # 1 trial per device fits, 2 (16 trials on 8 devices) do not
     assert _bytes_per_device(16) > limit
     split = jaxlab.sweep(
         "mlp_moons:smoke", points, tmp_path / "split", vmap=True, quiet=False, group_memory=limit
     )
     sizes = re.findall(r"cut into groups of up to (\d+) runs", capsys.readouterr().out)
-    assert sizes[:2] == ["8", "4"]  # halves, while a half does not fit: 4 programs of 4 runs
+    assert sizes == ["8"]  # two programs of 8 runs
     assert [row["status"] for row in split] == ["done"] * 16
     for a, b in zip(whole, split):
         for key in ("train/loss", "eval/loss", "eval/accuracy"):

@@ -49,10 +49,11 @@ class Setup:
 def prepare(
     config: ml_collections.ConfigDict,
     devices: Sequence[jax.Device] | None = None,
-    runs: int = 1,
+    runs: int | None = None,
 ) -> Setup:
-    """Mesh, task, program and initial state of a validated ``config`` (the mesh for a program
-    of ``runs`` runs: `jaxlab.parallel.mesh_shape`); `UserError` on bad input."""
+    """Mesh, task, program and initial state of a validated ``config`` (the mesh for a single
+    run, or a program of ``runs`` stacked runs: `jaxlab.parallel.mesh_shape`); `UserError` on
+    bad input."""
     tc = config.train
     mesh = parallel.make_mesh(devices, config.mesh, runs)
     compilation_cache.refuse_sharded_cpu(mesh)
@@ -376,9 +377,10 @@ class _Loop:
                 raise Interrupted(self._stopped(stop, step), step=step, reason=stop)
         if unwritten is not None:
             self._write(unwritten, state)
-        for i, run in enumerate(runs):  # resumed at the end, its last record lost
-            if run.failure is None and run.last_recorded != run.step:
-                run.record(run.step, self._evaluation(self.program.part(state, i), i))
+        lost = [i for i, r in enumerate(runs) if r.failure is None and r.last_recorded != r.step]
+        parts = self.program.parts(state) if lost else []
+        for i in lost:  # resumed at the end, its last record lost: evaluated as at a chunk's end
+            runs[i].record(runs[i].step, self._evaluation(parts[i], i))
         return state
 
     def plot(self, state: dict) -> None:

@@ -75,8 +75,9 @@ def _cut(runs: list[Run], need: int, limit: int, quiet: bool) -> list[list[Run]]
     if len(runs) == 1:
         raise UserError(
             f"one run of this vmapped sweep needs about {_mib(need)} of memory per device, "
-            f"more than the {_mib(limit)} allowed (--group-memory): sweep it without --vmap, "
-            f"or on devices with more memory"
+            f"more than the {_mib(limit)} allowed (--group-memory): split each run's batch "
+            f"over devices (--config.mesh.data=2), sweep without --vmap, or use devices with "
+            f"more memory"
         )
     size = -(-len(runs) // 2)
     if not quiet:
