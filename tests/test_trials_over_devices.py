@@ -67,6 +67,7 @@ def test_each_device_holds_whole_trials_of_the_stacked_state():
         assert [shard.data.shape[0] for shard in leaf.addressable_shards] == [2] * 8
 
 
+@pytest.mark.slow  # two 8-trial sweeps; test_sweep.py compares 2 trials over devices too
 def test_trials_over_devices_equal_replicated_trials_with_data_parallel_batches(tmp_path):
     points = product(axis("seed", [0, 1, 2, 3]), axis("optimizer.learning_rate", [1e-3, 3e-3]))
     rows = {}
@@ -113,6 +114,7 @@ def _bytes_per_device(seeds: int) -> int:
     return TrialProgram(group, task, mesh).bytes_per_device(task.data.train)
 
 
+@pytest.mark.slow  # three 16-trial programs and two estimates
 def test_a_group_over_the_memory_limit_trains_as_several_programs_with_equal_results(
     tmp_path, capsys
 ):
