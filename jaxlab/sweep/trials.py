@@ -8,8 +8,9 @@ from a copy of the config whose differing leaves are traced scalars (the rule fo
 are, so one that resumed from an older checkpoint catches up and one that diverged stops.
 
 The trial axis of the state is split over the mesh's ``trial`` axis (each device holds whole
-trials; a trial's batch is split over the ``data`` axis, as a single run's), so on several
-devices the trials run side by side with no communication between them.
+trials; a trial's batch is split as the mesh's other axes say: whole, when the trial axis is
+chosen, `jaxlab.parallel.mesh_shape`), so on several devices the trials run side by side with no
+communication between them.
 """
 
 import dataclasses
