@@ -44,6 +44,7 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     from jaxlab.rundir.workdir import RESULTS_MD
     from jaxlab.sweep import DONE, STOPPED, command_line_points, experiment_points, sweep
     from jaxlab.sweep.halving import Halving
+    from jaxlab.sweep.pbt import PopulationBasedTraining
 
     experiment = _experiment(args)
     if args.search == "optuna":
@@ -56,11 +57,15 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         raise UserError("--samples draws from the spaces of --sweep; there is no --sweep")
     else:
         points = experiment_points(experiment, args.experiments_dir)
-    scheduler = None
+    scheduler: Halving | PopulationBasedTraining | None = None
     if args.scheduler == "halving":
         scheduler = Halving(args.min_steps, args.reduction, args.metric, args.mode)
+    elif args.scheduler == "pbt":
+        scheduler = PopulationBasedTraining(
+            args.interval, args.metric, args.mode, args.fraction, args.search_seed
+        )
     elif args.scheduler != "none":
-        raise UserError(f"--scheduler must be none or halving, got {args.scheduler!r}")
+        raise UserError(f"--scheduler must be none, halving or pbt, got {args.scheduler!r}")
     rows = sweep(
         experiment,
         points,
@@ -367,16 +372,24 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--scheduler",
         default="none",
-        help="halving: successive halving of the runs (docs/sweeps.md); default none",
+        help="halving: successive halving of the runs; pbt: population-based training of the "
+        "runs as one vmapped program (docs/sweeps.md); default none",
     )
     sweep.add_argument("--min-steps", type=int, default=0, help="halving: the first rung")
     sweep.add_argument(
         "--reduction", type=int, default=3, help="halving: keep 1/REDUCTION at each rung (3)"
     )
+    sweep.add_argument("--interval", type=int, default=0, help="pbt: steps between two exploits")
     sweep.add_argument(
-        "--metric", default="eval/loss", help="halving, optuna: the metric (eval/loss)"
+        "--fraction",
+        type=float,
+        default=0.2,
+        help="pbt: the worst FRACTION of the runs take the state of the best as many (0.2)",
     )
-    sweep.add_argument("--mode", default="min", help="halving, optuna: min (default) or max")
+    sweep.add_argument(
+        "--metric", default="eval/loss", help="halving, pbt, optuna: the metric (eval/loss)"
+    )
+    sweep.add_argument("--mode", default="min", help="halving, pbt, optuna: min (default) or max")
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     data = commands.add_parser("data", help="data files for the Grain input path")

@@ -1,6 +1,7 @@
 """``jaxlab report DIR``: for a run, its final metrics as a table and its curves as a PNG; for a
 sweep, the runs' table sorted by a metric with the mean ± std over seeds of each setting, that
-metric against each swept value, and the curves of each setting (`jaxlab.plots`)."""
+metric against each swept value, and the curves of each setting (`jaxlab.plots`); for a
+population-based training, also each run's hyperparameter schedule and lineage."""
 
 import math
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,10 @@ from jaxlab.rundir.workdir import (
     METRICS_PLOT,
     SWEEP_CURVES_PLOT,
     SWEEP_FILE,
+    SWEEP_LINEAGE_PLOT,
     SWEEP_METRIC_PLOT,
 )
+from jaxlab.sweep.pbt import read_lineage
 from jaxlab.sweep.plan import Point
 from jaxlab.sweep.results import (
     DONE,
@@ -103,6 +106,11 @@ def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: b
     else:
         plot_against_swept(done, swept, metric, sweep_dir / SWEEP_METRIC_PLOT)
     plot_sweep_curves(sweep_dir, runs, sweep_dir / SWEEP_CURVES_PLOT)
+    plotted = [sweep_dir / SWEEP_METRIC_PLOT, sweep_dir / SWEEP_CURVES_PLOT]
+    lineages = {name: read_lineage(sweep_dir / name) for name in runs}
+    if any(lineages.values()):
+        plot_lineage(lineages, sweep_dir / SWEEP_LINEAGE_PLOT)
+        plotted.append(sweep_dir / SWEEP_LINEAGE_PLOT)
     order = "descending" if descending else "ascending"
     means = seed_means_table(rows, swept)
     return "\n".join(
@@ -110,20 +118,37 @@ def sweep_report(sweep_dir: epath.Path, metric: str | None = None, descending: b
             markdown_table(ordered, table_columns(ordered)),
             "",
             f"sorted by {metric} ({order}); {len(done)} of {len(rows)} runs done",
-            *_best(ordered, runs, metric),
+            *_best(ordered, runs, metric, lineages),
             *(["", means] if means else []),
-            f"plots: {sweep_dir / SWEEP_METRIC_PLOT}, {sweep_dir / SWEEP_CURVES_PLOT}",
+            f"plots: {', '.join(map(str, plotted))}",
         ]
     )
 
 
-def _best(ordered: Sequence[dict], runs: Mapping[str, Point], metric: str) -> list[str]:
-    """The line naming the best finished run by ``metric`` with its overrides."""
+def _best(
+    ordered: Sequence[dict],
+    runs: Mapping[str, Point],
+    metric: str,
+    lineages: Mapping[str, list[dict]],
+) -> list[str]:
+    """The line naming the best finished run by ``metric`` with its overrides, and for a run
+    of a population-based training a line with its schedule."""
     best = next((r for r in ordered if r["status"] == DONE and _finite(r.get(metric))), None)
     if best is None:
         return []
     overrides = " ".join(f"--config.{k}={v}" for k, v in runs[best["run"]].items())
-    return [f"best: {best['run']} ({metric}={best[metric]:.6g}): {overrides}"]
+    lines = [f"best: {best['run']} ({metric}={best[metric]:.6g}): {overrides}"]
+    if lineage := lineages.get(best["run"]):
+        changes = [
+            f"step {entry['step']}"
+            + (f" from {entry['parent']}" if entry["parent"] else "")
+            + ": "
+            + ", ".join(f"{k}={v:.6g}" for k, v in entry["values"].items())
+            for index, entry in enumerate(lineage)
+            if index == 0 or entry["parent"] or entry["values"] != lineage[index - 1]["values"]
+        ]
+        lines.append(f"its schedule (population-based training): {'; '.join(changes)}")
+    return lines
 
 
 def _order(value: Any) -> tuple[bool, float, str]:
@@ -241,3 +266,55 @@ def plot_sweep_curves(sweep_dir: epath.Path, runs: Mapping[str, Point], path: ep
         f", mean ± std over up to {seeds} seeds" if seeds > 1 else ""
     )
     plots.plot_metrics(groups, path, title, spreads)
+
+
+def plot_lineage(lineages: Mapping[str, list[dict]], path: epath.Path) -> None:
+    """A population-based training's runs (``lineages``: name -> its `LINEAGE_FILE` entries): one
+    panel per perturbed key with each run's value in force against the step, and a panel of the
+    runs against the step, a line from the parent to the run at each step it copied one."""
+    named = {name: entries for name, entries in lineages.items() if entries}
+    keys = list(dict.fromkeys(k for entries in named.values() for k in entries[0]["values"]))
+    fig = Figure(figsize=(4.5 * (len(keys) + 1) + 2.5, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(keys) + 1, squeeze=False).flat
+    colours = dict(zip(named, plots.palette(len(named))))
+    ends = {name: _last_step(path.parent / name) for name in named}
+    rows = {name: row for row, name in enumerate(named)}
+    for ax, key in zip(axes, keys):
+        for name, entries in named.items():
+            steps = [e["step"] for e in entries] + [ends[name]]
+            values = [e["values"][key] for e in entries]
+            ax.step(steps, [*values, values[-1]], where="post", color=colours[name], label=name)
+        values = [e["values"][key] for entries in named.values() for e in entries]
+        if min(values) > 0 and max(values) / min(values) >= 10:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    tree = axes[len(keys)]
+    shift = 0.012 * max(ends.values(), default=1)  # copies at one step side by side
+    copies: dict[int, int] = {}
+    for name, entries in named.items():
+        tree.plot([0, ends[name]], [rows[name]] * 2, color=colours[name], lw=2)
+        for entry in entries:
+            if entry["parent"] in rows:
+                order = copies[entry["step"]] = copies.get(entry["step"], -1) + 1
+                x = entry["step"] + order * shift
+                tree.annotate(
+                    "",
+                    (x, rows[name]),
+                    (x, rows[entry["parent"]]),
+                    arrowprops={"arrowstyle": "->", "color": colours[entry["parent"]], "lw": 1.5},
+                )
+    tree.set_yticks(range(len(rows)), [str(row) for row in range(len(rows))])
+    tree.set_xlabel("step")
+    tree.set_ylabel("run (legend order)")
+    tree.set_title("copies: parent -> run")
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+    fig.suptitle(f"{path.parent.name}: population-based training")
+    paths.save_figure(fig, path)
+
+
+def _last_step(run_dir: epath.Path) -> int:
+    """The step of a run's newest record (0 without any)."""
+    records = read_metrics(run_dir, warn=False)
+    return records[-1]["step"] if records else 0

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -200,6 +200,23 @@ def train_validated(
     return outcome
 
 
+class Exploit(Protocol):
+    """What changes the runs' states and settings between two chunks, at the steps it is
+    `due` where every live run stands (population-based training, `jaxlab.sweep.pbt`)."""
+
+    def resume(self, steps: Sequence[int]) -> list[ml_collections.ConfigDict]:
+        """Takes each run's restored step; returns the runs' configs in force."""
+        ...
+
+    def due(self, step: int) -> bool: ...
+
+    def __call__(
+        self, state: Any, step: int, records: Mapping[int, Mapping[str, Any]]
+    ) -> tuple[Any, list[ml_collections.ConfigDict]]:
+        """The new state and configs in force, from each live run's newest record."""
+        ...
+
+
 def train_runs(
     program: Program,
     initial: Any,
@@ -211,12 +228,14 @@ def train_runs(
     record_nonfinite: bool = False,
     started: float | None = None,
     until: int | None = None,
+    exploit: Exploit | None = None,
 ) -> list[Outcome]:
     """The one training loop: trains the runs of ``program`` from its ``initial`` state, run i
     of ``configs[i]`` in ``workdirs[i]``, each resuming its own newest readable checkpoint;
     returns their outcomes (wall time counted from ``started``, by default now). With ``until``
     the runs stop at that step (evaluated and checkpointed there), as a scheduler that compares
-    them at a rung asks (`jaxlab.sweep.halving`).
+    them at a rung asks (`jaxlab.sweep.halving`). An ``exploit`` changes the state and the runs'
+    settings where it is due (`Exploit`), once the records of that step are written.
 
     Every workdir is locked for the whole run (`jaxlab.rundir.workdir.claim`). A run whose loss
     or gradients become NaN/Inf raises `NonFiniteError`, or with ``record_nonfinite`` stops being
@@ -240,7 +259,7 @@ def train_runs(
         if any(r is not None for r in restored):
             fresh = program.parts(initial)
             state = program.join([r if r is not None else f for r, f in zip(restored, fresh)])
-        loop = _Loop(program, runs, record_nonfinite, until)
+        loop = _Loop(program, runs, record_nonfinite, until, exploit)
         shown = not quiet and jax.process_index() == 0
         if shown:
             _say_where_it_starts(runs)
@@ -307,17 +326,19 @@ class _Loop:
         runs: Sequence[Run],
         record_nonfinite: bool,
         until: int | None = None,
+        exploit: Exploit | None = None,
     ):
-        self.program, self.runs = program, list(runs)
+        self.program, self.runs, self.exploit = program, list(runs), exploit
         self.until = min(until, program.config.train.steps) if until else program.config.train.steps
         self.record_nonfinite = record_nonfinite
         self.train_config = program.config.train
         self.feed = feed.make(
             [run.config for run in runs], program.task.data, program.mesh, program.stacked
         )
-        self.schedules = [
-            make_schedule(run.config.optimizer, run.config.train.steps) for run in runs
-        ]
+        self._use([run.config for run in runs])
+        if exploit is not None:
+            self._use(exploit.resume([run.step for run in runs]))
+        self._exploited: int | None = None  # the step of the last exploit
         self._finished = time.monotonic()  # when the previous chunk's metrics were fetched
 
     def train(
@@ -344,6 +365,11 @@ class _Loop:
         end = self.until
         while live := [i for i, run in enumerate(runs) if run.live and run.step < end]:
             start = min(runs[i].step for i in live)
+            if self._exploit_due(start, live):
+                if unwritten is not None:  # the exploit reads the records of its step
+                    self._write(unwritten, state)
+                    unwritten = None
+                state = self._exploit(state, start, live)
             chunk = _Chunk(
                 moving=[i for i in live if runs[i].step == start],
                 start=start,
@@ -381,6 +407,25 @@ class _Loop:
         parts = self.program.parts(state) if lost else []
         for i in lost:  # resumed at the end, its last record lost: evaluated as at a chunk's end
             runs[i].record(runs[i].step, self._evaluation(parts[i], i))
+        return state
+
+    def _use(self, configs: Sequence[ml_collections.ConfigDict]) -> None:
+        """The runs' configs in force: their learning-rate schedules, recorded with each chunk."""
+        self.schedules = [make_schedule(c.optimizer, c.train.steps) for c in configs]
+
+    def _exploit_due(self, step: int, live: Sequence[int]) -> bool:
+        return (
+            self.exploit is not None
+            and step != self._exploited
+            and self.exploit.due(step)
+            and all(self.runs[i].step == step for i in live)
+        )
+
+    def _exploit(self, state: dict, step: int, live: Sequence[int]) -> dict:
+        assert self.exploit is not None
+        state, configs = self.exploit(state, step, {i: self.runs[i].latest for i in live})
+        self._use(configs)
+        self._exploited = step
         return state
 
     def plot(self, state: dict) -> None:

@@ -107,7 +107,12 @@ class Run:
         return Outcome(DONE, {**self.log.latest, "step": self.step, "wall_time_s": wall_time})
 
     @property
+    def latest(self) -> dict[str, Any]:
+        """The newest recorded value of each metric, and the step of the newest record."""
+        assert self.log is not None
+        return self.log.latest
+
+    @property
     def last_recorded(self) -> int | None:
         """The step of the newest record."""
-        assert self.log is not None
-        return self.log.latest.get("step")
+        return self.latest.get("step")

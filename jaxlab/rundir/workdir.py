@@ -28,10 +28,12 @@ METRICS_FILE = "metrics.jsonl"
 EVENTS_PREFIX = "events.out.tfevents."
 METRICS_PLOT = "metrics.png"  # `jaxlab report`
 RESULT_FILE = "sweep_result.json"  # a sweep's run: {"status", "metrics", "error"}
+LINEAGE_FILE = "lineage.jsonl"  # a population-based training's run: its hyperparameter schedule
 RUN_LOG = "run.log"  # a sweep's run trained in a worker process: its output
 SWEEP_FILE = "sweep.json"  # a sweep: run name -> overrides
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
 SWEEP_METRIC_PLOT, SWEEP_CURVES_PLOT = "sweep_metric.png", "sweep_curves.png"
+SWEEP_LINEAGE_PLOT = "sweep_lineage.png"  # a population-based training's schedules
 
 
 def read_config_tree(workdir: epath.Path) -> dict | None:

@@ -15,7 +15,7 @@ from etils import epath
 from jaxlab import paths
 from jaxlab.errors import Interrupted, UserError
 from jaxlab.rundir import workdir as workdir_lib
-from jaxlab.sweep import halving, processes, ray_backend, vmapped
+from jaxlab.sweep import halving, pbt, processes, ray_backend, vmapped
 from jaxlab.sweep.plan import (
     Point,
     Run,
@@ -78,7 +78,7 @@ def sweep(
     fixed_overrides: Mapping[str, Any] | None = None,
     extra_dirs: Sequence[str] = (),
     quiet: bool = True,
-    scheduler: halving.Halving | None = None,
+    scheduler: halving.Halving | pbt.PopulationBasedTraining | None = None,
     group_memory: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every point of ``sweep`` on ``config`` (a spec like ``"name:preset"``, or a
@@ -105,8 +105,11 @@ def sweep(
         raise UserError("--group-memory bounds the programs of --vmap; add --vmap")
     if group_memory is not None and group_memory < 1:
         raise UserError(f"--group-memory must be a positive size, got {group_memory} bytes")
-    if scheduler is not None and backend == "ray":
+    if isinstance(scheduler, halving.Halving) and backend == "ray":
         raise UserError("--scheduler halving runs vmapped or local process sweeps, not on Ray")
+    population = scheduler if isinstance(scheduler, pbt.PopulationBasedTraining) else None
+    if population is not None and not vmap:
+        raise UserError("--scheduler pbt trains the population as one vmapped program: add --vmap")
     directory = paths.path(workdir, "sweep directory")
     if paths.is_remote(directory):
         raise UserError(
@@ -119,8 +122,10 @@ def sweep(
         _check_same_config(run, directory)
     if vmap:
         vmapped.check(_unfinished(runs, directory))
-    if scheduler is not None:
+    if isinstance(scheduler, halving.Halving):
         halving.check(scheduler, runs)
+    elif population is not None:
+        pbt.check(population, runs)
     elif backend == "ray":
         ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
@@ -128,7 +133,7 @@ def sweep(
         write_sweep(directory, names)
         todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
-            if scheduler is not None:  # decided again from all runs' records (halving.run)
+            if isinstance(scheduler, halving.Halving):  # decided again from all runs' records
                 stopped = halving.run(
                     runs,
                     directory,
@@ -139,7 +144,9 @@ def sweep(
                     quiet=quiet,
                 )
             elif vmap:
-                vmapped.train(todo, directory, quiet=quiet, memory_limit=group_memory)
+                vmapped.train(
+                    todo, directory, quiet=quiet, memory_limit=group_memory, population=population
+                )
                 stopped = None
             elif backend == "ray":
                 stopped = ray_backend.run(todo, directory, parallel, address, quiet=quiet)

@@ -107,7 +107,7 @@ def run(
         records = {r.name: _record(workdir / r.name, rung) for r in survivors}  # read once
         keep = max(1, len(survivors) // halving.reduction)
         sign = 1.0 if halving.mode == "min" else -1.0
-        ranked = sorted(survivors, key=lambda r: _rank(_value(records[r.name], halving), sign))
+        ranked = sorted(survivors, key=lambda r: rank(_value(records[r.name], halving), sign))
         for run_ in ranked[keep:]:
             if status(run_) != STOPPED:
                 value = _value(records[run_.name], halving)
@@ -138,7 +138,7 @@ def _value(record: dict, halving: Halving) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _rank(value: float | None, sign: float) -> tuple[bool, float]:
+def rank(value: float | None, sign: float) -> tuple[bool, float]:
     """A sort key: NaN and missing values last."""
     if value is None or math.isnan(value):
         return (True, 0.0)

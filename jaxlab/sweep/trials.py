@@ -175,6 +175,26 @@ class TrialProgram(Program):
 
         return all_trials
 
+    def set_values(self, values: Mapping[str, np.ndarray]) -> None:
+        """New values (key -> (T,) array) of some traced leaves, which the next chunks take."""
+        new = {key: np.asarray(column, self.values[key].dtype) for key, column in values.items()}
+        self.values = {**self.values, **jax.device_put(new, self.state_sharding)}
+
+    def regroup(self, state: Any, parents: np.ndarray) -> Any:
+        """The state in which trial i holds trial ``parents[i]``'s state, all but its own
+        random key (population-based training, `jaxlab.sweep.pbt`); ``state`` is donated."""
+        return self._regrouped(state, jax.numpy.asarray(parents))
+
+    @functools.cached_property
+    def _regrouped(self):
+        def regroup(state, parents):
+            return {
+                name: part if name == "rng" else jax.tree.map(lambda x: x[parents], part)
+                for name, part in state.items()
+            }
+
+        return jax.jit(regroup, donate_argnums=0, out_shardings=self.state_sharding)
+
     def run_chunk(self, state: Any, data: Any, length: int, moving: Sequence[int]) -> Any:
         mask = np.isin(np.arange(self.group.size), moving)
         return self.compiled(length)(state, mask, self.values, data)

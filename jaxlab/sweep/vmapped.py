@@ -15,6 +15,7 @@ from jaxlab import parallel, tasks
 from jaxlab.errors import Interrupted, UserError
 from jaxlab.loop.train import prepare, train_runs
 from jaxlab.rundir import workdir as workdir_lib
+from jaxlab.sweep.pbt import Population, PopulationBasedTraining
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, RUNNING, announce, write_result
 from jaxlab.sweep.trials import TrialGroup, TrialProgram
@@ -40,6 +41,7 @@ def train(
     quiet: bool = True,
     until: int | None = None,
     memory_limit: int | None = None,
+    population: PopulationBasedTraining | None = None,
 ) -> None:
     """Trains ``runs`` (checked by `check`) together and records each one's outcome; a run whose
     workdir a live process holds is left to it (reported running). With ``until`` before the
@@ -48,7 +50,8 @@ def train(
     Runs whose program needs more than ``memory_limit`` bytes per device (default:
     `device_memory`; XLA's estimate of a compiled chunk, `TrialProgram.bytes_per_device`) are
     cut in halves until each fits, the groups trained one after another; `UserError` before any
-    training when one run alone needs more."""
+    training when one run alone needs more, or with ``population`` (population-based training
+    of the runs, `jaxlab.sweep.pbt`), which trains them as one program, when they need more."""
     free = [run for run in runs if not workdir_lib.holder(workdir / run.name)]
     for run in runs:
         if run not in free:
@@ -62,10 +65,20 @@ def train(
         setup = prepare(group.base, runs=group.size)
         program = TrialProgram(group, setup.task, setup.mesh)
         need = program.bytes_per_device(setup.task.data.train)  # compiles the chunk
+        if need > limit and population is not None:
+            raise UserError(
+                f"the population of {len(group_runs)} runs needs about {_mib(need)} of memory "
+                f"per device as one program, more than the {_mib(limit)} allowed "
+                f"(--group-memory): population-based training trains it as one program; use "
+                f"fewer runs, or more devices"
+            )
         if need > limit:
             pending = _cut(group_runs, need, limit, quiet) + pending
             continue
-        _train_group(program, group_runs, workdir, quiet, until, started)
+        exploit = None
+        if population is not None:
+            exploit = Population(population, program, [workdir / r.name for r in group_runs])
+        _train_group(program, group_runs, workdir, quiet, until, started, exploit)
 
 
 def _cut(runs: list[Run], need: int, limit: int, quiet: bool) -> list[list[Run]]:
@@ -122,8 +135,10 @@ def _train_group(
     quiet: bool,
     until: int | None,
     started: float,
+    exploit: Population | None = None,
 ) -> None:
-    """Trains ``runs`` as ``program`` and records each one's outcome (`train`)."""
+    """Trains ``runs`` as ``program`` and records each one's outcome (`train`), a population's
+    with the values in force at its end (`Population.final_values`)."""
     try:
         outcomes = train_runs(
             program,
@@ -134,6 +149,7 @@ def _train_group(
             record_nonfinite=True,
             started=started,
             until=until,
+            exploit=exploit,
         )
     except (Interrupted, UserError):
         raise
@@ -142,7 +158,10 @@ def _train_group(
             write_result(workdir / run.name, FAILED, error=f"{type(error).__name__}: {error}")
             announce(run.name, FAILED, quiet)
         return
-    for run, outcome in zip(runs, outcomes):
+    for index, (run, outcome) in enumerate(zip(runs, outcomes)):
         if until is None or until >= run.config.train.steps or outcome.status == FAILED:
-            write_result(workdir / run.name, outcome.status, outcome.metrics, outcome.error)
+            metrics = outcome.metrics
+            if exploit is not None:
+                metrics = {**metrics, **exploit.final_values(index)}
+            write_result(workdir / run.name, outcome.status, metrics, outcome.error)
             announce(run.name, outcome.status, quiet)
