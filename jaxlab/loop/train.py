@@ -338,7 +338,6 @@ class _Loop:
         self._use([run.config for run in runs])
         if exploit is not None:
             self._use(exploit.resume([run.step for run in runs]))
-        self._exploited: int | None = None  # the step of the last exploit
         self._finished = time.monotonic()  # when the previous chunk's metrics were fetched
 
     def train(
@@ -365,11 +364,6 @@ class _Loop:
         end = self.until
         while live := [i for i, run in enumerate(runs) if run.live and run.step < end]:
             start = min(runs[i].step for i in live)
-            if self._exploit_due(start, live):
-                if unwritten is not None:  # the exploit reads the records of its step
-                    self._write(unwritten, state)
-                    unwritten = None
-                state = self._exploit(state, start, live)
             chunk = _Chunk(
                 moving=[i for i in live if runs[i].step == start],
                 start=start,
@@ -386,7 +380,11 @@ class _Loop:
             chunk_index += 1
             evaluate = step % tc.eval_every == 0 or step == end
             save = step % tc.checkpoint_every == 0 or step == end or stop
-            if evaluate or save:
+            unwritten = chunk
+            if self._exploit_due(step, live):
+                state = self._exploit(state, chunk)  # writes the chunk's records
+                unwritten = None
+            elif evaluate or save:
                 chunk.checked = self._check(state, chunk)
                 parts = self.program.parts(state)
                 if evaluate:
@@ -395,9 +393,9 @@ class _Loop:
                     chunk.unsaved = {i: parts[i] for i in chunk.checked}
                     if not self.program.parts_on_host:  # the next chunk donates the state
                         self._save(chunk)
-            unwritten = chunk
             if stop and step < end:
-                self._write(unwritten, state)
+                if unwritten is not None:
+                    self._write(unwritten, state)
                 for run in runs:
                     run.checkpoints.wait_until_committed()
                 raise Interrupted(self._stopped(stop, step), step=step, reason=stop)
@@ -414,18 +412,33 @@ class _Loop:
         self.schedules = [make_schedule(c.optimizer, c.train.steps) for c in configs]
 
     def _exploit_due(self, step: int, live: Sequence[int]) -> bool:
+        """Whether the exploit is due at ``step``, which every live run has reached."""
         return (
             self.exploit is not None
-            and step != self._exploited
             and self.exploit.due(step)
             and all(self.runs[i].step == step for i in live)
         )
 
-    def _exploit(self, state: dict, step: int, live: Sequence[int]) -> dict:
+    def _exploit(self, state: dict, chunk: _Chunk) -> dict:
+        """At the end of ``chunk``, which brought the last live runs to a step where the exploit
+        is due: its records written, the exploit, the moving runs' new states saved there, and
+        every checkpoint committed before any run goes on. So a run's checkpoint at such a step
+        holds its state after the exploit, and no run's checkpoint lies beyond one unless every
+        run's at it is committed: runs resumed at different steps never straddle an exploit."""
         assert self.exploit is not None
+        step = chunk.start + chunk.length
+        chunk.checked = self._check(state, chunk)
+        parts = self.program.parts(state)
+        chunk.evaluations = {i: self._evaluation(parts[i], i) for i in chunk.checked}
+        self._write(chunk, state)
+        live = [i for i, run in enumerate(self.runs) if run.failure is None]
         state, configs = self.exploit(state, step, {i: self.runs[i].latest for i in live})
         self._use(configs)
-        self._exploited = step
+        parts = self.program.parts(state)
+        chunk.unsaved = {i: parts[i] for i in chunk.checked}
+        self._save(chunk)
+        for run in self.runs:
+            run.checkpoints.wait_until_committed()
         return state
 
     def plot(self, state: dict) -> None:

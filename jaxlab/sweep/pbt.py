@@ -14,12 +14,15 @@ chunk takes as an argument, so nothing recompiles.
 
 Each run's ``lineage.jsonl`` holds its hyperparameter schedule: one entry at step 0 and one at
 every exploit step (the parent it copied, or none, its values from then on, and its metric
-there). The decisions are a function of the records, seeded by ``seed`` and the step, and the
-entry of a step is written before any state after it is saved. A run resumed at step r cuts its
-lineage to the entries before r and takes the values in force there; an exploit at a step where
-every live run stands is applied again, which gives the same states (a parent is never changed by
-an exploit, and a run that took a parent's state takes it again). So a population killed at any
-moment resumes to the same decisions and results (tested).
+there). The decisions are a function of the records, seeded by ``seed`` and the step. The loop
+saves each run's state at an exploit step after the exploit (its lineage entry written before),
+and lets no run go on until every run's checkpoint there is committed
+(`jaxlab.loop.train.train_runs`), so the runs of a killed population resume on the same side of
+every exploit. A run resumed at step r keeps the lineage entries up to r and the values in force
+there; runs that reach an exploit step after others resumed there take the decision again,
+which gives the same states (a parent is never changed by an exploit, and a run that took a
+parent's state takes it again). So a population killed at any moment resumes to the same
+decisions and results (tested).
 """
 
 import dataclasses
@@ -118,7 +121,7 @@ class Population:
         values set; returns the runs' configs with the values in force."""
         start = {key: column.tolist() for key, column in self.values.items()}
         for i, (workdir, step) in enumerate(zip(self.workdirs, steps)):
-            kept = [e for e in read_lineage(workdir) if e["step"] == 0 or e["step"] < step]
+            kept = [e for e in read_lineage(workdir) if e["step"] <= step]
             if not kept:
                 kept = [{"step": 0, "parent": None, "values": _row(start, self.keys, i)}]
             self.lineages[i] = kept
@@ -147,7 +150,8 @@ class Population:
                 "values": _row(self.values, self.keys, i),
                 self.pbt.metric: float(score) if isinstance(score, (int, float)) else None,
             }
-            self.lineages[i].append(entry)
+            lineage = [e for e in self.lineages[i] if e["step"] != step]  # decided again
+            self.lineages[i] = [*lineage, entry]
             _write(self.workdirs[i], self.lineages[i])
         self.program.set_values(self.values)
         return self.program.regroup(state, parents), self.configs()
