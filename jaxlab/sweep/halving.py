@@ -12,8 +12,7 @@ The decisions are a function of the records alone (a rung's values are in each r
 ``metrics.jsonl``), taken again from the start of the list whenever the sweep runs: a sweep
 killed at any moment and run again takes the same decisions as one that was not, and resumes
 each survivor from its checkpoint (jaxlab's resume is exact). This is synchronous successive
-halving: the asynchronous variant (ASHA), the Ray backend, population-based training and
-external searchers are not built yet.
+halving; its asynchronous variant (ASHA) and the Ray backend are not built yet.
 """
 
 import dataclasses
