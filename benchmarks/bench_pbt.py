@@ -58,10 +58,10 @@ def copies(workdir: pathlib.Path, rows: list[dict]) -> int:
     return count
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], digits: int = 4) -> str:
     if len(values) < 2:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> int:
@@ -112,7 +112,7 @@ def main() -> int:
     for name, label in (("random", "random search, --vmap"), ("pbt", "PBT, --vmap")):
         lines.append(
             f"| {label} | {spread(found[name]['best'])} | {spread(found[name]['median'])} | "
-            f"{spread(found[name]['wall'])} |"
+            f"{spread(found[name]['wall'], 1)} |"
         )
     lines += [
         "",

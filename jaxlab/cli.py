@@ -110,18 +110,24 @@ def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[st
     """``jaxlab sweep --search optuna``: the runs Optuna asks for (`jaxlab.sweep.optuna_search`)."""
     from jaxlab import paths
     from jaxlab.errors import UserError
-    from jaxlab.sweep import DONE, plan, space, sweep
+    from jaxlab.sweep import DONE, STOPPED, plan, space, sweep
+    from jaxlab.sweep.halving import Halving
     from jaxlab.sweep.optuna_search import require_optuna, search
     from jaxlab.sweep.plan import key_and_values
 
     require_optuna()
     listed, spaces = space.split([key_and_values(text) for text in args.sweep])
-    if listed or args.zip or args.scheduler != "none":
+    if listed or args.zip or args.scheduler not in ("none", "halving"):
         raise UserError(
             "--search optuna takes sampled spaces only (--sweep 'config.KEY=loguniform(a,b)'), "
-            "without listed values, --zip or --scheduler"
+            "without listed values, --zip or a --scheduler other than halving"
         )
+    halving = None
+    if args.scheduler == "halving":
+        halving = Halving(args.min_steps, args.reduction, args.metric, args.mode)
+    (base,) = plan(experiment, [{}], overrides, args.experiments_dir)  # the runs' length
     options = dict(
+        scheduler=halving,
         vmap=args.vmap,
         group_memory=_size(args.group_memory),
         parallel=args.parallel,
@@ -140,10 +146,13 @@ def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[st
         seed=args.search_seed,
         sampler=args.sampler,
         run_name=lambda point: plan(experiment, [point], overrides, args.experiments_dir)[0].name,
+        rungs=halving.rungs(base.config.train.steps) if halving else (),
     )
     done = sum(row["status"] == DONE for row in rows)
-    print(f"jaxlab sweep: optuna: {len(rows)} runs, {done} done; results in {args.workdir}")
-    return 0 if done == len(rows) == args.samples else SWEEP_INCOMPLETE
+    stopped = sum(row["status"] == STOPPED for row in rows)
+    pruned = f", {stopped} stopped at a rung" if halving else ""
+    print(f"jaxlab sweep: optuna: {len(rows)} runs, {done} done{pruned}; results in {args.workdir}")
+    return 0 if done + stopped == len(rows) == args.samples else SWEEP_INCOMPLETE
 
 
 def _convert(args: argparse.Namespace) -> None:

@@ -8,8 +8,9 @@ import pytest
 
 import jaxlab
 from jaxlab.sweep import LogUniform, plan
+from jaxlab.sweep.halving import Halving
 from jaxlab.sweep.optuna_search import STORAGE_FILE, search
-from tests.conftest import without_progress
+from tests.conftest import read_jsonl, without_progress
 from tests.test_cli import jaxlab_cli
 
 pytest.importorskip("optuna")
@@ -80,3 +81,42 @@ def test_bad_search_settings_are_one_line(tmp_path):
         (line,) = without_progress(result.stderr)
         assert line.startswith("jaxlab: error: ") and message in line, line
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow  # 19 s: two batches of three runs, rung by rung
+def test_runs_stopped_at_a_rung_are_pruned_and_compared_with_earlier_batches(tmp_path):
+    fixed = {"train.steps": 40, "train.log_every": 10, "train.eval_every": 10}
+    halving = Halving(min_steps=10, reduction=2, metric="eval/loss")
+
+    def sweep_of(points):
+        return jaxlab.sweep(SPEC, points, tmp_path, vmap=True, fixed_overrides=fixed,
+                            scheduler=halving)  # fmt: skip
+
+    rows = search(SPACE, tmp_path, sweep_of, samples=6, batch=3, metric="eval/loss", mode="min",
+                  seed=0, run_name=lambda point: plan(SPEC, [point], fixed)[0].name,
+                  rungs=halving.rungs(40))  # fmt: skip
+    trials = {number: state for number, state, _, _ in told(tmp_path)}
+    statuses = [row["status"] for row in rows]
+    assert [trials[i] for i in range(6)] == [
+        {"done": "COMPLETE", "stopped": "PRUNED"}[status] for status in statuses
+    ]
+    assert "stopped" in statuses and "done" in statuses
+    with sqlite3.connect(tmp_path / STORAGE_FILE) as db:
+        reported = db.execute(
+            "SELECT t.number, v.step, v.intermediate_value FROM trial_intermediate_values v "
+            "JOIN trials t ON t.trial_id = v.trial_id ORDER BY t.number, v.step"
+        ).fetchall()
+    values = {}  # each run's eval/loss at the rungs it reached, as reported
+    for number, step, value in reported:
+        values.setdefault(number, {})[step] = value
+    for number, row in enumerate(rows):
+        records = read_jsonl(tmp_path / row["run"] / "metrics.jsonl")
+        assert values[number] == {
+            r["step"]: pytest.approx(r["eval/loss"]) for r in records if r["step"] in (10, 20, 40)
+        }
+    # The second batch's runs went on from a rung only among the best half of all six there.
+    for number in (3, 4, 5):
+        for rung in (10, 20):
+            if rung * 2 in values[number]:
+                at_rung = sorted(v[rung] for v in values.values() if rung in v)
+                assert values[number][rung] <= at_rung[len(at_rung) // 2 - 1]

@@ -11,8 +11,13 @@ and is recorded ``stopped``, with the rung, its value and the number kept in the
 The decisions are a function of the records alone (a rung's values are in each run's
 ``metrics.jsonl``), taken again from the start of the list whenever the sweep runs: a sweep
 killed at any moment and run again takes the same decisions as one that was not, and resumes
-each survivor from its checkpoint (jaxlab's resume is exact). This is synchronous successive
-halving; its asynchronous variant (ASHA) and the Ray backend are not built yet.
+each survivor from its checkpoint (jaxlab's resume is exact). Runs that ended before the
+command (done, or stopped at a rung) are not trained again, and count at every rung they reached:
+a run goes on only when it is among the best ``1/--reduction`` of all the runs that reached the
+rung. So a search that adds runs to a sweep (Optuna's later batches, `jaxlab.sweep.optuna_search`)
+compares each new run with every earlier one, and leaves the earlier decisions as they were.
+This is synchronous successive halving: its asynchronous variant (ASHA) and the Ray backend are
+not built yet.
 """
 
 import dataclasses
@@ -24,7 +29,7 @@ from etils import epath
 from jaxlab.errors import UserError
 from jaxlab.rundir.metrics_log import read_metrics
 from jaxlab.sweep.plan import Run
-from jaxlab.sweep.results import FAILED, STOPPED, announce, read_result, write_result
+from jaxlab.sweep.results import DONE, FAILED, STOPPED, announce, read_result, write_result
 
 MODES = ("min", "max")
 
@@ -90,25 +95,26 @@ def run(
     def status(run_: Run) -> str:
         return read_result(workdir / run_.name)["status"]
 
-    survivors = [r for r in runs if status(r) != FAILED]
+    going = [r for r in runs if status(r) not in (FAILED, STOPPED, DONE)]
     rungs = halving.rungs(runs[0].config.train.steps)
+    sign = 1.0 if halving.mode == "min" else -1.0
     for index, rung in enumerate(rungs):
-        behind = [
-            r
-            for r in survivors
-            if status(r) != STOPPED and _value(_record(workdir / r.name, rung), halving) is None
-        ]
+        behind = [r for r in going if _value(_record(workdir / r.name, rung), halving) is None]
         if behind and (stopped := train_to(behind, rung)):
             return stopped
-        survivors = [r for r in survivors if status(r) != FAILED]
-        if rung == rungs[-1] or not survivors:
+        going = [r for r in going if status(r) != FAILED]
+        if rung == rungs[-1] or not going:
             return None
-        records = {r.name: _record(workdir / r.name, rung) for r in survivors}  # read once
-        keep = max(1, len(survivors) // halving.reduction)
-        sign = 1.0 if halving.mode == "min" else -1.0
-        ranked = sorted(survivors, key=lambda r: rank(_value(records[r.name], halving), sign))
+        records = {r.name: _record(workdir / r.name, rung) for r in runs if status(r) != FAILED}
+        pool = [  # every run that reached the rung, also those that ended before this command
+            r
+            for r in runs
+            if r in going or (r.name in records and _value(records[r.name], halving) is not None)
+        ]
+        keep = max(1, len(pool) // halving.reduction)
+        ranked = sorted(pool, key=lambda r: rank(_value(records[r.name], halving), sign))
         for run_ in ranked[keep:]:
-            if status(run_) != STOPPED:
+            if run_ in going:
                 value = _value(records[run_.name], halving)
                 shown = "missing" if value is None else f"{value:.6g}"
                 write_result(
@@ -116,10 +122,10 @@ def run(
                     STOPPED,
                     records[run_.name],
                     f"stopped at rung {index + 1} (step {rung}): {halving.metric}={shown}, "
-                    f"not among the best {keep} of {len(survivors)}",
+                    f"not among the best {keep} of {len(pool)}",
                 )
                 announce(run_.name, f"{STOPPED} at step {rung}", quiet)
-        survivors = [r for r in survivors if r in ranked[:keep]]  # in the sweep's order
+        going = [r for r in going if r in ranked[:keep]]  # in the sweep's order
     return None
 
 

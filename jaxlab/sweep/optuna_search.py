@@ -8,7 +8,13 @@ storage lives in the sweep directory (``optuna.db``, study ``jaxlab``), so runni
 command again resumes the search: trials asked but not told are trained (resumed) and told first.
 The sampler is seeded with ``--search-seed`` plus the number of trials so far each time it is
 asked, so a resumed search asks what an uninterrupted one would. Floats are kept to 6 significant
-digits, as in sampled sweeps. Pruning at rungs is not wired yet.
+digits, as in sampled sweeps.
+
+With ``--scheduler halving`` each batch is trained rung by rung (`jaxlab.sweep.halving`), its runs
+compared at each rung with every run of the study that reached it: a run stopped at a rung is told
+``PRUNED``, each run's values at the rungs are reported to Optuna as its intermediate values, and
+the decisions are jaxlab's (a function of the records, so a resumed search takes them again), not
+an Optuna pruner's.
 """
 
 import importlib.util
@@ -18,9 +24,10 @@ from typing import Any
 from etils import epath
 
 from jaxlab.errors import UserError
+from jaxlab.rundir.metrics_log import read_metrics
 from jaxlab.sweep import space
 from jaxlab.sweep.plan import Point
-from jaxlab.sweep.results import DONE, FAILED, read_result
+from jaxlab.sweep.results import DONE, FAILED, STOPPED, read_result
 
 STORAGE_FILE, STUDY = "optuna.db", "jaxlab"
 SAMPLERS = ("tpe", "random")
@@ -43,10 +50,12 @@ def search(
     seed: int,
     sampler: str = "tpe",
     run_name: Callable[[Point], str],
+    rungs: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """Runs the search of the module docstring; ``train(points)`` trains the sweep of all the
     points so far (skipping finished runs) and returns its table; ``run_name`` names a point's
-    run. Returns the final table."""
+    run; ``rungs``: the steps of a halving scheduler's rungs, reported as intermediate values.
+    Returns the final table."""
     require_optuna()
     import optuna
 
@@ -82,9 +91,14 @@ def search(
         if untold or not rows:
             rows = train(points) if points else []
         for trial in untold:
-            result = read_result(directory / run_name(_point(trial.params)))
+            run_dir = directory / run_name(_point(trial.params))
+            result = read_result(run_dir)
             value = result.get("metrics", {}).get(metric)
-            if result["status"] == DONE and isinstance(value, (int, float)):
+            if rungs and result["status"] in (DONE, STOPPED):
+                _report(optuna.Trial(current, trial._trial_id), run_dir, rungs, metric)
+            if result["status"] == STOPPED:
+                current.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+            elif result["status"] == DONE and isinstance(value, (int, float)):
                 current.tell(trial.number, float(value))
             elif result["status"] == FAILED or result["status"] == DONE:
                 current.tell(trial.number, state=optuna.trial.TrialState.FAIL)
@@ -95,6 +109,17 @@ def search(
         current = study(len(trials))
         for _ in range(min(batch, samples - len(trials))):
             current.ask(distributions)
+
+
+def _report(trial: Any, run_dir: epath.Path, rungs: Sequence[int], metric: str) -> None:
+    """Reports the run's values of ``metric`` at the ``rungs`` it reached to Optuna's ``trial``
+    (a step already reported, by a search stopped before its tell, is left as it is)."""
+    reported = trial.storage.get_trial(trial._trial_id).intermediate_values
+    for record in read_metrics(run_dir, warn=False):
+        value = record.get(metric)
+        if record["step"] in rungs and record["step"] not in reported:
+            if isinstance(value, (int, float)):
+                trial.report(float(value), record["step"])
 
 
 def _point(params: Mapping[str, Any]) -> Point:
