@@ -85,10 +85,7 @@ def test_settings_the_runs_cannot_honour_are_one_line(tmp_path):
     with pytest.raises(UserError, match="config.train.steps must be equal, got 40, 80"):
         jaxlab.sweep("mlp_moons:smoke", lengths, tmp_path / "l",
                      scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
-    with pytest.raises(UserError, match="runs vmapped or local process sweeps, not on Ray"):
-        jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "p",
-                     backend="ray", scheduler=Halving(10, 2, "eval/loss"))  # fmt: skip
-    assert not any((tmp_path / name).exists() for name in ("bad", "p", "l"))
+    assert not any((tmp_path / name).exists() for name in ("bad", "l"))
 
 
 @pytest.mark.slow
@@ -132,6 +129,27 @@ def test_process_workers_stop_at_the_rungs_and_decide_as_the_vmapped_search(tmp_
         outcomes[vmap] = {row["run"]: (row["status"], row["step"]) for row in rows}
     assert outcomes[False] == outcomes[True]
     assert sorted(outcomes[False].values()) == [
+        ("done", 80),
+        ("stopped", 20),
+        ("stopped", 20),
+        ("stopped", 40),
+    ]
+
+
+@pytest.mark.slow  # 60 s: a local Ray cluster started for each of the three rungs
+def test_ray_tasks_stop_at_the_rungs_and_decide_as_the_vmapped_search(tmp_path):
+    pytest.importorskip("ray")
+    rates = axis("config.optimizer.learning_rate", [1e-4, 1e-3, 1e-2, 1e-1])
+    halving = Halving(min_steps=20, reduction=2, metric="eval/loss")
+    fixed = {**FIXED, "train.eval_every": 20, "train.checkpoint_every": 20}
+    outcomes = {}
+    for backend, vmap in (("ray", False), ("local", True)):
+        rows = jaxlab.sweep("mlp_moons:smoke", rates, tmp_path / backend, vmap=vmap,
+                            backend=backend, parallel=2, fixed_overrides=fixed,
+                            scheduler=halving)  # fmt: skip
+        outcomes[backend] = {row["run"]: (row["status"], row["step"]) for row in rows}
+    assert outcomes["ray"] == outcomes["local"]
+    assert sorted(outcomes["ray"].values()) == [
         ("done", 80),
         ("stopped", 20),
         ("stopped", 20),

@@ -105,8 +105,6 @@ def sweep(
         raise UserError("--group-memory bounds the programs of --vmap; add --vmap")
     if group_memory is not None and group_memory < 1:
         raise UserError(f"--group-memory must be a positive size, got {group_memory} bytes")
-    if isinstance(scheduler, halving.Halving) and backend == "ray":
-        raise UserError("--scheduler halving runs vmapped or local process sweeps, not on Ray")
     population = scheduler if isinstance(scheduler, pbt.PopulationBasedTraining) else None
     if population is not None and not vmap:
         raise UserError("--scheduler pbt trains the population as one vmapped program: add --vmap")
@@ -126,7 +124,7 @@ def sweep(
         halving.check(scheduler, runs)
     elif population is not None:
         pbt.check(population, runs)
-    elif backend == "ray":
+    if backend == "ray":
         ray_backend.require_ray(local=address is None)
     names = {run.name: run.overrides for run in runs}
     with workdir_lib.lock(directory):
@@ -139,7 +137,15 @@ def sweep(
                     directory,
                     scheduler,
                     lambda group, step: _train_to(
-                        group, step, directory, vmap, parallel, quiet, group_memory
+                        group,
+                        step,
+                        directory,
+                        vmap,
+                        parallel,
+                        quiet,
+                        group_memory,
+                        backend,
+                        address,
                     ),
                     quiet=quiet,
                 )
@@ -191,11 +197,15 @@ def _train_to(
     parallel: int,
     quiet: bool,
     group_memory: int | None,
+    backend: str,
+    address: str | None,
 ) -> str | None:
     """Trains ``runs`` to ``step`` (a scheduler's rung); the signal that stopped it, or None."""
     if vmap:
         vmapped.train(runs, directory, quiet=quiet, until=step, memory_limit=group_memory)
         return None
+    if backend == "ray":
+        return ray_backend.run(runs, directory, parallel, address, quiet=quiet, until=step)
     return processes.run(runs, directory, parallel, quiet=quiet, until=step)
 
 

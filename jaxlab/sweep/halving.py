@@ -4,8 +4,8 @@ All runs train to the first rung (``--min-steps``), are compared there by ``--me
 at that step, ``--mode min`` or ``max``), and the best ``1/--reduction`` of them (at least one) go
 on to the next rung, ``--reduction`` times further, until ``config.train.steps``. The runs left
 behind stop costing compute: each rung trains the survivors alone (with ``--vmap`` as one
-vmapped program of their number, compiled once per rung; else as worker processes that stop at
-the rung). A stopped run keeps its checkpoint and records of its rung
+vmapped program of their number, compiled once per rung; else as worker processes, local or
+Ray tasks, that stop at the rung). A stopped run keeps its checkpoint and records of its rung
 and is recorded ``stopped``, with the rung, its value and the number kept in the table.
 
 The decisions are a function of the records alone (a rung's values are in each run's
@@ -16,8 +16,7 @@ command (done, or stopped at a rung) are not trained again, and count at every r
 a run goes on only when it is among the best ``1/--reduction`` of all the runs that reached the
 rung. So a search that adds runs to a sweep (Optuna's later batches, `jaxlab.sweep.optuna_search`)
 compares each new run with every earlier one, and leaves the earlier decisions as they were.
-This is synchronous successive halving: its asynchronous variant (ASHA) and the Ray backend are
-not built yet.
+This is synchronous successive halving; its asynchronous variant (ASHA) is not built.
 """
 
 import dataclasses

@@ -25,20 +25,23 @@ from jaxlab.sweep.results import FAILED, PENDING, RUNNING, announce, read_result
 POLL_SECONDS = 0.1
 
 
-def run_one(run_: Run, workdir: epath.Path, python_path: str | None = None) -> str:
+def run_one(
+    run_: Run, workdir: epath.Path, python_path: str | None = None, until: int | None = None
+) -> str:
     """Trains one run in a worker process and waits for it (a Ray task's body); returns its
     status. ``python_path`` goes first on the worker's ``PYTHONPATH`` (a jaxlab that is not
-    installed, e.g. shipped to a Ray worker)."""
+    installed, e.g. shipped to a Ray worker); with ``until`` the worker stops at that step (a
+    scheduler's rung)."""
     run_dir = workdir / run_.name
     if workdir_lib.holder(run_dir):
         return RUNNING
-    process = _launch(run_, run_dir, False, python_path)
+    process = _launch(run_, run_dir, False, python_path, until)
     try:
         while process.poll() is None:  # Python code between waits: a cancellation can land
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:  # the task is cancelled (a stopping sweep): the worker commits, stops
         process.send_signal(signal.SIGTERM)
-    return _record(process.wait(), run_dir)
+    return _record(process.wait(), run_dir, until is not None)
 
 
 def run(

@@ -39,10 +39,12 @@ def run(
     address: str | None,
     *,
     quiet: bool = True,
+    until: int | None = None,
 ) -> str | None:
     """Trains ``runs`` as Ray tasks (one CPU each) on the cluster at ``address`` (a new local
     one, bound to 127.0.0.1, when None); returns the name of the signal that stopped the sweep
-    (the runs not launched stay pending), or None when every run ended."""
+    (the runs not launched stay pending), or None when every run ended. With ``until`` (a
+    scheduler's rung) the runs stop at that step."""
     ray = require_ray(local=address is None)
     started_here = not ray.is_initialized()
     with StopSignals() as stop:
@@ -55,7 +57,7 @@ def run(
             )
             stop.reinstall()  # ray.init sets a SIGTERM handler of its own
         try:
-            _schedule(ray, runs, workdir, parallel, stop, quiet)
+            _schedule(ray, runs, workdir, parallel, stop, quiet, until)
         finally:
             if started_here:
                 ray.shutdown()
@@ -63,7 +65,13 @@ def run(
 
 
 def _schedule(
-    ray, runs: Sequence[Run], workdir: epath.Path, parallel: int, stop: StopSignals, quiet: bool
+    ray,
+    runs: Sequence[Run],
+    workdir: epath.Path,
+    parallel: int,
+    stop: StopSignals,
+    quiet: bool,
+    until: int | None,
 ) -> None:
     """Keeps ``parallel`` tasks in flight until every run ended or a stop was received; then
     cancels the running tasks and waits for their workers to commit and exit."""
@@ -74,7 +82,7 @@ def _schedule(
     while (queue or pending) and not stop.received:
         while queue and len(pending) < parallel:
             run_ = queue.pop(0)
-            ref = task.remote(run_, os.fspath(workdir))
+            ref = task.remote(run_, os.fspath(workdir), until)
             pending.append(ref)
             names[ref] = run_.name
         _progress(done, len(pending), len(queue), quiet)
@@ -98,8 +106,11 @@ def _progress(done: int, running: int, queued: int, quiet: bool) -> None:
         )
 
 
-def _train_one(run_: Run, workdir: str) -> str:
+def _train_one(run_: Run, workdir: str, until: int | None) -> str:
     """A Ray task: the worker process imports the jaxlab this task came with (``py_modules``)."""
     return processes.run_one(
-        run_, epath.Path(workdir), python_path=str(pathlib.Path(__file__).resolve().parents[2])
+        run_,
+        epath.Path(workdir),
+        python_path=str(pathlib.Path(__file__).resolve().parents[2]),
+        until=until,
     )
