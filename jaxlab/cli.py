@@ -58,14 +58,16 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     else:
         points = experiment_points(experiment, args.experiments_dir)
     scheduler: Halving | PopulationBasedTraining | None = None
-    if args.scheduler == "halving":
-        scheduler = Halving(args.min_steps, args.reduction, args.metric, args.mode)
+    if args.scheduler in ("halving", "asha"):
+        scheduler = Halving(
+            args.min_steps, args.reduction, args.metric, args.mode, args.scheduler == "asha"
+        )
     elif args.scheduler == "pbt":
         scheduler = PopulationBasedTraining(
             args.interval, args.metric, args.mode, args.fraction, args.search_seed
         )
     elif args.scheduler != "none":
-        raise UserError(f"--scheduler must be none, halving or pbt, got {args.scheduler!r}")
+        raise UserError(f"--scheduler must be none, halving, asha or pbt, got {args.scheduler!r}")
     rows = sweep(
         experiment,
         points,
@@ -381,12 +383,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--scheduler",
         default="none",
-        help="halving: successive halving of the runs; pbt: population-based training of the "
-        "runs as one vmapped program (docs/sweeps.md); default none",
+        help="halving: successive halving of the runs; asha: its asynchronous variant, in "
+        "worker processes; pbt: population-based training of the runs as one vmapped program "
+        "(docs/sweeps.md); default none",
     )
-    sweep.add_argument("--min-steps", type=int, default=0, help="halving: the first rung")
+    sweep.add_argument("--min-steps", type=int, default=0, help="halving, asha: the first rung")
     sweep.add_argument(
-        "--reduction", type=int, default=3, help="halving: keep 1/REDUCTION at each rung (3)"
+        "--reduction", type=int, default=3, help="halving, asha: keep 1/REDUCTION at each rung (3)"
     )
     sweep.add_argument("--interval", type=int, default=0, help="pbt: steps between two exploits")
     sweep.add_argument(
@@ -396,9 +399,11 @@ def _parser() -> argparse.ArgumentParser:
         help="pbt: the worst FRACTION of the runs take the state of the best as many (0.2)",
     )
     sweep.add_argument(
-        "--metric", default="eval/loss", help="halving, pbt, optuna: the metric (eval/loss)"
+        "--metric", default="eval/loss", help="halving, asha, pbt, optuna: the metric (eval/loss)"
     )
-    sweep.add_argument("--mode", default="min", help="halving, pbt, optuna: min (default) or max")
+    sweep.add_argument(
+        "--mode", default="min", help="halving, asha, pbt, optuna: min (default) or max"
+    )
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
     data = commands.add_parser("data", help="data files for the Grain input path")

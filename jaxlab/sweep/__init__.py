@@ -15,7 +15,7 @@ from etils import epath
 from jaxlab import paths
 from jaxlab.errors import Interrupted, UserError
 from jaxlab.rundir import workdir as workdir_lib
-from jaxlab.sweep import halving, pbt, processes, ray_backend, vmapped
+from jaxlab.sweep import asha, halving, pbt, processes, ray_backend, vmapped
 from jaxlab.sweep.plan import (
     Point,
     Run,
@@ -105,6 +105,12 @@ def sweep(
         raise UserError("--group-memory bounds the programs of --vmap; add --vmap")
     if group_memory is not None and group_memory < 1:
         raise UserError(f"--group-memory must be a positive size, got {group_memory} bytes")
+    if isinstance(scheduler, halving.Halving) and scheduler.asynchronous:
+        if vmap or backend != "local":
+            raise UserError(
+                "--scheduler asha starts each job as a local worker process frees; with --vmap "
+                "or --backend ray use --scheduler halving"
+            )
     population = scheduler if isinstance(scheduler, pbt.PopulationBasedTraining) else None
     if population is not None and not vmap:
         raise UserError("--scheduler pbt trains the population as one vmapped program: add --vmap")
@@ -131,7 +137,9 @@ def sweep(
         write_sweep(directory, names)
         todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
-            if isinstance(scheduler, halving.Halving):  # decided again from all runs' records
+            if isinstance(scheduler, halving.Halving) and scheduler.asynchronous:
+                stopped = asha.run(runs, directory, scheduler, parallel, quiet=quiet)
+            elif isinstance(scheduler, halving.Halving):  # decided again from all runs' records
                 stopped = halving.run(
                     runs,
                     directory,

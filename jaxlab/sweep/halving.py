@@ -39,6 +39,7 @@ class Halving:
     reduction: int
     metric: str
     mode: str = "min"
+    asynchronous: bool = False  # ASHA (`jaxlab.sweep.asha`) instead of synchronous rungs
 
     def rungs(self, total_steps: int) -> list[int]:
         """The steps at which runs are compared, ending with ``total_steps``."""
@@ -98,23 +99,23 @@ def run(
     rungs = halving.rungs(runs[0].config.train.steps)
     sign = 1.0 if halving.mode == "min" else -1.0
     for index, rung in enumerate(rungs):
-        behind = [r for r in going if _value(_record(workdir / r.name, rung), halving) is None]
+        behind = [r for r in going if value_of(record_at(workdir / r.name, rung), halving) is None]
         if behind and (stopped := train_to(behind, rung)):
             return stopped
         going = [r for r in going if status(r) != FAILED]
         if rung == rungs[-1] or not going:
             return None
-        records = {r.name: _record(workdir / r.name, rung) for r in runs if status(r) != FAILED}
+        records = {r.name: record_at(workdir / r.name, rung) for r in runs if status(r) != FAILED}
         pool = [  # every run that reached the rung, also those that ended before this command
             r
             for r in runs
-            if r in going or (r.name in records and _value(records[r.name], halving) is not None)
+            if r in going or (r.name in records and value_of(records[r.name], halving) is not None)
         ]
         keep = max(1, len(pool) // halving.reduction)
-        ranked = sorted(pool, key=lambda r: rank(_value(records[r.name], halving), sign))
+        ranked = sorted(pool, key=lambda r: rank(value_of(records[r.name], halving), sign))
         for run_ in ranked[keep:]:
             if run_ in going:
-                value = _value(records[run_.name], halving)
+                value = value_of(records[run_.name], halving)
                 shown = "missing" if value is None else f"{value:.6g}"
                 write_result(
                     workdir / run_.name,
@@ -128,7 +129,7 @@ def run(
     return None
 
 
-def _record(run_dir: epath.Path, step: int) -> dict:
+def record_at(run_dir: epath.Path, step: int) -> dict:
     """The run's record of ``step``, without its time."""
     for record in read_metrics(run_dir, warn=False):
         if record["step"] == step:
@@ -136,7 +137,7 @@ def _record(run_dir: epath.Path, step: int) -> dict:
     return {}
 
 
-def _value(record: dict, halving: Halving) -> float | None:
+def value_of(record: dict, halving: Halving) -> float | None:
     """The compared metric in a run's record of a rung, or None when it is not there (yet)."""
     value = record.get(halving.metric)
     return float(value) if isinstance(value, (int, float)) else None

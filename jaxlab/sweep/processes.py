@@ -35,13 +35,13 @@ def run_one(
     run_dir = workdir / run_.name
     if workdir_lib.holder(run_dir):
         return RUNNING
-    process = _launch(run_, run_dir, False, python_path, until)
+    process = launch(run_, run_dir, False, python_path, until)
     try:
         while process.poll() is None:  # Python code between waits: a cancellation can land
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:  # the task is cancelled (a stopping sweep): the worker commits, stops
         process.send_signal(signal.SIGTERM)
-    return _record(process.wait(), run_dir, until is not None)
+    return record_exit(process.wait(), run_dir, until is not None)
 
 
 def run(
@@ -66,7 +66,7 @@ def run(
                 if workdir_lib.holder(run_dir):
                     announce(run_.name, RUNNING, quiet)
                     continue
-                running[_launch(run_, run_dir, parallel > 1, until=until)] = run_
+                running[launch(run_, run_dir, parallel > 1, until=until)] = run_
             if stop.received:  # launch nothing more; pass the stop on to the workers, once each
                 queue.clear()
                 for process in running.keys() - signalled:
@@ -75,19 +75,20 @@ def run(
             time.sleep(POLL_SECONDS)
             for process in [p for p in running if p.poll() is not None]:
                 run_ = running.pop(process)
-                status = _record(process.returncode, workdir / run_.name, until is not None)
+                status = record_exit(process.returncode, workdir / run_.name, until is not None)
                 if status != PENDING:  # pending: a worker that reached its rung
                     announce(run_.name, status, quiet)
     return stop.received
 
 
-def _launch(
+def launch(
     run_: Run,
     run_dir: epath.Path,
     shares_accelerator: bool,
     python_path: str | None = None,
     until: int | None = None,
 ) -> subprocess.Popen:
+    """Starts the worker process that trains ``run_`` in ``run_dir`` (to step ``until``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESULT_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
@@ -117,7 +118,7 @@ def _launch(
     return process
 
 
-def _record(code: int, run_dir: epath.Path, at_rung: bool = False) -> str:
+def record_exit(code: int, run_dir: epath.Path, at_rung: bool = False) -> str:
     """The run's status after its worker exited with ``code``; a worker that died without
     recording an outcome is recorded as failed: killed by a signal (named), or crashed (its last
     line of output). One that trained to its rung (``at_rung``, exit 0) stays pending."""

@@ -1,0 +1,97 @@
+"""Asynchronous successive halving in worker processes: a run goes on from a rung once it is among
+the best of the runs before it there, without waiting for the rung's last run; the decisions
+follow a fixed order, so they do not depend on which worker finishes first, and a search killed
+at random moments ends with the table of one that was not."""
+
+import json
+import random
+import time
+
+import pytest
+
+import jaxlab
+from jaxlab.errors import UserError
+from jaxlab.rundir.workdir import holder
+from jaxlab.sweep import axis, plan
+from jaxlab.sweep.asha import survey
+from jaxlab.sweep.halving import Halving
+from tests.test_faults import finish, read_jsonl_prefix, wait_for
+from tests.test_halving import table
+from tests.test_sweep_faults import launch_sweep
+
+FIXED = {"train.steps": 40, "train.log_every": 10, "train.eval_every": 10,
+         "train.checkpoint_every": 10}  # fmt: skip
+ASHA = Halving(min_steps=10, reduction=2, metric="eval/loss", asynchronous=True)
+
+
+def recorded(workdir, runs, losses):
+    """Writes each run's metrics.jsonl: ``losses[i]`` maps a step to run i's eval/loss."""
+    for run_, steps in zip(runs, losses):
+        (workdir / run_.name).mkdir(parents=True)
+        lines = [json.dumps({"step": s, "eval/loss": v}) + "\n" for s, v in steps.items()]
+        (workdir / run_.name / "metrics.jsonl").write_text("".join(lines))
+
+
+def test_a_run_goes_on_once_among_the_best_of_the_runs_before_it(tmp_path):
+    runs = plan("mlp_moons:smoke", axis("config.seed", range(4)), FIXED)
+    recorded(tmp_path, runs, [{10: 0.5}, {10: 0.4}, {10: 0.9}, {10: 0.1}])
+    turns = survey(runs, tmp_path, ASHA).turns
+    # Two runs in, the better goes on; four in, the best two: run 3 joins. Runs 0 and 2 stop.
+    assert [r.name for r in turns[1]] == [runs[1].name, runs[3].name]
+    assert survey(runs, tmp_path, ASHA).settled[0]
+
+    late = tmp_path / "late"  # run 2 has not reached the rung: run 3 waits for it
+    recorded(late, runs, [{10: 0.5}, {10: 0.4}, {}, {10: 0.1}])
+    waiting = survey(runs, late, ASHA)
+    assert [r.name for r in waiting.turns[1]] == [runs[1].name]
+    assert not waiting.settled[0]
+
+    ahead = tmp_path / "ahead"  # rung 2 (step 20): the first two to reach it, in their order
+    recorded(ahead, runs, [{10: 0.5}, {10: 0.4, 20: 0.3}, {10: 0.9}, {10: 0.1, 20: 0.05}])
+    turns = survey(runs, ahead, ASHA).turns
+    assert [r.name for r in turns[2]] == [runs[3].name]
+
+
+def test_asha_runs_in_local_worker_processes_only(tmp_path):
+    for options in ({"vmap": True}, {"backend": "ray"}):
+        with pytest.raises(UserError, match="--scheduler asha starts each job as a local worker"):
+            jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "bad",
+                         fixed_overrides=FIXED, scheduler=ASHA, **options)  # fmt: skip
+    assert not (tmp_path / "bad").exists()
+
+
+SEARCH = ["mlp_moons:smoke", "--scheduler", "asha", "--min-steps", "10", "--reduction", "2",
+          "--sweep", "config.optimizer.learning_rate=loguniform(1e-4,3e-1)", "--samples", "5",
+          *(f"--config.{k}={v}" for k, v in FIXED.items())]  # fmt: skip
+
+
+@pytest.mark.slow  # 2-3 min: worker processes for each rung of each run, three times over
+def test_killed_and_with_more_workers_a_search_decides_as_one_worker_uninterrupted(tmp_path):
+    reference, cache = tmp_path / "reference", tmp_path / "cache"
+    status, err = finish(launch_sweep([*SEARCH, "--parallel", "1"], reference, cache), reference)
+    assert status == 0, err
+    rows = table(reference)
+    statuses = sorted((row["status"], row["step"]) for row in rows.values())
+    assert statuses.count(("done", "40")) >= 1 and ("stopped", "10") in statuses
+    workdir, rng = tmp_path / "search", random.Random(3)
+
+    def steps_recorded():
+        return sum(
+            (records[-1]["step"] if (records := read_jsonl_prefix(path)) else 0)
+            for path in workdir.glob("*/metrics.jsonl")
+        )
+
+    for _ in range(3):
+        process = launch_sweep([*SEARCH, "--parallel", "2"], workdir, cache)
+        target = steps_recorded() + rng.randrange(10, 40, 10)
+        wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
+        time.sleep(rng.uniform(0, 0.05))
+        process.kill()
+        finish(process, workdir)
+        deadline = time.monotonic() + 60  # its workers see the sweep gone, commit and exit
+        while any(holder(d) for d in workdir.iterdir() if d.is_dir()):
+            assert time.monotonic() < deadline, "a worker outlived its sweep"
+            time.sleep(0.05)
+    status, err = finish(launch_sweep([*SEARCH, "--parallel", "2"], workdir, cache), workdir)
+    assert status == 0, err
+    assert table(workdir) == rows
