@@ -51,6 +51,8 @@ def _sweep(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         return _optuna_search(args, experiment, overrides)
     if args.search != "grid":
         raise UserError(f"--search must be grid or optuna, got {args.search!r}")
+    if args.study:
+        raise UserError("--study is the study of --search optuna; add --search optuna")
     if args.sweep or args.zip:
         points = command_line_points(args.sweep, args.zip, args.samples, args.search_seed)
     elif args.samples:
@@ -149,12 +151,30 @@ def _optuna_search(args: argparse.Namespace, experiment: str, overrides: dict[st
         sampler=args.sampler,
         run_name=lambda point: plan(experiment, [point], overrides, args.experiments_dir)[0].name,
         rungs=halving.rungs(base.config.train.steps) if halving else (),
+        study_file=_study_file(args.study),
     )
     done = sum(row["status"] == DONE for row in rows)
     stopped = sum(row["status"] == STOPPED for row in rows)
     pruned = f", {stopped} stopped at a rung" if halving else ""
     print(f"jaxlab sweep: optuna: {len(rows)} runs, {done} done{pruned}; results in {args.workdir}")
-    return 0 if done + stopped == len(rows) == args.samples else SWEEP_INCOMPLETE
+    whole = args.study or len(rows) == args.samples  # a shared study's runs are in others too
+    return 0 if done + stopped == len(rows) and whole else SWEEP_INCOMPLETE
+
+
+def _study_file(text: str | None):
+    """The local path of ``--study``; `UserError` unless its directory exists."""
+    from jaxlab import paths
+    from jaxlab.errors import UserError
+
+    if text is None:
+        return None
+    path = paths.path(text, "--study file")
+    if paths.is_remote(path) or not path.parent.is_dir():
+        raise UserError(
+            f"--study {text}: expected an SQLite file on a local or mounted file system, in a "
+            f"directory that exists"
+        )
+    return path
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -380,6 +400,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--batch", type=int, default=4, help="optuna: runs per round (4)")
     sweep.add_argument("--sampler", default="tpe", help="optuna: tpe (default) or random")
+    sweep.add_argument(
+        "--study",
+        default=None,
+        help="optuna: an SQLite file holding a study that several searches share, each in its "
+        "own --workdir (default: the sweep directory's optuna.db)",
+    )
     sweep.add_argument(
         "--scheduler",
         default="none",

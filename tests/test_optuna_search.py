@@ -2,7 +2,11 @@
 sweep trains them (vmapped here) and tells back their metric; the search resumes from its
 storage in the sweep directory, asking what an uninterrupted search would."""
 
+import csv
+import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -120,3 +124,36 @@ def test_runs_stopped_at_a_rung_are_pruned_and_compared_with_earlier_batches(tmp
             if rung * 2 in values[number]:
                 at_rung = sorted(v[rung] for v in values.values() if rung in v)
                 assert values[number][rung] <= at_rung[len(at_rung) // 2 - 1]
+
+
+@pytest.mark.slow  # 40 s: two searches at once, each its own processes
+def test_two_searches_share_one_study_each_training_and_telling_its_own(tmp_path):
+    study = tmp_path / "study.db"
+    command = [sys.executable, "-m", "jaxlab.cli", "sweep", SPEC, "--search", "optuna",
+               "--samples", "6", "--batch", "2", "--vmap", "--study", str(study),
+               "--sweep", "config.optimizer.learning_rate=loguniform(1e-4,3e-1)"]  # fmt: skip
+    searches = [
+        subprocess.Popen(
+            [*command, "--workdir", str(tmp_path / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for name in ("a", "b")
+    ]
+    for search_ in searches:
+        output, _ = search_.communicate(timeout=600)
+        assert search_.returncode == 0, output
+    with sqlite3.connect(study) as db:
+        trials = db.execute(
+            "SELECT t.number, t.state, a.value_json FROM trials t JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id WHERE a.key = 'jaxlab_sweep' ORDER BY t.number"
+        ).fetchall()
+    assert 6 <= len(trials) <= 7  # the budget, and at most one asked as the other finished
+    assert {state for _, state, _ in trials} == {"COMPLETE"}
+    owners = [json.loads(owner) for _, _, owner in trials]
+    for name in ("a", "b"):  # each trained the trials it asked for, and only those
+        mine = owners.count(str((tmp_path / name).resolve()))
+        assert mine >= 2
+        with open(tmp_path / name / "results.csv") as file:
+            assert len(list(csv.DictReader(file))) == mine

@@ -10,14 +10,19 @@ The sampler is seeded with ``--search-seed`` plus the number of trials so far ea
 asked, so a resumed search asks what an uninterrupted one would. Floats are kept to 6 significant
 digits, as in sampled sweeps.
 
-With ``--scheduler halving`` each batch is trained rung by rung (`jaxlab.sweep.halving`), its runs
-compared at each rung with every run of the study that reached it: a run stopped at a rung is told
-``PRUNED``, each run's values at the rungs are reported to Optuna as its intermediate values, and
-the decisions are jaxlab's (a function of the records, so a resumed search takes them again), not
-an Optuna pruner's.
+Several searches may share one study (``--study FILE``, an SQLite file), each in its own sweep
+directory and asking batches from the same study, so each one's sampler learns from every run
+told. The study's trials count against one ``--samples`` budget: each search counts them before
+each ask, and two asking at the same instant may pass it by one each. A trial is trained and
+told by the search that asked for it (its user attribute ``jaxlab_sweep`` names that sweep
+directory), and each search resumes its own. Their samplers are seeded apart (by the directory),
+and what each asks depends on when the other tells, so a shared search is not reproducible run
+for run as a single one is.
 """
 
+import fcntl
 import importlib.util
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +35,8 @@ from jaxlab.sweep.plan import Point
 from jaxlab.sweep.results import DONE, FAILED, STOPPED, read_result
 
 STORAGE_FILE, STUDY = "optuna.db", "jaxlab"
+OWNER = "jaxlab_sweep"  # a trial's user attribute: the sweep directory that asked for it
+LOCK_TIMEOUT_S = 60  # how long a search waits for another process's write to the storage
 SAMPLERS = ("tpe", "random")
 
 
@@ -51,11 +58,13 @@ def search(
     sampler: str = "tpe",
     run_name: Callable[[Point], str],
     rungs: Sequence[int] = (),
+    study_file: epath.Path | None = None,
 ) -> list[dict[str, Any]]:
     """Runs the search of the module docstring; ``train(points)`` trains the sweep of all the
     points so far (skipping finished runs) and returns its table; ``run_name`` names a point's
-    run; ``rungs``: the steps of a halving scheduler's rungs, reported as intermediate values.
-    Returns the final table."""
+    run; ``rungs``: the steps of a halving scheduler's rungs, reported as intermediate values;
+    ``study_file``: an SQLite file of a study shared with other searches (module docstring),
+    instead of the sweep directory's. Returns the final table."""
     require_optuna()
     import optuna
 
@@ -70,7 +79,14 @@ def search(
     distributions = {key.removeprefix("config."): _distribution(d) for key, d in spaces.items()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directory.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{directory / STORAGE_FILE}"
+    path = study_file or directory / STORAGE_FILE
+    with open(f"{path}.lock", "a") as lock:  # one search at a time creates the tables
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": LOCK_TIMEOUT_S}}
+        )
+    owner = str(directory.resolve())
+    offset = zlib.crc32(owner.encode()) if study_file else 0  # searches sharing it ask apart
 
     def study(trials_so_far: int):
         chosen = optuna.samplers.TPESampler if sampler == "tpe" else optuna.samplers.RandomSampler
@@ -78,7 +94,7 @@ def search(
             storage=storage,
             study_name=STUDY,
             direction="minimize" if mode == "min" else "maximize",
-            sampler=chosen(seed=seed + trials_so_far),
+            sampler=chosen(seed=(seed + trials_so_far + offset) % 2**32),
             load_if_exists=True,
         )
 
@@ -86,8 +102,11 @@ def search(
     rows: list[dict[str, Any]] = []
     while True:
         trials = current.get_trials(deepcopy=False)
-        points = [_point(t.params) for t in trials]
-        untold = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        mine = [
+            t for t in trials if t.user_attrs.get(OWNER, None if study_file else owner) == owner
+        ]
+        points = [_point(t.params) for t in mine]
+        untold = [t for t in mine if t.state == optuna.trial.TrialState.RUNNING]
         if untold or not rows:
             rows = train(points) if points else []
         for trial in untold:
@@ -107,8 +126,10 @@ def search(
         if len(trials) >= samples:
             return rows
         current = study(len(trials))
-        for _ in range(min(batch, samples - len(trials))):
-            current.ask(distributions)
+        for _ in range(batch):  # counted before each ask: a shared study's others ask too
+            if len(current.get_trials(deepcopy=False)) >= samples:
+                break
+            current.ask(distributions).set_user_attr(OWNER, owner)
 
 
 def _report(trial: Any, run_dir: epath.Path, rungs: Sequence[int], metric: str) -> None:
