@@ -52,12 +52,25 @@ def test_a_run_goes_on_once_among_the_best_of_the_runs_before_it(tmp_path):
     assert [r.name for r in turns[2]] == [runs[3].name]
 
 
-def test_asha_runs_in_local_worker_processes_only(tmp_path):
-    for options in ({"vmap": True}, {"backend": "ray"}):
-        with pytest.raises(UserError, match="--scheduler asha starts each job as a local worker"):
-            jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "bad",
-                         fixed_overrides=FIXED, scheduler=ASHA, **options)  # fmt: skip
+def test_asha_is_for_workers_not_a_vmapped_program(tmp_path):
+    with pytest.raises(UserError, match="with --vmap use --scheduler halving"):
+        jaxlab.sweep("mlp_moons:smoke", axis("config.seed", [0, 1]), tmp_path / "bad",
+                     fixed_overrides=FIXED, scheduler=ASHA, vmap=True)  # fmt: skip
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow  # 60 s: a local Ray cluster, a task for each rung of each run
+def test_asha_on_ray_tasks_decides_as_in_local_workers(tmp_path):
+    pytest.importorskip("ray")
+    rates = axis("config.optimizer.learning_rate", [1e-4, 1e-3, 1e-2, 1e-1, 3e-1])
+    outcomes = {}
+    for backend in ("ray", "local"):
+        rows = jaxlab.sweep("mlp_moons:smoke", rates, tmp_path / backend, backend=backend,
+                            parallel=2, fixed_overrides=FIXED, scheduler=ASHA)  # fmt: skip
+        outcomes[backend] = {row["run"]: (row["status"], row["step"], row["error"])
+                             for row in rows}  # fmt: skip
+    assert outcomes["ray"] == outcomes["local"]
+    assert {status for status, _, _ in outcomes["ray"].values()} == {"done", "stopped"}
 
 
 SEARCH = ["mlp_moons:smoke", "--scheduler", "asha", "--min-steps", "10", "--reduction", "2",

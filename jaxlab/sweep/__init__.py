@@ -105,12 +105,11 @@ def sweep(
         raise UserError("--group-memory bounds the programs of --vmap; add --vmap")
     if group_memory is not None and group_memory < 1:
         raise UserError(f"--group-memory must be a positive size, got {group_memory} bytes")
-    if isinstance(scheduler, halving.Halving) and scheduler.asynchronous:
-        if vmap or backend != "local":
-            raise UserError(
-                "--scheduler asha starts each job as a local worker process frees; with --vmap "
-                "or --backend ray use --scheduler halving"
-            )
+    if isinstance(scheduler, halving.Halving) and scheduler.asynchronous and vmap:
+        raise UserError(
+            "--scheduler asha starts each job as a worker frees; the runs of a vmapped program "
+            "move together: with --vmap use --scheduler halving"
+        )
     population = scheduler if isinstance(scheduler, pbt.PopulationBasedTraining) else None
     if population is not None and not vmap:
         raise UserError("--scheduler pbt trains the population as one vmapped program: add --vmap")
@@ -138,7 +137,15 @@ def sweep(
         todo = _unfinished(runs, directory)  # under the lock: what no other sweep finished
         try:
             if isinstance(scheduler, halving.Halving) and scheduler.asynchronous:
-                stopped = asha.run(runs, directory, scheduler, parallel, quiet=quiet)
+                stopped = asha.run(
+                    runs,
+                    directory,
+                    scheduler,
+                    parallel,
+                    address=address,
+                    ray=backend == "ray",
+                    quiet=quiet,
+                )
             elif isinstance(scheduler, halving.Halving):  # decided again from all runs' records
                 stopped = halving.run(
                     runs,

@@ -18,7 +18,6 @@ at any moment and run again takes the same decisions and ends with the same tabl
 """
 
 import dataclasses
-import signal
 import time
 from collections.abc import Sequence
 
@@ -26,7 +25,7 @@ from etils import epath
 
 from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.rundir.preemption import StopSignals
-from jaxlab.sweep import processes
+from jaxlab.sweep import processes, ray_backend
 from jaxlab.sweep.halving import Halving, rank, record_at, value_of
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import (
@@ -91,51 +90,67 @@ def run(
     halving: Halving,
     parallel: int,
     *,
+    address: str | None = None,
+    ray: bool = False,
     quiet: bool = True,
 ) -> str | None:
-    """Trains ``runs`` by ASHA in worker processes, ``parallel`` at a time, and records each
-    one's outcome; returns the name of the signal that stopped the search, or None."""
-    rungs = halving.rungs(runs[0].config.train.steps)
-    running: dict = {}  # worker process -> (run, the step it trains to, or None: the end)
-    signalled: set = set()
-    held: set[str] = set()  # runs a live process outside this search holds
-    changed = True  # a worker ended since the records were last surveyed
+    """Trains ``runs`` by ASHA, ``parallel`` jobs at a time, in local worker processes or with
+    ``ray`` as Ray tasks on the cluster at ``address`` (a new local one when None), and records
+    each one's outcome; returns the name of the signal that stopped the search, or None."""
     with StopSignals() as stop:
-        while True:
-            if changed and not stop.received:
-                current = survey(runs, workdir, halving)
-                _record_stopped(runs, workdir, halving, current, quiet)
-                busy = {run_.name for run_, _ in running.values()}
-                for run_, target in _jobs(runs, workdir, rungs, current):
-                    if len(running) >= parallel:
-                        break
-                    run_dir = workdir / run_.name
-                    if run_.name in busy or run_.name in held:
-                        continue
-                    if workdir_lib.holder(run_dir):
-                        held.add(run_.name)
-                        announce(run_.name, RUNNING, quiet)
-                        continue
-                    until = rungs[target] if target < len(rungs) - 1 else None
-                    running[processes.launch(run_, run_dir, parallel > 1, until=until)] = (
-                        run_,
-                        until,
-                    )
-            if stop.received:  # launch nothing more; pass the stop on to the workers, once each
-                for process in running.keys() - signalled:
-                    process.send_signal(signal.SIGTERM)
-                    signalled.add(process)
-            if not running:
-                return stop.received
-            time.sleep(POLL_SECONDS)
-            changed = False
-            for process in [p for p in running if p.poll() is not None]:
-                run_, until = running.pop(process)
-                run_dir = workdir / run_.name
-                status = processes.record_exit(process.returncode, run_dir, until is not None)
-                if until is None or status == FAILED:
-                    announce(run_.name, status, quiet)
-                changed = True
+        if not ray:
+            workers = processes.Workers(workdir, shares_accelerator=parallel > 1)
+            _schedule(workers, runs, workdir, halving, parallel, stop, quiet)
+            return stop.received
+        with ray_backend.connected(address, stop) as module:
+            tasks = ray_backend.Tasks(module, workdir)
+            _schedule(tasks, runs, workdir, halving, parallel, stop, quiet)
+            if tasks.running:  # stopped: wait for the cancelled tasks' workers to commit
+                module.wait(list(tasks.running), num_returns=len(tasks.running))
+    return stop.received
+
+
+def _schedule(
+    workers: processes.Workers | ray_backend.Tasks,
+    runs: Sequence[Run],
+    workdir: epath.Path,
+    halving: Halving,
+    parallel: int,
+    stop: StopSignals,
+    quiet: bool,
+) -> None:
+    """Starts the due jobs (`_jobs`) as ``workers`` free, until none is due and none runs, or
+    a stop is received (passed on to the running workers)."""
+    rungs = halving.rungs(runs[0].config.train.steps)
+    held: set[str] = set()  # runs a live process outside this search holds
+    changed = True  # a job ended since the records were last surveyed
+    while True:
+        if changed and not stop.received:
+            current = survey(runs, workdir, halving)
+            _record_stopped(runs, workdir, halving, current, quiet)
+            busy = {run_.name for run_, _ in workers.running.values()}
+            for run_, target in _jobs(runs, workdir, rungs, current):
+                if len(workers.running) >= parallel:
+                    break
+                if run_.name in busy or run_.name in held:
+                    continue
+                if workdir_lib.holder(workdir / run_.name):
+                    held.add(run_.name)
+                    announce(run_.name, RUNNING, quiet)
+                    continue
+                workers.start(run_, rungs[target] if target < len(rungs) - 1 else None)
+        if stop.received:  # start nothing more; pass the stop on to the running jobs
+            workers.stop()
+            if isinstance(workers, ray_backend.Tasks):
+                return
+        if not workers.running:
+            return
+        time.sleep(POLL_SECONDS)
+        changed = False
+        for run_, until, status in workers.ended():
+            if until is None or status == FAILED:
+                announce(run_.name, status, quiet)
+            changed = True
 
 
 def _jobs(

@@ -81,6 +81,35 @@ def run(
     return stop.received
 
 
+class Workers:
+    """Runs trained in local worker processes, each to a step of its own (a scheduler's jobs):
+    `start`, `ended`, `stop` (`jaxlab.sweep.ray_backend.Tasks` is the Ray equivalent)."""
+
+    def __init__(self, workdir: epath.Path, shares_accelerator: bool):
+        self.workdir, self.shares_accelerator = workdir, shares_accelerator
+        self.running: dict[subprocess.Popen, tuple[Run, int | None]] = {}
+        self._signalled: set[subprocess.Popen] = set()
+
+    def start(self, run_: Run, until: int | None) -> None:
+        run_dir = self.workdir / run_.name
+        self.running[launch(run_, run_dir, self.shares_accelerator, until=until)] = (run_, until)
+
+    def ended(self) -> list[tuple[Run, int | None, str]]:
+        """(run, until, status) of the workers that exited since the last call."""
+        out = []
+        for process in [p for p in self.running if p.poll() is not None]:
+            run_, until = self.running.pop(process)
+            run_dir = self.workdir / run_.name
+            out.append((run_, until, record_exit(process.returncode, run_dir, until is not None)))
+        return out
+
+    def stop(self) -> None:
+        """Passes a stop on to the workers (once each): each commits a checkpoint and exits."""
+        for process in self.running.keys() - self._signalled:
+            process.send_signal(signal.SIGTERM)
+            self._signalled.add(process)
+
+
 def launch(
     run_: Run,
     run_dir: epath.Path,

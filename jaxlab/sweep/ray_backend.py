@@ -4,9 +4,10 @@
 `run` trains them on the cluster at an address, or on a new local one bound to 127.0.0.1.
 """
 
+import contextlib
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from etils import epath
@@ -45,23 +46,55 @@ def run(
     one, bound to 127.0.0.1, when None); returns the name of the signal that stopped the sweep
     (the runs not launched stay pending), or None when every run ended. With ``until`` (a
     scheduler's rung) the runs stop at that step."""
+    with StopSignals() as stop, connected(address, stop) as ray:
+        _schedule(ray, runs, workdir, parallel, stop, quiet, until)
+    return stop.received
+
+
+@contextlib.contextmanager
+def connected(address: str | None, stop: StopSignals) -> Iterator[Any]:
+    """The ``ray`` module, connected to the cluster at ``address`` (a new local one, bound to
+    127.0.0.1, when None; shut down at the end), with ``stop``'s handlers back in place."""
     ray = require_ray(local=address is None)
     started_here = not ray.is_initialized()
-    with StopSignals() as stop:
+    if started_here:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]},
+        )
+        stop.reinstall()  # ray.init sets a SIGTERM handler of its own
+    try:
+        yield ray
+    finally:
         if started_here:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"py_modules": [str(pathlib.Path(__file__).parent.parent)]},
-            )
-            stop.reinstall()  # ray.init sets a SIGTERM handler of its own
-        try:
-            _schedule(ray, runs, workdir, parallel, stop, quiet, until)
-        finally:
-            if started_here:
-                ray.shutdown()
-    return stop.received
+            ray.shutdown()
+
+
+class Tasks:
+    """Runs trained as Ray tasks, each to a step of its own (a scheduler's jobs): `start`,
+    `ended`, `stop` (`jaxlab.sweep.processes.Workers` is the local equivalent)."""
+
+    def __init__(self, ray: Any, workdir: epath.Path):
+        self.ray, self.workdir = ray, workdir
+        self._task = ray.remote(num_cpus=1)(_train_one)
+        self.running: dict[Any, tuple[Run, int | None]] = {}  # ObjectRef -> (run, until)
+
+    def start(self, run_: Run, until: int | None) -> None:
+        self.running[self._task.remote(run_, os.fspath(self.workdir), until)] = (run_, until)
+
+    def ended(self) -> list[tuple[Run, int | None, str]]:
+        """(run, until, status) of the tasks that ended since the last call."""
+        if not self.running:
+            return []
+        done, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
+        return [(*self.running.pop(ref), self.ray.get(ref)) for ref in done]
+
+    def stop(self) -> None:
+        """Cancels the running tasks: each worker commits a checkpoint and exits."""
+        for ref in self.running:
+            self.ray.cancel(ref)
 
 
 def _schedule(
