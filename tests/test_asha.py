@@ -5,6 +5,7 @@ at random moments ends with the table of one that was not."""
 
 import json
 import random
+import signal
 import time
 
 import pytest
@@ -79,7 +80,7 @@ SEARCH = ["mlp_moons:smoke", "--scheduler", "asha", "--min-steps", "10", "--redu
 
 
 @pytest.mark.slow  # 2-3 min: worker processes for each rung of each run, three times over
-def test_killed_and_with_more_workers_a_search_decides_as_one_worker_uninterrupted(tmp_path):
+def test_killed_stopped_and_with_more_workers_a_search_decides_as_one_worker_alone(tmp_path):
     reference, cache = tmp_path / "reference", tmp_path / "cache"
     status, err = finish(launch_sweep([*SEARCH, "--parallel", "1"], reference, cache), reference)
     assert status == 0, err
@@ -94,13 +95,15 @@ def test_killed_and_with_more_workers_a_search_decides_as_one_worker_uninterrupt
             for path in workdir.glob("*/metrics.jsonl")
         )
 
-    for _ in range(3):
+    for stop in (signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGTERM):
         process = launch_sweep([*SEARCH, "--parallel", "2"], workdir, cache)
         target = steps_recorded() + rng.randrange(10, 40, 10)
         wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
         time.sleep(rng.uniform(0, 0.05))
-        process.kill()
-        finish(process, workdir)
+        process.send_signal(stop)
+        status, err = finish(process, workdir)
+        if stop == signal.SIGTERM and status != 0:  # unless it had finished
+            assert status == 75, err
         deadline = time.monotonic() + 60  # its workers see the sweep gone, commit and exit
         while any(holder(d) for d in workdir.iterdir() if d.is_dir()):
             assert time.monotonic() < deadline, "a worker outlived its sweep"
