@@ -16,32 +16,14 @@ and the wall times.
 """
 
 import argparse
-import csv
 import json
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-SPACE = "config.optimizer.learning_rate=loguniform(1e-4,1)"
-METRIC = "eval/loss"
-
-
-def sweep(workdir: pathlib.Path, flags: list[str]) -> tuple[float, list[dict]]:
-    """(wall seconds, the results table) of one ``jaxlab sweep`` command."""
-    command = [sys.executable, "-m", "jaxlab.cli", "sweep", "minimal_transformer:smoke"]
-    start = time.perf_counter()
-    result = subprocess.run(
-        [*command, "--workdir", str(workdir), *flags], capture_output=True, text=True
-    )
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"sweep {' '.join(flags)} failed:\n{result.stdout}\n{result.stderr}")
-    with open(workdir / "results.csv") as file:
-        return wall, list(csv.DictReader(file))
+from bench_search import METRIC, SPACE, sweep  # sweep: one timed `jaxlab sweep`
 
 
 def finals(rows: list[dict]) -> list[float]:

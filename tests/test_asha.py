@@ -6,19 +6,17 @@ at random moments ends with the table of one that was not."""
 import json
 import random
 import signal
-import time
 
 import pytest
 
 import jaxlab
 from jaxlab.errors import UserError
-from jaxlab.rundir.workdir import holder
 from jaxlab.sweep import axis, plan
 from jaxlab.sweep.asha import survey
 from jaxlab.sweep.halving import Halving
-from tests.test_faults import finish, read_jsonl_prefix, wait_for
+from tests.test_faults import finish
 from tests.test_halving import table
-from tests.test_sweep_faults import launch_sweep
+from tests.test_sweep_faults import interrupt_at_random_moments, launch_sweep
 
 FIXED = {"train.steps": 40, "train.log_every": 10, "train.eval_every": 10,
          "train.checkpoint_every": 10}  # fmt: skip
@@ -87,27 +85,11 @@ def test_killed_stopped_and_with_more_workers_a_search_decides_as_one_worker_alo
     rows = table(reference)
     statuses = sorted((row["status"], row["step"]) for row in rows.values())
     assert statuses.count(("done", "40")) >= 1 and ("stopped", "10") in statuses
-    workdir, rng = tmp_path / "search", random.Random(3)
-
-    def steps_recorded():
-        return sum(
-            (records[-1]["step"] if (records := read_jsonl_prefix(path)) else 0)
-            for path in workdir.glob("*/metrics.jsonl")
-        )
-
-    for stop in (signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGTERM):
-        process = launch_sweep([*SEARCH, "--parallel", "2"], workdir, cache)
-        target = steps_recorded() + rng.randrange(10, 40, 10)
-        wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
-        time.sleep(rng.uniform(0, 0.05))
-        process.send_signal(stop)
-        status, err = finish(process, workdir)
-        if stop == signal.SIGTERM and status != 0:  # unless it had finished
-            assert status == 75, err
-        deadline = time.monotonic() + 60  # its workers see the sweep gone, commit and exit
-        while any(holder(d) for d in workdir.iterdir() if d.is_dir()):
-            assert time.monotonic() < deadline, "a worker outlived its sweep"
-            time.sleep(0.05)
+    workdir = tmp_path / "search"
+    stops = [signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGTERM]
+    more = range(10, 40, 10)
+    interrupt_at_random_moments([*SEARCH, "--parallel", "2"], workdir, cache, random.Random(3),
+                                stops, more)  # fmt: skip
     status, err = finish(launch_sweep([*SEARCH, "--parallel", "2"], workdir, cache), workdir)
     assert status == 0, err
     assert table(workdir) == rows

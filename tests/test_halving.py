@@ -5,7 +5,7 @@ ends with the same table as one that was not."""
 
 import csv
 import random
-import time
+import signal
 
 import pytest
 
@@ -16,8 +16,8 @@ from jaxlab.sweep import axis
 from jaxlab.sweep.halving import Halving
 from tests.conftest import read_jsonl, without_progress
 from tests.test_cli import jaxlab_cli
-from tests.test_faults import finish, read_jsonl_prefix, wait_for
-from tests.test_sweep_faults import launch_sweep
+from tests.test_faults import finish
+from tests.test_sweep_faults import interrupt_at_random_moments, launch_sweep
 
 FIXED = {"train.steps": 80, "train.log_every": 10, "train.eval_every": 10,
          "train.checkpoint_every": 10}  # fmt: skip
@@ -93,21 +93,9 @@ def test_a_search_killed_three_times_takes_the_same_decisions(tmp_path):
     reference, cache = tmp_path / "reference", tmp_path / "cache"
     status, err = finish(launch_sweep(SEARCH, reference, cache), reference)
     assert status == 0, err
-    workdir, rng = tmp_path / "search", random.Random(5)
-
-    def steps_recorded():
-        return sum(
-            (records[-1]["step"] if (records := read_jsonl_prefix(path)) else 0)
-            for path in workdir.glob("*/metrics.jsonl")
-        )
-
-    for _ in range(3):  # at moments spread over the rungs
-        process = launch_sweep(SEARCH, workdir, cache)
-        target = steps_recorded() + rng.randrange(10, 60, 10)
-        wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
-        time.sleep(rng.uniform(0, 0.05))
-        process.kill()
-        finish(process, workdir)
+    workdir = tmp_path / "search"
+    kills = [signal.SIGKILL] * 3  # at moments spread over the rungs
+    interrupt_at_random_moments(SEARCH, workdir, cache, random.Random(5), kills, range(10, 60, 10))
     status, err = finish(launch_sweep(SEARCH, workdir, cache), workdir)
     assert status == 0, err
     assert table(workdir) == table(reference)

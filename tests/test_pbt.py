@@ -3,13 +3,11 @@ of the best and perturbed values, on the device; each run's lineage and records 
 schedule; bad settings are one error line; a population left at different steps by a kill, or
 killed at random moments, resumes to the same decisions and table as one that was not."""
 
-import csv
 import dataclasses
 import math
 import random
 import shutil
 import signal
-import time
 
 import jax
 import numpy as np
@@ -25,22 +23,14 @@ from jaxlab.sweep.pbt import PopulationBasedTraining, read_lineage
 from jaxlab.sweep.trials import TrialGroup, TrialProgram
 from tests.conftest import read_jsonl, without_progress
 from tests.test_cli import jaxlab_cli
-from tests.test_faults import finish, read_jsonl_prefix, wait_for
-from tests.test_sweep_faults import launch_sweep
+from tests.test_faults import finish
+from tests.test_halving import table
+from tests.test_sweep_faults import interrupt_at_random_moments, launch_sweep
 
 FIXED = {"train.steps": 60, "train.log_every": 10, "train.eval_every": 10,
          "train.checkpoint_every": 10, "train.keep_checkpoints": 10}  # fmt: skip
 RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 PBT = PopulationBasedTraining(interval=20, metric="eval/loss", fraction=0.25, seed=3)
-TIMING = ("perf/steps_per_s", "wall_time_s")
-
-
-def table(workdir):
-    with open(workdir / "results.csv") as file:
-        return {
-            row["run"]: {k: v for k, v in row.items() if k not in TIMING}
-            for row in csv.DictReader(file)
-        }
 
 
 def lineages(workdir, rows):
@@ -175,23 +165,9 @@ def test_a_population_killed_three_times_and_stopped_ends_as_one_that_was_not(tm
     reference, cache = tmp_path / "reference", tmp_path / "cache"
     status, err = finish(launch_sweep(SEARCH, reference, cache), reference)
     assert status == 0, err
-    workdir, rng = tmp_path / "search", random.Random(7)
-
-    def steps_recorded():
-        return sum(
-            (records[-1]["step"] if (records := read_jsonl_prefix(path)) else 0)
-            for path in workdir.glob("*/metrics.jsonl")
-        )
-
-    for stop in (signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGTERM):
-        process = launch_sweep(SEARCH, workdir, cache)
-        target = steps_recorded() + rng.randrange(40, 200, 10)
-        wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
-        time.sleep(rng.uniform(0, 0.05))
-        process.send_signal(stop)
-        status, err = finish(process, workdir)
-        if stop == signal.SIGTERM and status != 0:
-            assert status == 75, err
+    workdir = tmp_path / "search"
+    stops = [signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGTERM]
+    interrupt_at_random_moments(SEARCH, workdir, cache, random.Random(7), stops, range(40, 200, 10))
     status, err = finish(launch_sweep(SEARCH, workdir, cache), workdir)
     assert status == 0, err
     assert table(workdir) == table(reference)

@@ -56,6 +56,33 @@ def launch_sweep(args, workdir, compile_cache):
         )
 
 
+def interrupt_at_random_moments(args, workdir, compile_cache, rng, stops, more_steps):
+    """Launches `jaxlab sweep ARGS --workdir WORKDIR` once for each signal in ``stops`` and
+    sends it once the runs have recorded ``rng.choice(more_steps)`` more steps in all; a
+    SIGTERM must end the sweep with exit status 75 (unless it had finished). Waits for the
+    workers of a killed sweep to let go of their runs."""
+
+    def steps_recorded():
+        return sum(
+            (records[-1]["step"] if (records := read_jsonl_prefix(path)) else 0)
+            for path in workdir.glob("*/metrics.jsonl")
+        )
+
+    for stop in stops:
+        process = launch_sweep(args, workdir, compile_cache)
+        target = steps_recorded() + rng.choice(more_steps)
+        wait_for(lambda: steps_recorded() >= target or process.poll() is not None, process)
+        time.sleep(rng.uniform(0, 0.05))
+        process.send_signal(stop)
+        status, err = finish(process, workdir)
+        if stop == signal.SIGTERM and status != 0:
+            assert status == 75, err
+        deadline = time.monotonic() + 60  # its workers see the sweep gone, commit and exit
+        while any(workdir_lib.holder(d) for d in workdir.iterdir() if d.is_dir()):
+            assert time.monotonic() < deadline, "a worker outlived its sweep"
+            time.sleep(0.05)
+
+
 def trial_step(workdir, trial):
     records = read_jsonl_prefix(workdir / trial / "metrics.jsonl")
     return records[-1]["step"] if records else 0

@@ -54,30 +54,40 @@ def check(halving: Halving, runs: Sequence[Run]) -> None:
     """`UserError`, before anything is written, for settings the runs cannot honour."""
     if halving.reduction < 2:
         raise UserError(f"--reduction must be at least 2, got {halving.reduction}")
-    if halving.mode not in MODES:
-        raise UserError(f"--mode must be min or max, got {halving.mode!r}")
-    if not halving.metric.startswith(("train/", "eval/")):
+    every = recorded_every(
+        halving.metric, halving.mode, runs, "halving compares runs at the same rungs"
+    )
+    steps = runs[0].config.train.steps
+    if not 0 < halving.min_steps < steps or halving.min_steps % every:
         raise UserError(
-            f"--metric {halving.metric!r}: compare runs by a train/ or eval/ metric, e.g. eval/loss"
+            f"--min-steps {halving.min_steps} must be below config.train.steps={steps} "
+            f"and a multiple of {every}, where {halving.metric} is recorded"
+        )
+    if any(r % every for r in halving.rungs(steps)[:-1]):
+        raise UserError(
+            f"the rungs {halving.rungs(steps)} must be multiples of {every}, where "
+            f"{halving.metric} is recorded"
+        )
+
+
+def recorded_every(metric: str, mode: str, runs: Sequence[Run], why_equal: str) -> int:
+    """The steps between two records of ``metric`` in ``runs``; `UserError` for a ``mode``
+    other than min or max, a metric neither ``train/`` nor ``eval/``, or runs of different
+    lengths (a scheduler that ``why_equal``)."""
+    if mode not in MODES:
+        raise UserError(f"--mode must be min or max, got {mode!r}")
+    if not metric.startswith(("train/", "eval/")):
+        raise UserError(
+            f"--metric {metric!r}: compare runs by a train/ or eval/ metric, e.g. eval/loss"
         )
     lengths = sorted({run.config.train.steps for run in runs})
     if len(lengths) > 1:
         raise UserError(
-            f"--scheduler halving compares runs at the same rungs: their config.train.steps "
-            f"must be equal, got {', '.join(map(str, lengths))}"
+            f"--scheduler {why_equal}: their config.train.steps must be equal, got "
+            f"{', '.join(map(str, lengths))}"
         )
     train = runs[0].config.train
-    every = train.eval_every if halving.metric.startswith("eval/") else train.log_every
-    if not 0 < halving.min_steps < train.steps or halving.min_steps % every:
-        raise UserError(
-            f"--min-steps {halving.min_steps} must be below config.train.steps={train.steps} "
-            f"and a multiple of {every}, where {halving.metric} is recorded"
-        )
-    if any(r % every for r in halving.rungs(train.steps)[:-1]):
-        raise UserError(
-            f"the rungs {halving.rungs(train.steps)} must be multiples of {every}, where "
-            f"{halving.metric} is recorded"
-        )
+    return train.eval_every if metric.startswith("eval/") else train.log_every
 
 
 def run(

@@ -39,7 +39,7 @@ from jaxlab import config as config_lib
 from jaxlab import paths
 from jaxlab.errors import UserError
 from jaxlab.rundir.workdir import LINEAGE_FILE
-from jaxlab.sweep.halving import MODES, rank
+from jaxlab.sweep.halving import rank, recorded_every
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.trials import TrialGroup, TrialProgram, traced_config
 
@@ -66,27 +66,15 @@ class PopulationBasedTraining:
 
 def check(pbt: PopulationBasedTraining, runs: Sequence[Run]) -> None:
     """`UserError`, before anything is written, for settings the runs cannot honour."""
-    if pbt.mode not in MODES:
-        raise UserError(f"--mode must be min or max, got {pbt.mode!r}")
-    if not pbt.metric.startswith(("train/", "eval/")):
-        raise UserError(
-            f"--metric {pbt.metric!r}: compare runs by a train/ or eval/ metric, e.g. eval/loss"
-        )
     if not 0 < pbt.fraction <= 0.5:
         raise UserError(f"--fraction must be in (0, 0.5], got {pbt.fraction}")
     if len(runs) < 2:
         raise UserError(f"--scheduler pbt needs a population of 2 runs or more, got {len(runs)}")
-    lengths = sorted({run.config.train.steps for run in runs})
-    if len(lengths) > 1:
+    every = recorded_every(pbt.metric, pbt.mode, runs, "pbt trains the runs as one population")
+    steps = runs[0].config.train.steps
+    if not 0 < pbt.interval < steps or pbt.interval % every:
         raise UserError(
-            f"--scheduler pbt trains the runs as one population: their config.train.steps "
-            f"must be equal, got {', '.join(map(str, lengths))}"
-        )
-    train = runs[0].config.train
-    every = train.eval_every if pbt.metric.startswith("eval/") else train.log_every
-    if not 0 < pbt.interval < train.steps or pbt.interval % every:
-        raise UserError(
-            f"--interval {pbt.interval} must be below config.train.steps={train.steps} and a "
+            f"--interval {pbt.interval} must be below config.train.steps={steps} and a "
             f"multiple of {every}, where {pbt.metric} is recorded"
         )
     traced = TrialGroup.of([run.config for run in runs]).traced
