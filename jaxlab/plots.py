@@ -4,7 +4,7 @@ dashed), one colour per group of curves (a run, or a sweep's setting drawn as it
 with a band of ± one sample standard deviation), the legend outside the panels, and a log axis
 where a metric spans more than two decades."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,9 +60,11 @@ def plot_metrics(
     path: epath.Path,
     title: str,
     spreads: Mapping[str, Mapping[str, list[float]]] | None = None,
+    stopped: Collection[str] = (),
 ) -> None:
     """Writes the panels of the module docstring for ``groups`` (label -> metric -> series;
-    ``spreads``: label -> metric -> the band's half-width at each of the series' steps)."""
+    ``spreads``: label -> metric -> the band's half-width at each of the series' steps); the
+    curves of the ``stopped`` labels (runs a scheduler stopped) end in a cross."""
     panels: dict[str, list[str]] = {}
     for series in groups.values():
         for metric in series:
@@ -97,6 +99,8 @@ def plot_metrics(
                     markersize=4,
                     alpha=0.6 if split == "train" else 0.95,
                 )
+                if label in stopped and steps:
+                    ax.plot(steps[-1], values[-1], "x", color="k", markersize=7, zorder=3)
                 band = (spreads or {}).get(label, {}).get(metric)
                 if band is not None and any(band):
                     low = np.subtract(values, band)
@@ -117,6 +121,10 @@ def plot_metrics(
         for split in STYLES
         if split in splits_used
     ]
+    if stopped:
+        handles.append(
+            Line2D([], [], marker="x", color="k", ls="none", label="stopped by the scheduler")
+        )
     if len(groups) > 1:
         handles += [Line2D([], [], color=colours[label], lw=2, label=label) for label in groups]
         fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)

@@ -31,6 +31,7 @@ from jaxlab.sweep.results import (
     STOPPED,
     collect,
     markdown_table,
+    read_result,
     read_sweep,
     seed_means_table,
     setting_label,
@@ -245,14 +246,18 @@ def _log_scale(rows: Sequence[dict], key: str) -> bool:
 
 def plot_sweep_curves(sweep_dir: epath.Path, runs: Mapping[str, Point], path: epath.Path) -> None:
     """The curves of each setting of the swept keys but the seed: mean over its runs' seeds,
-    with a band of ± one sample std (`jaxlab.plots.plot_metrics`)."""
+    with a band of ± one sample std (`jaxlab.plots.plot_metrics`); a cross ends the curves of a
+    setting whose runs a scheduler stopped, at the rung where it stopped them."""
     keys = settings(list(dict.fromkeys(k for overrides in runs.values() for k in overrides)))
     by_setting: dict[str, list[dict[str, plots.Series]]] = {}
+    statuses: dict[str, set[str]] = {}
     ordered = sorted(runs.items(), key=lambda item: [_order(item[1].get(k)) for k in keys])
     for name, overrides in ordered:  # the legend in the order of the values
         series = plots.scalar_series(read_metrics(sweep_dir / name))
         if series:
-            by_setting.setdefault(setting_label(overrides, keys), []).append(series)
+            label = setting_label(overrides, keys)
+            by_setting.setdefault(label, []).append(series)
+            statuses.setdefault(label, set()).add(read_result(sweep_dir / name)["status"])
     groups: dict[str, dict[str, plots.Series]] = {}
     spreads: dict[str, dict[str, list[float]]] = {}
     for label, members in by_setting.items():
@@ -265,7 +270,8 @@ def plot_sweep_curves(sweep_dir: epath.Path, runs: Mapping[str, Point], path: ep
     title = f"{sweep_dir.name}: {len(runs)} runs" + (
         f", mean ± std over up to {seeds} seeds" if seeds > 1 else ""
     )
-    plots.plot_metrics(groups, path, title, spreads)
+    stopped = [label for label, found in statuses.items() if found == {STOPPED}]
+    plots.plot_metrics(groups, path, title, spreads, stopped)
 
 
 def plot_lineage(lineages: Mapping[str, list[dict]], path: epath.Path) -> None:
