@@ -658,6 +658,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
+@pytest.mark.slow  # 20 s
 def test_a_full_disk_is_one_line_keeps_the_older_checkpoints_and_resumes_exactly(
     small_disk, tmp_path
 ):

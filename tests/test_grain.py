@@ -107,6 +107,7 @@ def test_grain_path_trains_as_the_device_path_from_npy_and_array_record_files(
         np.testing.assert_allclose(evaluated["eval/loss"], final["eval/loss"], rtol=1e-5)
 
 
+@pytest.mark.slow  # 21 s
 def test_vmapped_sweep_on_the_grain_path_equals_the_device_path(digits_files, tmp_path):
     base, _ = digits_files
     points = [{"seed": 0}, {"seed": 1}]

@@ -22,7 +22,9 @@ def _dots(config):
     return setup, [line for line in text.splitlines() if "dot_general" in line]
 
 
-@pytest.mark.parametrize("spec", ["minimal_transformer:smoke", "mlp_moons:smoke"])
+@pytest.mark.parametrize(
+    "spec", [pytest.param("minimal_transformer:smoke", marks=pytest.mark.slow), "mlp_moons:smoke"]
+)
 def test_bfloat16_runs_its_matmuls_in_bf16_and_trains_as_float32_does(spec, tmp_path):
     f32 = jaxlab.load_config(spec)
     bf16 = jaxlab.load_config(spec, {"train.compute_dtype": "bfloat16"})

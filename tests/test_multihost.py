@@ -74,6 +74,7 @@ def train_two_processes(workdir, overrides):
     )
 
 
+@pytest.mark.slow  # 35 s: two JAX processes, then one
 def test_two_processes_equal_one_process_and_checkpoints_cross_topologies(tmp_path):
     overrides = {"train.log_every": 1}
     one, two = tmp_path / "one_process", tmp_path / "two_processes"

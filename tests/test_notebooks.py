@@ -39,7 +39,14 @@ def training_cell(notebook):
     return next(cell for cell in notebook.cells if "jaxlab.train(" in cell.source)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path",
+    [  # the papers' notebooks take 20-30 s each: the slow set
+        pytest.param(p, marks=() if p.name == "quickstart.ipynb" else pytest.mark.slow)
+        for p in NOTEBOOKS
+    ],
+    ids=[p.name for p in NOTEBOOKS],
+)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXLAB_NOTEBOOK_SMOKE", "1")
     monkeypatch.delenv("JAXLAB_WORKDIR_ROOT", raising=False)
@@ -55,6 +62,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     assert list((tmp_path / "runs").glob("*/base/metrics.jsonl"))  # workdirs under ./runs
 
 
+@pytest.mark.slow  # 23 s: a notebook executed twice
 def test_a_notebook_executed_again_finds_its_run_finished(tmp_path, monkeypatch):
     """Stable workdirs: a second execution against the same root trains nothing again."""
     monkeypatch.setenv("JAXLAB_NOTEBOOK_SMOKE", "1")

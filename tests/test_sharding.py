@@ -31,7 +31,7 @@ def _losses(spec, overrides, devices, workdir):
 
 
 @pytest.mark.parametrize(
-    "spec", ["minimal_transformer:smoke", pytest.param("mlp_moons:smoke", marks=pytest.mark.slow)]
+    "spec", [pytest.param("minimal_transformer:smoke", marks=pytest.mark.slow), "mlp_moons:smoke"]
 )
 def test_dp_fsdp_and_fsdp_by_tensor_train_as_one_device_does(spec, tmp_path):
     losses = {

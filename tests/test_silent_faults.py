@@ -43,7 +43,9 @@ def tree(directory: pathlib.Path) -> dict:
 # --- a re-run sweep whose config changed ------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", [["--vmap"], ["--parallel", "1"]])
+@pytest.mark.parametrize(
+    "mode", [["--vmap"], pytest.param(["--parallel", "1"], marks=pytest.mark.slow)]
+)
 def test_a_finished_sweep_rerun_with_another_config_is_refused_naming_the_keys(
     tmp_path, mode, capsys
 ):
