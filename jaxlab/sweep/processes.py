@@ -56,26 +56,20 @@ def run(
     sweep (the runs not launched stay pending), or None when every run ended. With ``until``
     (a scheduler's rung) the workers stop at that step."""
     queue = list(runs)
-    running: dict[subprocess.Popen, Run] = {}
-    signalled: set[subprocess.Popen] = set()
+    workers = Workers(workdir, shares_accelerator=parallel > 1)
     with StopSignals() as stop:
-        while queue or running:
-            while queue and len(running) < parallel and not stop.received:
+        while queue or workers.running:
+            while queue and len(workers.running) < parallel and not stop.received:
                 run_ = queue.pop(0)
-                run_dir = workdir / run_.name
-                if workdir_lib.holder(run_dir):
+                if workdir_lib.holder(workdir / run_.name):
                     announce(run_.name, RUNNING, quiet)
                     continue
-                running[launch(run_, run_dir, parallel > 1, until=until)] = run_
-            if stop.received:  # launch nothing more; pass the stop on to the workers, once each
+                workers.start(run_, until)
+            if stop.received:  # launch nothing more; pass the stop on to the workers
                 queue.clear()
-                for process in running.keys() - signalled:
-                    process.send_signal(signal.SIGTERM)
-                    signalled.add(process)
+                workers.stop()
             time.sleep(POLL_SECONDS)
-            for process in [p for p in running if p.poll() is not None]:
-                run_ = running.pop(process)
-                status = record_exit(process.returncode, workdir / run_.name, until is not None)
+            for run_, _, status in workers.ended():
                 if status != PENDING:  # pending: a worker that reached its rung
                     announce(run_.name, status, quiet)
     return stop.received
