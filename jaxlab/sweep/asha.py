@@ -105,8 +105,6 @@ def run(
         with ray_backend.connected(address, stop) as module:
             tasks = ray_backend.Tasks(module, workdir)
             _schedule(tasks, runs, workdir, halving, parallel, stop, quiet)
-            if tasks.running:  # stopped: wait for the cancelled tasks' workers to commit
-                module.wait(list(tasks.running), num_returns=len(tasks.running))
     return stop.received
 
 
@@ -141,8 +139,6 @@ def _schedule(
                 workers.start(run_, rungs[target] if target < len(rungs) - 1 else None)
         if stop.received:  # start nothing more; pass the stop on to the running jobs
             workers.stop()
-            if isinstance(workers, ray_backend.Tasks):
-                return
         if not workers.running:
             return
         time.sleep(POLL_SECONDS)

@@ -84,17 +84,24 @@ class Tasks:
     def start(self, run_: Run, until: int | None) -> None:
         self.running[self._task.remote(run_, os.fspath(self.workdir), until)] = (run_, until)
 
-    def ended(self) -> list[tuple[Run, int | None, str]]:
-        """(run, until, status) of the tasks that ended since the last call."""
+    def ended(self, timeout: float = 0.0) -> list[tuple[Run, int | None, str]]:
+        """(run, until, status) of the tasks that ended since the last call, waiting up to
+        ``timeout`` seconds for one."""
         if not self.running:
             return []
-        done, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
+        done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        if done:  # and whichever others have ended too
+            done, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
         return [(*self.running.pop(ref), self.ray.get(ref)) for ref in done]
 
     def stop(self) -> None:
-        """Cancels the running tasks: each worker commits a checkpoint and exits."""
+        """Cancels the running tasks and waits until each one's worker has committed a
+        checkpoint and exited."""
         for ref in self.running:
-            self.ray.cancel(ref)
+            self.ray.cancel(ref)  # KeyboardInterrupt in the task: its worker gets SIGTERM
+        if self.running:
+            self.ray.wait(list(self.running), num_returns=len(self.running))
+        self.running.clear()
 
 
 def _schedule(
@@ -108,28 +115,20 @@ def _schedule(
 ) -> None:
     """Keeps ``parallel`` tasks in flight until every run ended or a stop was received; then
     cancels the running tasks and waits for their workers to commit and exit."""
-    task = ray.remote(num_cpus=1)(_train_one)
+    tasks = Tasks(ray, workdir)
     queue, done = list(runs), 0
-    pending: list[Any] = []  # ray.ObjectRef
-    names: dict[Any, str] = {}
-    while (queue or pending) and not stop.received:
-        while queue and len(pending) < parallel:
-            run_ = queue.pop(0)
-            ref = task.remote(run_, os.fspath(workdir), until)
-            pending.append(ref)
-            names[ref] = run_.name
-        _progress(done, len(pending), len(queue), quiet)
-        finished: list[Any] = []
-        while not finished and not stop.received:
-            finished, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
-        for ref in finished:
+    while (queue or tasks.running) and not stop.received:
+        while queue and len(tasks.running) < parallel:
+            tasks.start(queue.pop(0), until)
+        _progress(done, len(tasks.running), len(queue), quiet)
+        ended: list[tuple[Run, int | None, str]] = []
+        while not ended and not stop.received:
+            ended = tasks.ended(timeout=POLL_SECONDS)
+        for run_, _, status in ended:
             done += 1
             if not quiet:
-                print(f"jaxlab sweep: {names[ref]}: {ray.get(ref)}", flush=True)
-    for ref in pending:
-        ray.cancel(ref)  # KeyboardInterrupt in the task: its worker gets SIGTERM
-    if pending:
-        ray.wait(pending, num_returns=len(pending))
+                print(f"jaxlab sweep: {run_.name}: {status}", flush=True)
+    tasks.stop()
 
 
 def _progress(done: int, running: int, queued: int, quiet: bool) -> None:
