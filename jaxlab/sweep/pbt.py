@@ -105,8 +105,9 @@ class Population:
         return self.pbt.due(step, self.program.config.train.steps)
 
     def resume(self, steps: Sequence[int]) -> list[ml_collections.ConfigDict]:
-        """Each run's lineage cut to the entries before its ``steps`` (those in force there), its
-        values set; returns the runs' configs with the values in force."""
+        """Each run's lineage cut to its entries up to its step in ``steps`` (a checkpoint at an
+        exploit step holds the state after it), and its values set to the last of them; returns
+        the runs' configs with the values in force."""
         start = {key: column.tolist() for key, column in self.values.items()}
         for i, (workdir, step) in enumerate(zip(self.workdirs, steps)):
             kept = [e for e in read_lineage(workdir) if e["step"] <= step]
