@@ -88,7 +88,9 @@ def sweep(
     (``backend="ray"``, on the cluster at ``address``); with ``vmap=True`` all runs train in one
     compiled program instead, or in several one after another where one would need more than
     ``group_memory`` bytes per device (default: 90% of a device's memory; `vmapped.train`).
-    Finished runs are skipped, unfinished ones resumed. Raises
+    A ``scheduler`` trains only the promising runs further: a `halving.Halving` (synchronous
+    rungs, or with ``asynchronous`` ASHA in workers, `asha`) or a `pbt.PopulationBasedTraining`
+    (with ``vmap``). Finished runs are skipped, unfinished ones resumed. Raises
     `UserError` before anything is written if any run's config is bad or the sweep's directory
     is in use, and `Interrupted` after SIGTERM/SIGINT once the running runs' checkpoints are
     committed and the table is written.

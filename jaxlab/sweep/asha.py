@@ -38,8 +38,6 @@ from jaxlab.sweep.results import (
     write_result,
 )
 
-POLL_SECONDS = 0.1
-
 
 @dataclasses.dataclass(frozen=True)
 class Survey:
@@ -141,7 +139,7 @@ def _schedule(
             workers.stop()
         if not workers.running:
             return
-        time.sleep(POLL_SECONDS)
+        time.sleep(processes.POLL_SECONDS)
         changed = False
         for run_, until, status in workers.ended():
             if until is None or status == FAILED:
