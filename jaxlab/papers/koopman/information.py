@@ -20,6 +20,8 @@ Row-vector convention throughout: latents are rows z (shape (..., d)), one Koopm
 import jax
 import jax.numpy as jnp
 
+from jaxlab import lapack
+
 
 def gaussian_mutual_information(
     koopman: jax.Array, state_cov: jax.Array, noise_cov: jax.Array
@@ -33,7 +35,7 @@ def gaussian_mutual_information(
     return 0.5 * (jnp.linalg.slogdet(marginal)[1] - jnp.linalg.slogdet(noise_cov)[1])
 
 
-def paper_infonce(z_BTL: jax.Array, k: int, temperature: float) -> jax.Array:
+def paper_infonce(z_BTL: jax.Array, k: int, temperature: float, cosine: bool = False) -> jax.Array:
     """I(z_n; P_n) ≈ (1/|P_n|) Σ_{p∈P_n} log[exp(z_n^T z_p / τ) / Σ_{j=1}^B exp(z_n^T z_j / τ)].
 
     Algorithm 2, line 5, as written: raw dot products over τ, the mean over the positives
@@ -42,9 +44,12 @@ def paper_infonce(z_BTL: jax.Array, k: int, temperature: float) -> jax.Array:
     minibatch is ``z_BTL``'s windows (its first axis) of T consecutive latents, so B = windows × T;
     the positives of z_n are its neighbours in its own window, and the anchors are the times with
     all 2k neighbours (k ≤ n < T - k). Returned: the mean over anchors, a log-probability (≤ 0)
-    that training raises (the loss carries -α times it).
+    that training raises (the loss carries -α times it). ``cosine=True`` scores pairs by cosine
+    similarity z_n^T z_p / (‖z_n‖ ‖z_p‖) instead, as the authors' released code does.
     """
     b, t, latent = z_BTL.shape
+    if cosine:
+        z_BTL = z_BTL / jnp.maximum(jnp.linalg.norm(z_BTL, axis=-1, keepdims=True), 1e-12)
     if t < 2 * k + 1:
         raise ValueError(f"InfoNCE with k={k} needs windows of at least {2 * k + 1} steps, got {t}")
     flat_NL = z_BTL.reshape(b * t, latent)
@@ -68,11 +73,11 @@ def von_neumann_entropy(cov: jax.Array, eps: float = 1e-12) -> jax.Array:
     """S(ρ) = -Σ λ_i log λ_i of ρ = C / tr C (Def. 2.3; eigenvalues λ_i ≥ 0, Σ λ_i = 1), in nats.
 
     0 when one direction carries all the variance, log d when all d directions carry equal
-    variance (ρ = I/d). Differentiable through ``jnp.linalg.eigvalsh``; eigenvalues below ``eps``
-    contribute 0 (the limit of λ log λ).
+    variance (ρ = I/d). Differentiable through `jaxlab.lapack.eigvalsh` (a vmapped sweep's trials
+    one matrix at a time on CPU); eigenvalues below ``eps`` contribute 0 (the limit of λ log λ).
     """
     rho = cov / jnp.trace(cov)
-    eigenvalues = jnp.clip(jnp.linalg.eigvalsh(rho), 0.0, None)
+    eigenvalues = jnp.clip(lapack.eigvalsh(rho), 0.0, None)
     safe = jnp.where(eigenvalues > eps, eigenvalues, 1.0)
     return -jnp.sum(jnp.where(eigenvalues > eps, eigenvalues * jnp.log(safe), 0.0))
 
@@ -83,10 +88,11 @@ def effective_dimension(cov: jax.Array) -> jax.Array:
 
 
 def ridge_koopman(z_now_NL: jax.Array, z_next_NL: jax.Array, ridge: float) -> jax.Array:
-    """A = argmin_A ||Z' - Z A||² + ridge ||A||², i.e. (Z^T Z + ridge I)^{-1} Z^T Z'; K = A^T."""
+    """A = argmin_A ||Z' - Z A||² + ridge ||A||², i.e. (Z^T Z + ridge I)^{-1} Z^T Z'; K = A^T.
+    Not differentiable (`jaxlab.lapack.solve`): callers stop the latents' gradient first."""
     d = z_now_NL.shape[-1]
     gram = z_now_NL.T @ z_now_NL + ridge * jnp.eye(d, dtype=z_now_NL.dtype)
-    return jnp.linalg.solve(gram, z_now_NL.T @ z_next_NL)
+    return lapack.solve(gram, z_now_NL.T @ z_next_NL)
 
 
 def nrmse_by_std(predicted_SHD: jax.Array, true_SHD: jax.Array, std_D: jax.Array) -> jax.Array:

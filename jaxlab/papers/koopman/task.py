@@ -6,9 +6,12 @@ Algorithm 2 (`objective`), each weight in ``config.loss``:
 
     L = L_rec - alpha · I(z_n; P_n) + beta · L_Koop - gamma · S(C / tr C)  [+ rollout · L_roll]
 
-``alpha = gamma = 0`` is the Koopman autoencoder (KAE) baseline. ``rollout`` (0 in the paper's
-form) weighs the project's extension, the decoded rollout error over the window.
-``entropy_objective="minimize"`` flips the entropy's sign to the authors' released code's +gamma·S.
+``alpha = gamma = 0`` is the project's KAE ablation, L_rec + beta · L_Koop. ``rollout`` (0 in the
+paper's form) weighs the project's extension, the decoded rollout error over the window.
+``similarity="cosine"`` scores InfoNCE's pairs by cosine similarity and
+``entropy_objective="minimize"`` flips the entropy's sign (+gamma·S), both as the authors'
+released code does. ``objective="pykoopman"`` trains the paper's KAE baseline instead, PyKoopman's
+neural DMD loss (`objective.pykoopman_loss`): decoded rollout plus reconstruction, no weights.
 
 K is either ``learned`` (a trained matrix, Algorithm 2's K_ψ) or ``closed_form``: the ridge
 regression A = (Z^T Z + λI)^{-1} Z^T Z' on the batch's latent pairs, with gradients stopped
@@ -38,6 +41,8 @@ from jaxlab.papers.koopman import information, objective
 from jaxlab.papers.koopman.model import KoopmanAutoencoder
 from jaxlab.tasks import Task
 
+OBJECTIVES = ("algorithm2", "pykoopman")  # the paper's loss; its KAE baseline's (PyKoopman's)
+SIMILARITIES = ("dot", "cosine")  # InfoNCE's score: Algorithm 2's; the released code's
 KOOPMAN_MODES = ("learned", "closed_form")
 ENTROPY_SIGNS = {"maximize": -1.0, "minimize": 1.0}  # the sign of gamma·S in the loss
 SPECTRUM_PLOT, ROLLOUT_PLOT = "koopman_spectrum.png", "koopman_rollout.png"
@@ -46,12 +51,18 @@ FIT_WINDOWS = 1024  # training windows (evenly spaced) the evaluation's closed-f
 
 def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
     lc = config.loss
-    if lc.koopman not in KOOPMAN_MODES:
-        raise UserError(f"config.loss.koopman must be one of {KOOPMAN_MODES}, got {lc.koopman!r}")
-    if lc.entropy_objective not in ENTROPY_SIGNS:
+    for key, known in (
+        ("objective", OBJECTIVES),
+        ("similarity", SIMILARITIES),
+        ("koopman", KOOPMAN_MODES),
+        ("entropy_objective", tuple(ENTROPY_SIGNS)),
+    ):
+        if lc[key] not in known:
+            raise UserError(f"config.loss.{key} must be one of {known}, got {lc[key]!r}")
+    if lc.objective == "pykoopman" and lc.koopman != "learned":
         raise UserError(
-            f"config.loss.entropy_objective must be one of {tuple(ENTROPY_SIGNS)}, "
-            f"got {lc.entropy_objective!r}"
+            "config.loss.objective='pykoopman' trains K through the decoded rollout: it needs "
+            f"config.loss.koopman='learned', got {lc.koopman!r}"
         )
     if lc.infonce_k < 1 or window_len < 2 * lc.infonce_k + 1:
         raise UserError(
@@ -59,7 +70,10 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
             f"{2 * lc.infonce_k + 1} steps and k >= 1, got "
             f"config.data.window_len={window_len}"
         )
-    if lc.temperature <= 0 or lc.ridge < 0 or min(lc.beta, lc.rollout) < 0:
+    # A vmapped sweep traces the weights it varies: only plain numbers are checked here.
+    if _below(lc.temperature, 0, strict=True) or any(
+        _below(lc[key], 0) for key in ("ridge", "beta", "rollout")
+    ):
         raise UserError(
             f"config.loss.temperature must be positive, and ridge, beta and rollout "
             f"non-negative, got {lc.temperature}, {lc.ridge}, {lc.beta}, {lc.rollout}"
@@ -69,6 +83,14 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
             f"config.evaluation.horizons must be positive step counts, got "
             f"{config.evaluation.horizons}"
         )
+
+
+def _below(value, bound: float, strict: bool = False) -> bool:
+    """Whether a plain number is below ``bound`` (or at it, with ``strict``); a traced value
+    (a leaf a vmapped sweep varies, each value checked when its config was built) is not."""
+    if not isinstance(value, (int, float)):
+        return False
+    return value <= bound if strict else value < bound
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -95,6 +117,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         dtype=jnp.dtype(config.train.compute_dtype),
     )
     entropy_sign = ENTROPY_SIGNS[lc.entropy_objective]
+    rollout_left_out = isinstance(lc.rollout, (int, float)) and lc.rollout == 0
 
     def encode(params, x):
         return model.apply(params, x.reshape(-1, state_dim), method=model.encode).reshape(
@@ -127,12 +150,28 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         else:
             now_NL = z_BTL[:, :-1].reshape(-1, m.latent_dim)
             next_NL = z_BTL[:, 1:].reshape(-1, m.latent_dim)
-            a_LL = jax.lax.stop_gradient(information.ridge_koopman(now_NL, next_NL, lc.ridge))
+            now_NL, next_NL = jax.lax.stop_gradient((now_NL, next_NL))
+            a_LL = information.ridge_koopman(now_NL, next_NL, lc.ridge)
+        if lc.objective == "pykoopman":
+            rolled_out = decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
+            terms = objective.pykoopman_loss(x_BTD, decode(params, z_BTL), rolled_out)
+            total = terms.pop("total")
+            terms["entropy"] = information.von_neumann_entropy(
+                information.covariance(z_BTL.reshape(-1, m.latent_dim))
+            )
+            terms["effective_dim"] = jnp.exp(terms["entropy"])
+            return total, (terms, task_state)
         terms = objective.algorithm2_terms(
-            x_BTD, decode(params, z_BTL), z_BTL, a_LL, lc.infonce_k, lc.temperature
+            x_BTD,
+            decode(params, z_BTL),
+            z_BTL,
+            a_LL,
+            lc.infonce_k,
+            lc.temperature,
+            cosine=lc.similarity == "cosine",
         )
         total = objective.algorithm2_loss(terms, lc.alpha, lc.beta, lc.gamma, entropy_sign)
-        if lc.rollout:
+        if not rollout_left_out:
             terms["rollout"] = objective.rollout_error(
                 x_BTD, decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
             )
