@@ -1,16 +1,22 @@
-"""Reproduction report of "Information Shapes Koopman Representation" on Lorenz-63 (Table 2).
+"""Reproduction report of "Information Shapes Koopman Representation" on Lorenz-63 (Table 2), as
+the koopman experiment's own sweeps.
 
-Trains the paper's loss (Algorithm 2: α = 2, γ = 0.1, k = 3) and the Koopman autoencoder
-baseline (α = γ = 0), with the ablations that separate the two information terms, on Lorenz-63 at
-the paper's Δt = 0.1 (horizons 1/5/20/50 steps) and at Δt = 0.01 (horizons 1/50/200/500 steps,
-the same physical times), 5 seeds each; the project's rollout extension and the paper's loss at
-Figure 20's γ = 0.5 on 3 seeds; and seed 0 of the two main variants trained twice as long, to
-show whether training has converged. It then writes the results section of docs/koopman.md,
-docs/koopman_curves.png (learning curves and Koopman spectra) and docs/koopman_runs.json (every
-run's final numbers and evaluation curve).
+Every study is a `get_sweep` grid of experiments/koopman.py, trained as one vmapped program by
+`jaxlab.sweep` (what ``jaxlab sweep koopman:PRESET --vmap`` runs) and read back from the sweep's
+results table and its runs' metrics.jsonl (`STUDIES`):
 
-    python scripts/reproduce_koopman.py [--workdir runs/koopman_report]
-    python scripts/reproduce_koopman.py --quick       # seed 0, main variants, 1/4 of the steps
+- Table 2's variants of Algorithm 2 and the paper's KAE baseline (PyKoopman's loss), 5 seeds, at
+  the paper's Δt = 0.1 (horizons 5/20/50 steps) and at Δt = 0.01 (the same physical times);
+- the verdict's sensitivity at Δt = 0.1: the paper's loss over β × τ with raw dot products
+  (Algorithm 2) and cosine similarity (the released code), the KAE ablation over β, 3 seeds each;
+- convergence: the KAE ablation, the paper's loss and the PyKoopman baseline trained 4 times as
+  long, 3 seeds.
+
+It writes the results section of docs/koopman.md, docs/koopman_curves.png and
+docs/koopman_runs.json (every run's final numbers, per seed, and evaluation curve).
+
+    python scripts/reproduce_koopman.py [--workdir runs/koopman_report]   # resumable
+    python scripts/reproduce_koopman.py --quick       # the convergence grid at 1000 steps
     python scripts/reproduce_koopman.py --from-json   # rewrite only
 """
 
@@ -24,6 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from jaxlab.experiments import koopman  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from report_runs import provenance, runs_directory  # noqa: E402
 
@@ -31,27 +38,30 @@ import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.koopman import information  # noqa: E402
+from jaxlab.sweep import experiment_points  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "koopman.md"
 PLOT = REPO / "docs" / "koopman_curves.png"
 RUNS = REPO / "docs" / "koopman_runs.json"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-STEPS = 8000
-SEEDS = (0, 1, 2, 3, 4)
-FEW_SEEDS = SEEDS[:3]
-KAE, PAPER_LOSS = "KAE (α=0, γ=0)", "paper's loss (α=2, γ=0.1)"
-MAIN = {KAE: "alpha=0,gamma=0", PAPER_LOSS: "alpha=2,gamma=0.1"}
-ABLATIONS = {
-    "InfoNCE only (α=2, γ=0)": "alpha=2,gamma=0",
-    "entropy only (α=0, γ=0.1)": "alpha=0,gamma=0.1",
+STEPS = koopman.PRESET["steps"]
+LONG = 4 * STEPS
+# study directory -> the koopman experiment's preset (its get_sweep grid)
+STUDIES = {
+    "table2_dt0.1": "study=table2,dt=0.1",
+    "pykoopman_dt0.1": "form=pykoopman,dt=0.1",
+    "table2_dt0.01": "study=table2,dt=0.01",
+    "pykoopman_dt0.01": "form=pykoopman,dt=0.01",
+    "sensitivity_dot": "study=sensitivity",
+    "sensitivity_cosine": "study=sensitivity,similarity=cosine",
+    "convergence": f"study=convergence,steps={LONG}",
+    "convergence_pykoopman": f"study=convergence,form=pykoopman,steps={LONG}",
 }
-FIGURE20 = {"paper's loss, γ=0.5 (Figure 20's γ)": "alpha=2,gamma=0.5"}
-EXTENSION = {
-    "KAE + rollout loss (ours)": "alpha=0,gamma=0,form=rollout",
-    "paper's loss + rollout loss (ours)": "alpha=2,gamma=0.1,form=rollout",
-}
+QUICK = {"convergence": "study=convergence,steps=1000"}
 DTS = (0.1, 0.01)
+KAE, PAPER_LOSS = "KAE (α=0, γ=0)", "paper's loss (α=2, γ=0.1)"
+PYKOOPMAN = "PyKoopman loss (the paper's KAE baseline)"
 # Table 2 of the paper, Lorenz 63: NRMSE at 5/20/50 steps of 0.1 with its "variance" in brackets.
 PAPER_TABLE2 = {
     "VAE": ((0.005, 0.002), (0.011, 0.007), (0.019, 0.011)),
@@ -62,50 +72,58 @@ PAPER_TABLE2 = {
 }
 
 
-def plan(quick: bool) -> list[tuple[float, str, str, int, int]]:
-    """(dt, variant, preset, seed, steps) of every run of the report."""
-    if quick:
-        return [(dt, name, preset, 0, STEPS // 4) for dt in DTS for name, preset in MAIN.items()]
-    runs = [
-        (dt, name, preset, seed, STEPS)
-        for dt in DTS
-        for name, preset in {**MAIN, **ABLATIONS}.items()
-        for seed in SEEDS
-    ]
-    runs += [
-        (0.1, name, preset, seed, STEPS)
-        for name, preset in {**FIGURE20, **EXTENSION}.items()
-        for seed in FEW_SEEDS
-    ]
-    runs += [(dt, name, preset, 0, 2 * STEPS) for dt in DTS for name, preset in MAIN.items()]
-    return runs
+def variant(preset: str, loss: dict) -> str:
+    """The report's name of a run of ``preset`` with loss overrides ``loss``."""
+    if "form=pykoopman" in preset:
+        return PYKOOPMAN
+    if "beta" in loss:  # a sensitivity run
+        similarity = "cosine" if "similarity=cosine" in preset else "dot"
+        if loss["alpha"] == 0:
+            return f"KAE, β={loss['beta']:g}"
+        return f"paper's loss ({similarity}), β={loss['beta']:g}, τ={loss['temperature']:g}"
+    named = {**koopman.VARIANTS, **koopman.FEW_SEED_VARIANTS}
+    return next(name for name, overrides in named.items() if overrides == loss)
 
 
-def train_one(workdir: pathlib.Path, dt: float, preset: str, seed: int, steps: int) -> dict:
-    config = jaxlab.load_config(f"koopman:{preset},dt={dt},steps={steps}", {"seed": seed})
-    final = jaxlab.train(config, workdir, quiet=True)
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+def run_study(workdir: pathlib.Path, study: str, preset: str) -> list[dict]:
+    """Trains (or resumes) one study's sweep; one row per run with its evaluation curve."""
+    spec = f"koopman:{preset}"
+    table = jaxlab.sweep(spec, experiment_points(spec), workdir / study, vmap=True)
+    config = jaxlab.load_config(spec)
     horizons = [int(h) for h in config.evaluation.horizons]
-    curve = [
-        {"step": r["step"], **{f"std_{h}": r[f"eval/nrmse_std_{h}"] for h in horizons}}
-        for r in records
-        if "eval/nrmse_std_1" in r
-    ]
-    spectrum = np.asarray(final["eval/spectrum"])
-    return {
-        "horizons": horizons,
-        "curve": curve,
-        "eigenvalue_moduli": sorted(
-            np.hypot(spectrum[:, 0], spectrum[:, 1]).tolist(), reverse=True
-        ),
-        **{
-            key: float(value)
-            for key, value in final.items()
-            if key.startswith(
-                ("eval/nrmse", "eval/effective_dim", "eval/spectral_radius", "train/")
-            )
-        },
-    }
+    rows = []
+    for row in table:
+        if row["status"] != "done":
+            raise SystemExit(f"{study}: run {row['run']} is {row['status']}: {row['error']}")
+        loss = {k.removeprefix("loss."): v for k, v in row.items() if k.startswith("loss.")}
+        records = (workdir / study / row["run"] / "metrics.jsonl").read_text().splitlines()
+        curve = [
+            {"step": r["step"], **{f"std_{h}": r[f"eval/nrmse_std_{h}"] for h in horizons}}
+            for r in map(json.loads, records)
+            if "eval/nrmse_std_1" in r
+        ]
+        spectrum = np.asarray(row["eval/spectrum"])
+        rows.append(
+            {
+                "study": study,
+                "dt": float(config.data.dt),
+                "variant": variant(preset, loss),
+                "loss": loss,
+                "seed": int(row["seed"]),
+                "steps": int(row["step"]),
+                "horizons": horizons,
+                "curve": curve,
+                "eigenvalue_moduli": sorted(
+                    np.hypot(spectrum[:, 0], spectrum[:, 1]).tolist(), reverse=True
+                ),
+                **{
+                    k: float(v)
+                    for k, v in row.items()
+                    if k.startswith(("eval/nrmse", "eval/effective_dim", "eval/spectral", "train/"))
+                },
+            }
+        )
+    return rows
 
 
 def persistence(dt: float) -> dict:
@@ -125,79 +143,168 @@ def persistence(dt: float) -> dict:
     }
 
 
-def run_report(workdir: pathlib.Path, quick: bool) -> list[dict]:
-    rows = []
-    for dt, name, preset, seed, steps in plan(quick):
-        start = time.time()
-        result = train_one(
-            workdir / f"dt{dt}_{preset.replace(',', '_').replace('=', '')}_s{seed}_{steps}",
-            dt,
-            preset,
-            seed,
-            steps,
-        )
-        rows.append({"dt": dt, "variant": name, "seed": seed, "steps": steps, **result})
-        print(
-            f"dt={dt} {name} seed {seed} ({steps} steps, {time.time() - start:.0f} s): "
-            f"NRMSE "
-            + " ".join(f"@{h}={result[f'eval/nrmse_std_{h}']:.4f}" for h in result["horizons"])
-            + f", d_eff {result['eval/effective_dim']:.2f}",
-            flush=True,
-        )
-    return rows
-
-
 def _cell(values, digits: int = 3) -> str:
+    """Mean ± sample standard deviation (ddof 1); the count is the table's ``n`` column."""
     values = np.asarray(values, np.float64)
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def results_section(rows: list[dict], persisted: dict[str, dict], machine: str) -> str:
-    main = [r for r in rows if r["steps"] == min(r["steps"] for r in rows)]
-    lines = [machine, ""]
-    for dt in DTS:
-        here = [r for r in main if r["dt"] == dt]
-        if not here:
-            continue
-        horizons = here[0]["horizons"]
-        variants = list(dict.fromkeys(r["variant"] for r in here))
+def _mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in rows]))
+
+
+def table2_lines(rows: list[dict], persisted: dict, dt: float) -> list[str]:
+    here = [r for r in rows if r["dt"] == dt and r["study"].endswith(f"dt{dt}")]
+    if not here:
+        return []
+    horizons = here[0]["horizons"]
+    variants = list(dict.fromkeys(r["variant"] for r in here))
+    lines = [
+        f"#### Δt = {dt}: horizons {', '.join(map(str, horizons))} steps "
+        f"({', '.join(f'{h * dt:g}' for h in horizons)} time units), {STEPS} training steps",
+        "",
+    ]
+    for norm, title in (
+        ("std", "NRMSE, error / test-set std per dimension"),
+        ("norm", "NRMSE, ‖error‖ / ‖true state‖ (physical units)"),
+    ):
         lines += [
-            f"#### Δt = {dt}: horizons {', '.join(map(str, horizons))} steps "
-            f"({', '.join(f'{h * dt:g}' for h in horizons)} time units), "
-            f"{here[0]['steps']} training steps",
+            f"{title}; mean ± sample std over n seeds:",
+            "",
+            "| variant | n | "
+            + " | ".join(f"@{h}" for h in horizons)
+            + (" | d_eff (of 32) | max abs(λ) |" if norm == "std" else " |"),
+            "|---|---|" + "---|" * (len(horizons) + (2 if norm == "std" else 0)),
+        ]
+        for name in variants:
+            runs = [r for r in here if r["variant"] == name]
+            cells = [_cell([r[f"eval/nrmse_{norm}_{h}"] for r in runs]) for h in horizons]
+            if norm == "std":
+                cells += [
+                    _cell([r["eval/effective_dim"] for r in runs], 2),
+                    _cell([r["eval/spectral_radius"] for r in runs]),
+                ]
+            lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        reference = persisted[str(dt)]
+        lines += [
+            "| persistence (x̂_{t+n} = x_t), no model | – | "
+            + " | ".join(f"{reference[f'eval/nrmse_{norm}_{h}']:.3f}" for h in horizons)
+            + (" | – | – |" if norm == "std" else " |"),
             "",
         ]
-        for norm, title in (
-            ("std", "NRMSE, error / test-set std per dimension"),
-            ("norm", "NRMSE, ‖error‖ / ‖true state‖ (physical units)"),
-        ):
-            lines += [
-                f"{title}; mean ± std over seeds:",
-                "",
-                "| variant | seeds | "
-                + " | ".join(f"@{h}" for h in horizons)
-                + (" | d_eff (of 32) | max abs(λ) |" if norm == "std" else " |"),
-                "|---|---|" + "---|" * (len(horizons) + (2 if norm == "std" else 0)),
+    for baseline in (KAE, PYKOOPMAN):
+        lines += claim_lines(here, horizons, baseline) + [""]
+    return lines
+
+
+def claim_lines(rows: list[dict], horizons: list[int], baseline: str) -> list[str]:
+    """The paper's claim, per seed: does its loss beat ``baseline`` at each horizon?"""
+    base = {r["seed"]: r for r in rows if r["variant"] == baseline}
+    ours = {r["seed"]: r for r in rows if r["variant"] == PAPER_LOSS}
+    seeds = sorted(set(base) & set(ours))
+    if not seeds:
+        return []
+    lines = [
+        f"Paper's loss minus {baseline}, paired by seed (n = {len(seeds)}; negative: the "
+        f"paper's loss is better), and the seeds where it is better:",
+        "",
+        "| normalisation | " + " | ".join(f"@{h}" for h in horizons) + " |",
+        "|---|" + "---|" * len(horizons),
+    ]
+    for norm in ("std", "norm"):
+        cells = []
+        for h in horizons:
+            key = f"eval/nrmse_{norm}_{h}"
+            differences = [ours[s][key] - base[s][key] for s in seeds]
+            cells.append(f"{_cell(differences)} ({sum(d < 0 for d in differences)}/{len(seeds)})")
+        lines.append(f"| {norm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def sensitivity_lines(rows: list[dict]) -> list[str]:
+    """The paper's loss over β × τ per similarity, beside the two baselines at Δt = 0.1."""
+    here = [r for r in rows if r["study"].startswith("sensitivity")]
+    if not here:
+        return []
+    horizons = here[0]["horizons"][1:]
+    pykoopman = [r for r in rows if r["study"] == "pykoopman_dt0.1" and r["seed"] in (0, 1, 2)]
+    lines = [
+        f"#### Sensitivity at Δt = 0.1: β × τ × similarity, {STEPS} training steps",
+        "",
+        "NRMSE by test std, mean ± sample std over n seeds; the last columns are the final "
+        "latent consistency error ‖z' − Kz‖² and d_eff. A ✓ marks a mean below both baselines' "
+        "(the best KAE ablation over β, and the PyKoopman loss on seeds 0–2).",
+        "",
+        "| setting | n | " + " | ".join(f"@{h}" for h in horizons) + " | consistency | d_eff |",
+        "|---|---|" + "---|" * (len(horizons) + 2),
+    ]
+    kae = [r for r in here if r["variant"].startswith("KAE")]
+    best = {
+        h: min(
+            [
+                _mean([r for r in kae if r["variant"] == v], f"eval/nrmse_std_{h}")
+                for v in dict.fromkeys(r["variant"] for r in kae)
             ]
-            for name in variants:
-                runs = [r for r in here if r["variant"] == name]
-                cells = [_cell([r[f"eval/nrmse_{norm}_{h}"] for r in runs]) for h in horizons]
-                if norm == "std":
-                    cells += [
-                        _cell([r["eval/effective_dim"] for r in runs], 2),
-                        _cell([r["eval/spectral_radius"] for r in runs]),
-                    ]
-                lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
-            reference = persisted[str(dt)]
-            lines += [
-                "| persistence (x̂_{t+n} = x_t), no model | – | "
-                + " | ".join(f"{reference[f'eval/nrmse_{norm}_{h}']:.3f}" for h in horizons)
-                + (" | – | – |" if norm == "std" else " |"),
-                "",
-            ]
-        lines += claim_lines(here, horizons) + [""]
+            + ([_mean(pykoopman, f"eval/nrmse_std_{h}")] if pykoopman else [])
+        )
+        for h in horizons
+    }
+    for name in dict.fromkeys(r["variant"] for r in here + pykoopman):
+        runs = [r for r in here + pykoopman if r["variant"] == name]
+        cells = []
+        for h in horizons:
+            key = f"eval/nrmse_std_{h}"
+            mark = " ✓" if name.startswith("paper") and _mean(runs, key) < best[h] else ""
+            cells.append(_cell([r[key] for r in runs]) + mark)
+        consistency = [r.get("train/consistency", np.nan) for r in runs]
+        cells += [
+            "–" if np.isnan(consistency).all() else _cell(consistency, 4),
+            _cell([r["eval/effective_dim"] for r in runs], 2),
+        ]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def convergence_lines(rows: list[dict]) -> list[str]:
+    """Seeds 0–2 at the report's steps against 4 times as many, per variant (Δt = 0.1)."""
+    long = [r for r in rows if r["study"].startswith("convergence")]
+    if not long:
+        return []
+    horizons = long[0]["horizons"]
+    lines = [
+        f"#### Convergence at Δt = 0.1: {STEPS} against {LONG} training steps",
+        "",
+        "NRMSE by test std, mean over the n seeds (0–2) trained both ways "
+        "(each length has its own cosine schedule):",
+        "",
+        "| variant | n | " + " | ".join(f"@{h}" for h in horizons) + " |",
+        "|---|---|" + "---|" * len(horizons),
+    ]
+    for name in dict.fromkeys(r["variant"] for r in long):
+        runs = [r for r in long if r["variant"] == name]
+        short = [
+            r
+            for r in rows
+            if r["study"].endswith("dt0.1")
+            and r["variant"] == name
+            and r["seed"] in {s["seed"] for s in runs}
+        ]
+        cells = [
+            f"{_mean(short, f'eval/nrmse_std_{h}'):.4f} → {_mean(runs, f'eval/nrmse_std_{h}'):.4f}"
+            for h in horizons
+        ]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def results_section(record: dict) -> str:
+    rows, persisted = record["rows"], record["persistence"]
+    lines = [record["machine"], ""]
+    for dt in DTS:
+        lines += table2_lines(rows, persisted, dt)
+    lines += sensitivity_lines(rows) + [""]
     lines += convergence_lines(rows) + [""]
     lines += [
         "The paper's Table 2, Lorenz 63 (NRMSE at 5/20/50 steps of Δt = 0.1, its "
@@ -213,120 +320,99 @@ def results_section(rows: list[dict], persisted: dict[str, dict], machine: str) 
     return "\n".join(lines)
 
 
-def claim_lines(rows: list[dict], horizons: list[int]) -> list[str]:
-    """The paper's claim, per seed: does its loss beat the KAE at each horizon?"""
-    kae = {r["seed"]: r for r in rows if r["variant"] == KAE}
-    ours = {r["seed"]: r for r in rows if r["variant"] == PAPER_LOSS}
-    seeds = sorted(set(kae) & set(ours))
-    if not seeds:
-        return []
-    lines = [
-        f"Paper's loss minus KAE, paired by seed ({len(seeds)} seeds; negative: the paper's "
-        f"loss is better), and the seeds where it is better:",
-        "",
-        "| normalisation | " + " | ".join(f"@{h}" for h in horizons) + " |",
-        "|---|" + "---|" * len(horizons),
-    ]
-    for norm in ("std", "norm"):
-        cells = []
-        for h in horizons:
-            key = f"eval/nrmse_{norm}_{h}"
-            differences = [ours[s][key] - kae[s][key] for s in seeds]
-            cells.append(f"{_cell(differences)} ({sum(d < 0 for d in differences)}/{len(seeds)})")
-        lines.append(f"| {norm} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def convergence_lines(rows: list[dict]) -> list[str]:
-    """Seed 0 at the report's steps against twice as many."""
-    long = [r for r in rows if r["steps"] == 2 * STEPS]
-    if not long:
-        return []
-    lines = [
-        f"Convergence: seed 0 trained {STEPS} and {2 * STEPS} steps (NRMSE by test std):",
-        "",
-        "| Δt | variant | one step | 0.5 time units | 2 time units | 5 time units |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in long:
-        short = next(
-            s
-            for s in rows
-            if s["steps"] == STEPS
-            and s["seed"] == 0
-            and s["dt"] == r["dt"]
-            and s["variant"] == r["variant"]
-        )
-        lines.append(
-            f"| {r['dt']} | {r['variant']} | "
-            + " | ".join(
-                f"@{h}: {short[f'eval/nrmse_std_{h}']:.4f} → {r[f'eval/nrmse_std_{h}']:.4f}"
-                for h in r["horizons"]
-            )
-            + " |"
-        )
-    return lines
+def _curve(runs: list[dict], horizon: int) -> tuple[list[int], np.ndarray]:
+    return [c["step"] for c in runs[0]["curve"]], np.mean(
+        [[c[f"std_{horizon}"] for c in r["curve"]] for r in runs], 0
+    )
 
 
 def plot(rows: list[dict]) -> None:
-    """Learning curves (mean over seeds) at Δt = 0.1 and 0.01, and the spectra of K at 0.1."""
+    """Convergence curves, the sensitivity of the 5-step error, and K's spectra (Δt = 0.1)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    colors = {v: plt.cm.tab10(i) for i, v in enumerate(variants)}
-    for ax, dt in zip(axes[:2], DTS):
-        for name in variants:
-            runs = [r for r in rows if r["dt"] == dt and r["variant"] == name]
-            for steps, style in ((STEPS, "-"), (2 * STEPS, ":")):
-                group = [r for r in runs if r["steps"] == steps]
-                if not group:
-                    continue
-                horizon = group[0]["horizons"][1]
-                curve = np.mean([[c[f"std_{horizon}"] for c in r["curve"]] for r in group], 0)
-                ax.plot(
-                    [c["step"] for c in group[0]["curve"]],
-                    curve,
-                    style,
-                    color=colors[name],
-                    label=name if steps == STEPS else f"{name}, seed 0, {steps} steps",
+    long = [r for r in rows if r["study"].startswith("convergence")]
+    colors = {KAE: "C0", PAPER_LOSS: "C1", PYKOOPMAN: "C2"}
+    for name, color in colors.items():
+        runs = [r for r in long if r["variant"] == name]
+        if runs:
+            steps, curve = _curve(runs, 5)
+            axes[0].plot(steps, curve, color=color, label=f"{name}, {LONG} steps")
+        short = [r for r in rows if r["study"].endswith("dt0.1") and r["variant"] == name]
+        if short:
+            steps, curve = _curve(short, 5)
+            axes[0].plot(steps, curve, ":", color=color, label=f"{name}, {STEPS} steps")
+    axes[0].set(yscale="log", xlabel="training step", ylabel="test NRMSE (std) at 5 steps")
+    axes[0].set_title("Δt = 0.1: convergence, mean over seeds")
+    axes[0].xaxis.set_major_locator(MaxNLocator(5))
+    axes[0].legend(fontsize=7)
+    for similarity, marker in (("dot", "o"), ("cosine", "s")):
+        for i, tau in enumerate(koopman.SENSITIVITY["temperature"]):
+            points = [
+                (
+                    b,
+                    [
+                        r
+                        for r in rows
+                        if r["variant"].startswith(
+                            f"paper's loss ({similarity}), β={b:g}, τ={tau:g}"
+                        )
+                    ],
                 )
-                ax.set_ylabel(f"test NRMSE (std) at {horizon} steps ({horizon * dt:g} time units)")
-        ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.set_xlabel("training step")
-        ax.set_title(f"Δt = {dt}: mean over seeds")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()  # below the panels, over no curve
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    for name in variants:
+                for b in koopman.SENSITIVITY["beta"]
+            ]
+            points = [(b, runs) for b, runs in points if runs]
+            if points:
+                axes[1].plot(
+                    [b for b, _ in points],
+                    [_mean(runs, "eval/nrmse_std_5") for _, runs in points],
+                    marker + "-",
+                    color=f"C{i + 3}",
+                    alpha=1.0 if similarity == "dot" else 0.5,
+                    label=f"paper's loss, {similarity}, τ={tau:g}",
+                )
+    kae = [
+        (b, [r for r in rows if r["variant"] == f"KAE, β={b:g}"])
+        for b in koopman.SENSITIVITY["beta"]
+    ]
+    kae = [(b, runs) for b, runs in kae if runs]
+    if kae:
+        axes[1].plot(
+            [b for b, _ in kae],
+            [_mean(r, "eval/nrmse_std_5") for _, r in kae],
+            "k^-",
+            label="KAE ablation",
+        )
+    pykoopman = [r for r in rows if r["study"] == "pykoopman_dt0.1"]
+    if pykoopman:
+        axes[1].axhline(_mean(pykoopman, "eval/nrmse_std_5"), color="C2", label=PYKOOPMAN)
+    axes[1].set(xscale="log", xlabel="β (consistency weight)", ylabel="test NRMSE (std) at 5 steps")
+    axes[1].set_title("Δt = 0.1: sensitivity, mean over 3 seeds")
+    axes[1].legend(fontsize=7)
+    for name, color in colors.items():
         run = next(
             (
                 r
                 for r in rows
-                if r["dt"] == 0.1
-                and r["variant"] == name
-                and r["seed"] == 0
-                and r["steps"] == STEPS
+                if r["study"].endswith("dt0.1") and r["variant"] == name and r["seed"] == 0
             ),
             None,
         )
         if run:
-            axes[2].plot(run["eigenvalue_moduli"], "o-", ms=3, color=colors[name], label=name)
+            axes[2].plot(run["eigenvalue_moduli"], "o-", ms=3, color=color, label=name)
     axes[2].axhline(1.0, color="grey", lw=0.8)
-    axes[2].set_xlabel("eigenvalue index (by modulus)")
-    axes[2].set_ylabel("|λ| of K")
+    axes[2].set(xlabel="eigenvalue index (by modulus)", ylabel="|λ| of K")
     axes[2].set_title("Δt = 0.1, seed 0: spectrum of K")
-    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.savefig(PLOT, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
+    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="seed 0 of the two main variants, a quarter of the steps; prints, writes nothing",
+        "--quick", action="store_true", help="the convergence grid at 1000 steps; prints only"
     )
     parser.add_argument(
         "--from-json",
@@ -339,15 +425,25 @@ def main() -> None:
     else:
         start = time.time()
         with runs_directory(args.workdir) as workdir:
-            rows = run_report(workdir, args.quick)
+            studies = QUICK if args.quick else STUDIES
+            rows = [
+                row
+                for study, preset in studies.items()
+                for row in run_study(workdir, study, preset)
+            ]
             persisted = {str(dt): persistence(dt) for dt in DTS}
         record = {"rows": rows, "persistence": persisted, "machine": provenance(start)}
-    section = results_section(record["rows"], record["persistence"], record["machine"])
     if args.quick:
-        print(section)
+        for row in record["rows"]:
+            print(
+                row["variant"],
+                row["seed"],
+                {h: round(row[f"eval/nrmse_std_{h}"], 4) for h in row["horizons"]},
+            )
         return
     if not args.from_json:
         RUNS.write_text(json.dumps(record, indent=1) + "\n")
+    section = results_section(record)
     write_block(DOC, BEGIN, END, section)
     plot(record["rows"])
     print(section)
