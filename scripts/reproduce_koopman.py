@@ -339,6 +339,21 @@ def _curve(runs: list[dict], horizon: int) -> tuple[list[int], np.ndarray]:
     )
 
 
+def _plot_over_beta(ax, rows: list[dict], variant_at, style: str, **kwargs) -> None:
+    """The mean 5-step error of the sensitivity runs named ``variant_at(β)``, over β."""
+    points = [
+        (b, [r for r in rows if r["variant"] == variant_at(b)]) for b in koopman.SENSITIVITY["beta"]
+    ]
+    points = [(b, runs) for b, runs in points if runs]
+    if points:
+        ax.plot(
+            [b for b, _ in points],
+            [_mean(runs, "eval/nrmse_std_5") for _, runs in points],
+            style,
+            **kwargs,
+        )
+
+
 def plot(rows: list[dict]) -> None:
     """Convergence curves, the sensitivity of the 5-step error, and K's spectra (Δt = 0.1)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
@@ -359,41 +374,16 @@ def plot(rows: list[dict]) -> None:
     axes[0].legend(fontsize=7)
     for similarity, marker in (("dot", "o"), ("cosine", "s")):
         for i, tau in enumerate(koopman.SENSITIVITY["temperature"]):
-            points = [
-                (
-                    b,
-                    [
-                        r
-                        for r in rows
-                        if r["variant"].startswith(
-                            f"paper's loss ({similarity}), β={b:g}, τ={tau:g}"
-                        )
-                    ],
-                )
-                for b in koopman.SENSITIVITY["beta"]
-            ]
-            points = [(b, runs) for b, runs in points if runs]
-            if points:
-                axes[1].plot(
-                    [b for b, _ in points],
-                    [_mean(runs, "eval/nrmse_std_5") for _, runs in points],
-                    marker + "-",
-                    color=f"C{i + 3}",
-                    alpha=1.0 if similarity == "dot" else 0.5,
-                    label=f"paper's loss, {similarity}, τ={tau:g}",
-                )
-    kae = [
-        (b, [r for r in rows if r["variant"] == f"KAE, β={b:g}"])
-        for b in koopman.SENSITIVITY["beta"]
-    ]
-    kae = [(b, runs) for b, runs in kae if runs]
-    if kae:
-        axes[1].plot(
-            [b for b, _ in kae],
-            [_mean(r, "eval/nrmse_std_5") for _, r in kae],
-            "k^-",
-            label="KAE ablation",
-        )
+            _plot_over_beta(
+                axes[1],
+                rows,
+                lambda b, s=similarity, t=tau: f"paper's loss ({s}), β={b:g}, τ={t:g}",
+                marker + "-",
+                color=f"C{i + 3}",
+                alpha=1.0 if similarity == "dot" else 0.5,
+                label=f"paper's loss, {similarity}, τ={tau:g}",
+            )
+    _plot_over_beta(axes[1], rows, lambda b: f"KAE, β={b:g}", "k^-", label="KAE ablation")
     pykoopman = [r for r in rows if r["study"] == "pykoopman_dt0.1"]
     if pykoopman:
         axes[1].axhline(_mean(pykoopman, "eval/nrmse_std_5"), color="C2", label=PYKOOPMAN)
