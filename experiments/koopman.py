@@ -6,7 +6,7 @@ form=pykoopman the paper's KAE baseline (PyKoopman's loss). `get_sweep` gives th
 See docs/koopman.md.
 
     jaxlab train koopman --workdir runs/koopman                       # the paper's loss and system
-    jaxlab train koopman:alpha=0,gamma=0 --workdir runs/kae           # the KAE baseline
+    jaxlab train koopman:alpha=0,gamma=0 --workdir runs/kae           # our KAE ablation
     jaxlab train koopman:dt=0.01 --workdir runs/fine                  # Δt 0.01, horizons 50/200/500
     jaxlab train koopman:form=rollout --workdir runs/rollout          # + the project's rollout loss
     jaxlab train koopman:form=pykoopman --workdir runs/pykoopman      # the paper's KAE baseline
