@@ -5,9 +5,9 @@ import ml_collections
 
 from jaxlab.config import references
 from jaxlab.errors import UserError
-from jaxlab.tasks.base import Task
+from jaxlab.tasks.base import Task, is_plain, left_out
 
-__all__ = ["Task", "build"]
+__all__ = ["Task", "build", "is_plain", "left_out"]
 
 
 def build(config: ml_collections.ConfigDict) -> Task:

@@ -50,3 +50,17 @@ class Task:
     evaluate_sums: Callable[[Params, TaskState, dict], Metrics] | None = None
     plot: Callable[[Params, TaskState, dict, epath.Path], None] | None = None
     predict: Callable[[Params, TaskState, jax.Array], Any] | None = None
+
+
+def is_plain(value: Any) -> bool:
+    """Whether a config leaf is a plain Python number, known when the task is built, rather than
+    the traced scalar a vmapped sweep passes for a leaf it varies (see `Task`): only a plain
+    number may be checked or branched on in ``make_task``."""
+    return isinstance(value, (int, float))
+
+
+def left_out(weight: Any) -> bool:
+    """Whether a loss weight is exactly 0 in the config, so that its term is not computed at all
+    (computed, 0 * inf would make the loss NaN). A traced weight is never left out: every trial
+    of the sweep computes the term."""
+    return is_plain(weight) and weight == 0

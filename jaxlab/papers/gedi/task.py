@@ -16,8 +16,8 @@ The two discriminative terms are written as in the authors' later code (quoted i
 stop-gradient anywhere, as the paper stresses. ``config.loss.energy_l2`` adds alpha * mean(E(x)^2 +
 E(x~)^2), the energy-magnitude regulariser of Du & Mordatch (2019), with the generative term (the
 ``gedi`` experiment sets alpha = 0.1; 0 leaves it out). A term whose weight is 0 is not computed
-(`left_out`). Augmentations are drawn from the step key inside the loss: additive Gaussian noise for
-points, random shifts (zero padded) plus noise for images.
+(`jaxlab.tasks.left_out`). Augmentations are drawn from the step key inside the loss: additive
+Gaussian noise for points, random shifts (zero padded) plus noise for images.
 """
 
 import jax
@@ -33,7 +33,7 @@ from jaxlab import paths
 from jaxlab.errors import UserError
 from jaxlab.papers.gedi import clustering, density, ebm
 from jaxlab.papers.gedi.model import ClusterMLP, energy
-from jaxlab.tasks import Task
+from jaxlab.tasks import Task, left_out
 
 NUM_UNIFORM_EVAL = 2000  # points uniform in the box for eval/energy_uniform
 NUM_OFF_DATA_CANDIDATES = 20000  # uniform points in the box, of which the off-data ones are kept
@@ -56,13 +56,6 @@ def uniformity_loss(logits_bk: jax.Array) -> jax.Array:
         logits_bk.shape[0]
     )
     return -jnp.sum(log_marginal_k)
-
-
-def left_out(weight) -> bool:
-    """Whether a loss weight is exactly 0 in the config, so that its term is not computed at all
-    (computed, 0 * inf would make the loss NaN). A traced weight (a vmapped sweep over it) is
-    never left out: every trial computes the term."""
-    return isinstance(weight, (int, float)) and weight == 0
 
 
 def generative_loss(energy_data_b: jax.Array, energy_samples_b: jax.Array) -> jax.Array:

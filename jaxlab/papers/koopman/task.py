@@ -39,7 +39,7 @@ from jaxlab import paths
 from jaxlab.errors import UserError
 from jaxlab.papers.koopman import information, objective
 from jaxlab.papers.koopman.model import KoopmanAutoencoder
-from jaxlab.tasks import Task
+from jaxlab.tasks import Task, is_plain, left_out
 
 OBJECTIVES = ("algorithm2", "pykoopman")  # the paper's loss; its KAE baseline's (PyKoopman's)
 SIMILARITIES = ("dot", "cosine")  # InfoNCE's score: Algorithm 2's; the released code's
@@ -88,9 +88,7 @@ def _check(config: ml_collections.ConfigDict, window_len: int) -> None:
 def _below(value, bound: float, strict: bool = False) -> bool:
     """Whether a plain number is below ``bound`` (or at it, with ``strict``); a traced value
     (a leaf a vmapped sweep varies, each value checked when its config was built) is not."""
-    if not isinstance(value, (int, float)):
-        return False
-    return value <= bound if strict else value < bound
+    return is_plain(value) and (value <= bound if strict else value < bound)
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -117,7 +115,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         dtype=jnp.dtype(config.train.compute_dtype),
     )
     entropy_sign = ENTROPY_SIGNS[lc.entropy_objective]
-    rollout_left_out = isinstance(lc.rollout, (int, float)) and lc.rollout == 0
 
     def encode(params, x):
         return model.apply(params, x.reshape(-1, state_dim), method=model.encode).reshape(
@@ -128,6 +125,10 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         return model.apply(params, z.reshape(-1, m.latent_dim), method=model.decode).reshape(
             *z.shape[:-1], state_dim
         )
+
+    def decoded_rollout(params, z_BTL, a_LL):
+        """(B, T - 1, D): g(z_0 Aⁿ) for n = 1..T-1 from each window's first latent."""
+        return decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
 
     def rollout(z0_NL, a_LL, steps):
         """(N, steps, L): z0 A, z0 A², ..., z0 A^steps."""
@@ -153,8 +154,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             now_NL, next_NL = jax.lax.stop_gradient((now_NL, next_NL))
             a_LL = information.ridge_koopman(now_NL, next_NL, lc.ridge)
         if lc.objective == "pykoopman":
-            rolled_out = decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
-            terms = objective.pykoopman_loss(x_BTD, decode(params, z_BTL), rolled_out)
+            terms = objective.pykoopman_loss(
+                x_BTD, decode(params, z_BTL), decoded_rollout(params, z_BTL, a_LL)
+            )
             total = terms.pop("total")
             terms["entropy"] = information.von_neumann_entropy(
                 information.covariance(z_BTL.reshape(-1, m.latent_dim))
@@ -171,10 +173,8 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             cosine=lc.similarity == "cosine",
         )
         total = objective.algorithm2_loss(terms, lc.alpha, lc.beta, lc.gamma, entropy_sign)
-        if not rollout_left_out:
-            terms["rollout"] = objective.rollout_error(
-                x_BTD, decode(params, rollout(z_BTL[:, 0], a_LL, window_len - 1))
-            )
+        if not left_out(lc.rollout):
+            terms["rollout"] = objective.rollout_error(x_BTD, decoded_rollout(params, z_BTL, a_LL))
             total = total + lc.rollout * terms["rollout"]
         terms["effective_dim"] = jnp.exp(terms["entropy"])
         return total, (terms, task_state)
