@@ -146,6 +146,7 @@ def test_settings_the_population_cannot_honour_are_one_line(tmp_path):
         (rates, {"mode": "up"}, "--mode must be min or max"),
         (rates, {"metric": "loss"}, "--metric 'loss': compare runs"),
         (axis("config.seed", [0]), {}, "a population of 2 runs or more, got 1"),
+        (axis("config.model.dropout", [0.0, 0.1]), {}, "differ in config.model.dropout, which"),
     ]:
         pbt = dataclasses.replace(PBT, **settings)
         with pytest.raises(UserError, match=message):

@@ -257,16 +257,36 @@ def test_vmapped_sweep_over_seed_optimizer_and_loss_weight_equals_sequential_run
     assert again == rows  # finished trials are skipped, their results read back
 
 
-@pytest.mark.parametrize(
-    "points, key",
-    [
-        (axis("model.width", [16, 32]), "config.model.width"),
-        (axis("optimizer.warmup_steps", [2, 4]), "config.optimizer.warmup_steps"),  # Python min()
-        (axis("optimizer.name", ["adam", "sgd"]), "config.optimizer.name"),
-    ],
-)
-def test_vmap_refuses_a_key_that_changes_shapes_or_code_paths(tmp_path, points, key):
-    with pytest.raises(UserError, match=f"--vmap cannot sweep {key}"):
+@pytest.mark.slow
+def test_vmap_trains_one_program_per_value_of_the_keys_it_cannot_trace(tmp_path):
+    points = product(axis("model.width", [16, 32]), axis("seed", [0, 1]))
+    config = jaxlab.load_config("minimal_transformer:smoke")
+    rows = _assert_vmap_equals_sequential(config, points, ONE_SAVE, tmp_path)
+    assert [row["model.width"] for row in rows] == [16, 16, 32, 32]
+
+
+def test_vmap_says_how_many_programs_the_keys_it_cannot_trace_make(tmp_path, capsys):
+    points = axis("optimizer.name", ["adam", "sgd"])
+    rows = jaxlab.sweep(
+        "minimal_transformer:smoke",
+        points,
+        tmp_path / "sweep",
+        vmap=True,
+        quiet=False,
+        fixed_overrides=ONE_SAVE,
+    )
+    assert "differ in config.optimizer.name, which a program cannot trace: 2 programs" in (
+        capsys.readouterr().out
+    )
+    assert [(row["optimizer.name"], row["status"]) for row in rows] == [
+        ("adam", "done"),
+        ("sgd", "done"),
+    ]
+
+
+def test_vmap_refuses_a_numeric_key_used_in_python_control_flow(tmp_path):
+    points = axis("optimizer.warmup_steps", [2, 4])  # Python min()
+    with pytest.raises(UserError, match="--vmap cannot sweep config.optimizer.warmup_steps"):
         jaxlab.sweep("minimal_transformer:smoke", points, tmp_path / "sweep", vmap=True)
     assert not (tmp_path / "sweep").exists()
 

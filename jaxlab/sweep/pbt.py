@@ -41,7 +41,7 @@ from jaxlab.errors import UserError
 from jaxlab.rundir.workdir import LINEAGE_FILE
 from jaxlab.sweep.halving import rank, recorded_every
 from jaxlab.sweep.plan import Run
-from jaxlab.sweep.trials import TrialGroup, TrialProgram, traced_config
+from jaxlab.sweep.trials import TrialGroup, TrialProgram, split_untraceable, traced_config
 
 PERTURBATIONS = (0.8, 1.2)  # the paper's "perturb" factors
 
@@ -76,6 +76,12 @@ def check(pbt: PopulationBasedTraining, runs: Sequence[Run]) -> None:
         raise UserError(
             f"--interval {pbt.interval} must be below config.train.steps={steps} and a "
             f"multiple of {every}, where {pbt.metric} is recorded"
+        )
+    keys, _ = split_untraceable([run.config for run in runs])
+    if keys:
+        raise UserError(
+            f"--scheduler pbt trains the population as one program, and the runs differ in "
+            f"config.{keys[0]}, which a program cannot trace; sweep it without --scheduler pbt"
         )
     traced = TrialGroup.of([run.config for run in runs]).traced
     outside = [key for key in traced if key != "seed" and not key.startswith("optimizer.")]

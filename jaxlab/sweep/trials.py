@@ -75,19 +75,41 @@ class TrialGroup:
 def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
     """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
     flats = [config_lib.flatten(c) for c in configs]
-    keys = sorted(set().union(*flats))
-    differing = [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+    differing = _differing(flats)
     for key in differing:
         values = [f.get(key) for f in flats]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        if not numeric or key.split(".")[0] in UNTRACEABLE_SECTIONS:
+        if not _traceable(key, values):
             raise UserError(
                 f"--vmap cannot sweep config.{key} (values {_shown(values)}): it changes shapes "
                 f"or code paths. Runs trained as one program may differ only in the seed and in "
                 f"numeric leaves outside {', '.join(UNTRACEABLE_SECTIONS)} (learning rate, "
-                f"weight decay, loss weights); sweep config.{key} without --vmap"
+                f"weight decay, loss weights)"
             )
     return differing
+
+
+def split_untraceable(
+    configs: Sequence[ml_collections.ConfigDict],
+) -> tuple[list[str], list[list[int]]]:
+    """The keys that differ but cannot be traced (strings, bools, and any leaf under
+    `UNTRACEABLE_SECTIONS`), and the configs' indices grouped by their values there, in order of
+    first appearance: each group can train as one program (`TrialGroup`)."""
+    flats = [config_lib.flatten(c) for c in configs]
+    keys = [k for k in _differing(flats) if not _traceable(k, [f.get(k) for f in flats])]
+    groups: dict[str, list[int]] = {}
+    for index, flat in enumerate(flats):
+        groups.setdefault(repr([flat.get(k) for k in keys]), []).append(index)
+    return keys, list(groups.values())
+
+
+def _differing(flats: Sequence[dict[str, Any]]) -> list[str]:
+    keys = sorted(set().union(*flats))
+    return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+
+
+def _traceable(key: str, values: Sequence[Any]) -> bool:
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return numeric and key.split(".")[0] not in UNTRACEABLE_SECTIONS
 
 
 def _shown(values: Sequence[Any]) -> str:

@@ -1,7 +1,8 @@
 """A sweep's runs as the trials of one vmapped program (``--vmap``, `jaxlab.sweep.trials`),
 trained by the one loop (`jaxlab.loop.train.train_runs`): each trial's workdir is locked,
 resumed, checkpointed and logged as a single run's, and a trial whose loss becomes NaN/Inf is
-recorded failed while the others go on. Runs whose program would not fit in device memory are
+recorded failed while the others go on. Runs that differ where a program cannot trace (a model's
+width, the data's seed: `programs`), and runs whose program would not fit in device memory, are
 trained as several programs, one after another (`train`)."""
 
 import os
@@ -18,20 +19,34 @@ from jaxlab.rundir import workdir as workdir_lib
 from jaxlab.sweep.pbt import Population, PopulationBasedTraining
 from jaxlab.sweep.plan import Run
 from jaxlab.sweep.results import FAILED, RUNNING, announce, write_result
-from jaxlab.sweep.trials import TrialGroup, TrialProgram
+from jaxlab.sweep.trials import TrialGroup, TrialProgram, split_untraceable
 
 DEVICE_MEMORY_FRACTION = 0.9  # of a device's memory (or of a CPU device's share of the host's)
 
 
 def check(runs: Sequence[Run]) -> None:
-    """`UserError`, before anything is written, unless ``runs`` can train as one program: their
-    configs differ only in traceable leaves."""
+    """`UserError`, before anything is written, unless each program of ``runs`` (`programs`)
+    can be traced with the leaves its runs differ in as traced values."""
+    for group_runs in programs(runs):
+        group = TrialGroup.of([run.config for run in group_runs])
+        task = tasks.build(group.base)
+        mesh = parallel.make_mesh(None, group.base.mesh, group.size)
+        TrialProgram(group, task, mesh).check_traceable(task.data.train)
+
+
+def programs(runs: Sequence[Run], quiet: bool = True) -> list[list[Run]]:
+    """``runs`` grouped into the programs they train as: one per value of the keys that cannot
+    be traced (`trials.split_untraceable`: shapes, data, strings), in order of first appearance."""
     if not runs:
-        return
-    group = TrialGroup.of([run.config for run in runs])
-    task = tasks.build(group.base)
-    mesh = parallel.make_mesh(None, group.base.mesh, group.size)
-    TrialProgram(group, task, mesh).check_traceable(task.data.train)
+        return []
+    keys, groups = split_untraceable([run.config for run in runs])
+    if not quiet and len(groups) > 1:
+        print(
+            f"jaxlab sweep: {len(runs)} runs differ in {', '.join(f'config.{k}' for k in keys)}, "
+            f"which a program cannot trace: {len(groups)} programs, trained one after another",
+            flush=True,
+        )
+    return [[runs[i] for i in group] for group in groups]
 
 
 def train(
@@ -43,7 +58,8 @@ def train(
     memory_limit: int | None = None,
     population: PopulationBasedTraining | None = None,
 ) -> None:
-    """Trains ``runs`` (checked by `check`) together and records each one's outcome; a run whose
+    """Trains ``runs`` (checked by `check`), each of their `programs` in turn, and records each
+    run's outcome; a run whose
     workdir a live process holds is left to it (reported running). With ``until`` before the
     runs' last step they stop there (a scheduler's rung), and only failures are recorded.
 
@@ -57,7 +73,7 @@ def train(
         if run not in free:
             announce(run.name, RUNNING, quiet)
     limit = device_memory() if memory_limit is None else memory_limit
-    pending = [free] if free else []
+    pending = programs(free, quiet)
     while pending:
         group_runs = pending.pop(0)
         started = time.time()
