@@ -12,11 +12,15 @@ from collections.abc import Iterator
 
 import jax
 
+from jaxlab import parallel
+
 
 @contextlib.contextmanager
 def runs_directory(requested: str | None) -> Iterator[pathlib.Path]:
     """``requested``, or a temporary directory removed afterwards, with JAX's compilation cache
-    in it: the seeds of one variant compile to the same programs, so each compiles once."""
+    in it: the seeds of one variant compile to the same programs, so each compiles once. On a
+    CPU host JAX gets one device per core, as under ``jaxlab sweep --vmap``."""
+    parallel.cpu_device_per_core()
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(requested or tmp)
         jax.config.update("jax_compilation_cache_dir", str(directory / "compilation_cache"))

@@ -1,31 +1,55 @@
-"""Reproduces the GEDI moons/circles study (paper Table 2 setting) and writes docs/gedi.md.
+"""Reproduces the GEDI moons/circles study (paper Table 2 setting) and writes docs/gedi.md, as the
+gedi experiment's own sweeps.
 
-For each dataset (moons, circles) and variant (full GEDI and the three ablations) it trains the
-`gedi` experiment for 5 seeds (each seed re-draws the data) through `jaxlab.train`, adds k-means
-on the raw inputs as a reference row and a sweep of the invariance weight of full GEDI, and
-writes mean ± sample std (median) of NMI, Hungarian accuracy, cluster entropy, the assignment
-confidence (mean max p, the fraction of points with max p > 0.9) and the density checks (the
-energy's ROC area between test and off-data points; the fraction of SGLD samples far from the
-data), and the checks of the paper's claims; every run's numbers go to docs/gedi_runs.json.
+Every study is a `get_sweep` grid of experiments/gedi.py, trained by `jaxlab.sweep` with
+``vmap=True`` (what ``jaxlab sweep gedi:PRESET --vmap`` runs: one program per seed, since each
+seed re-draws the data, its runs differing in loss weights) and read back from the sweep's results
+table (`STUDIES`): per dataset (moons, circles), full GEDI and its three ablations over 5 seeds
+at our defaults, the invariance weight swept over 3 seeds, and the paper's own setting (β = 0.05,
+i.e. invariance weight 0.025, and 7,000 steps) over 5 seeds. K-means on the raw inputs is a
+reference row. Cells are mean ± sample std (median) of NMI, Hungarian accuracy, cluster entropy,
+the assignment confidence (mean max p, the fraction of points with max p > 0.9) and the density
+checks (the energy's ROC area between test and off-data points; the fraction of SGLD samples
+far from the data), with the checks of the paper's claims; every run's numbers go to
+docs/gedi_runs.json.
 
-    python scripts/reproduce_gedi.py                       # 5 seeds: about 30 min on 2 CPU cores
-    python scripts/reproduce_gedi.py --quick --out /tmp/gedi.md   # 1 seed, 1,000 steps: minutes
+    python scripts/reproduce_gedi.py [--workdir runs/gedi_report]   # resumable; about 45 min
+    python scripts/reproduce_gedi.py --quick     # moons, the variants at 500 steps; prints only
+    python scripts/reproduce_gedi.py --from-json  # rewrite the section only
 """
 
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
-import os
 import pathlib
-import shutil
 import statistics
 import time
 
+from jaxlab.experiments import gedi
+from report_runs import provenance, runs_directory
+
+import jaxlab
 from jaxlab.doc_block import write_block
+from jaxlab.sweep import experiment_points
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-VARIANTS = ("full", "no_generative", "no_uniformity", "no_invariance")
+DOC = REPO / "docs" / "gedi.md"
+RUNS = REPO / "docs" / "gedi_runs.json"
+BEGIN, END = "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->"
+DATASETS = ("moons", "circles")
+PAPER_SETTING = "invariance=0.025,steps=7000"  # the loss function's default β 0.05; 7k steps
+# study directory -> the gedi experiment's preset (its get_sweep grid)
+STUDIES = {
+    f"{d}_{name}": f"dataset={d},{preset}"
+    for d in DATASETS
+    for name, preset in (
+        ("table2", "study=table2"),
+        ("invariance", "study=invariance"),
+        ("paper_setting", f"study=table2,{PAPER_SETTING}"),
+    )
+}
+QUICK = {"moons_table2": "dataset=moons,study=table2,steps=500"}
+VARIANTS = tuple(gedi.VARIANTS)
+KMEANS = "k-means (raw inputs)"
 METRICS = (
     "nmi",
     "accuracy",
@@ -44,36 +68,48 @@ HEADERS = (
     "separation AUC",
     "SGLD off-data",
 )
-INVARIANCE_SWEEP = (0.0125, 0.025, 0.1, 0.5)  # besides the default 0.05 (uniformity is 0.5)
-SWEEP_SEEDS = 3
 
 
-def seeded(dataset: str, seed: int) -> dict:
-    """The overrides of seed ``seed``: the run's seed and a new draw (or split) of the data, so
-    that the spread over seeds includes the data's variance."""
-    data_seed = "data.split_seed" if dataset == "digits" else "data.seed"
-    return {"seed": seed, data_seed: seed}
+def method(loss: dict) -> str:
+    """The report's name of a run with loss overrides ``loss``: the variant whose weights they
+    are, or the invariance weight of the invariance study."""
+    if set(loss) == {"invariance"}:
+        return f"invariance={loss['invariance']:g}"
+    return next(v for v in VARIANTS if all((loss[k] == 0) == (k in gedi.VARIANTS[v]) for k in loss))
 
 
-def train_one(dataset: str, variant: str, seed: int, workdir: str, overrides: dict) -> dict:
-    import jaxlab
-
-    config = jaxlab.load_config(
-        f"gedi:dataset={dataset},variant={variant}", {**seeded(dataset, seed), **overrides}
-    )
-    shutil.rmtree(workdir, ignore_errors=True)
-    final = jaxlab.train(config, workdir, quiet=True)
-    return {k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")}
+def run_study(workdir: pathlib.Path, study: str, preset: str) -> list[dict]:
+    """Trains (or resumes) one study's sweep; one row per run."""
+    spec = f"gedi:{preset}"
+    started = time.time()
+    table = jaxlab.sweep(spec, experiment_points(spec), workdir / study, vmap=True, quiet=False)
+    wall = time.time() - started
+    rows = []
+    for row in table:
+        if row["status"] != "done":
+            raise SystemExit(f"{study}: run {row['run']} is {row['status']}: {row['error']}")
+        loss = {k.removeprefix("loss."): v for k, v in row.items() if k.startswith("loss.")}
+        rows.append(
+            {
+                "study": study,
+                "dataset": study.split("_")[0],
+                "method": method(loss),
+                "seed": int(row["seed"]),
+                "steps": int(row["step"]),
+                "study_wall_s": wall,
+                **{m: float(row[f"eval/{m}"]) for m in METRICS},
+            }
+        )
+    return rows
 
 
 def kmeans_scores(dataset: str, seed: int) -> dict:
     from sklearn.cluster import KMeans
 
-    import jaxlab
     from jaxlab import data as data_lib
     from jaxlab.papers.gedi import clustering
 
-    config = jaxlab.load_config(f"gedi:dataset={dataset}", seeded(dataset, seed))
+    config = jaxlab.load_config(f"gedi:dataset={dataset}", {"seed": seed, "data.seed": seed})
     data = data_lib.load(config.data)
     k = config.model.num_clusters
     clusters = (
@@ -83,6 +119,10 @@ def kmeans_scores(dataset: str, seed: int) -> dict:
     )
     labels = data.test["label"]
     return {
+        "study": "kmeans",
+        "dataset": dataset,
+        "method": KMEANS,
+        "seed": seed,
         "nmi": clustering.nmi(labels, clusters),
         "accuracy": clustering.hungarian_accuracy(labels, clusters),
         "cluster_entropy": clustering.cluster_entropy(clusters, k),
@@ -94,40 +134,33 @@ def summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {std:.2f} ({statistics.median(values):.2f})"
 
 
-def cells(runs: list[dict]) -> str:
-    return " | ".join(summary([r[m] for r in runs]) if m in runs[0] else "—" for m in METRICS)
+def runs_of(rows: list[dict], study: str, method: str) -> list[dict]:
+    """The runs of ``method`` in ``study`` (k-means: its dataset's), in seed order."""
+    dataset = study.split("_")[0]
+    found = [
+        r
+        for r in rows
+        if r["method"] == method
+        and (r["study"] == study or (method == KMEANS and r["dataset"] == dataset))
+    ]
+    return sorted(found, key=lambda r: r["seed"])
 
 
-def table(results: dict, dataset: str) -> list[str]:
+def table(rows: list[dict], study: str, methods: list[str], first: str) -> list[str]:
     lines = [
-        f"### {dataset}",
-        "",
-        "| method | " + " | ".join(HEADERS) + " |",
-        "|---|" + "---|" * len(HEADERS),
+        f"| {first} | n | " + " | ".join(HEADERS) + " |",
+        "|---|---|" + "---|" * len(HEADERS),
     ]
-    for method in ("k-means (raw inputs)", *VARIANTS):
-        if results.get((dataset, method)):
-            lines.append(f"| {method} | {cells(results[(dataset, method)])} |")
-    sweep = [
-        (w, results[(dataset, f"invariance={w}")])
-        for w in INVARIANCE_SWEEP
-        if (dataset, f"invariance={w}") in results
-    ]
-    if sweep:
-        lines += [
-            "",
-            f"Full GEDI, invariance weight swept ({SWEEP_SEEDS} seeds; the default 0.05 "
-            "is the row `full` above; uniformity 0.5):",
-            "",
-            "| invariance | " + " | ".join(HEADERS) + " |",
-            "|---|" + "---|" * len(HEADERS),
-        ]
-        lines += [f"| {w} | {cells(runs)} |" for w, runs in sweep]
+    for name in methods:
+        runs = runs_of(rows, study, name)
+        if runs:
+            summaries = (summary([r[m] for r in runs]) if m in runs[0] else "—" for m in METRICS)
+            lines.append(
+                f"| {name.removeprefix('invariance=')} | {len(runs)} | "
+                + " | ".join(summaries)
+                + " |"
+            )
     return lines + [""]
-
-
-def median_of(results: dict, key: tuple, metric: str) -> float:
-    return statistics.median(r[metric] for r in results[key])
 
 
 TIE = 0.01  # medians of NMI this close are a tie (the project's threshold)
@@ -139,114 +172,111 @@ def above(a: float, b: float) -> str:
     return "holds" if a > b else "does not hold"
 
 
-def checks(results: dict, datasets: list[str]) -> list[str]:
-    """The paper's claims, each checked with a threshold of this project's (labelled)."""
-    lines = []
-    for dataset in datasets:
-        full = median_of(results, (dataset, "full"), "nmi")
-        for other in (*VARIANTS[1:], "k-means (raw inputs)"):
-            b = median_of(results, (dataset, other), "nmi")
-            lines.append(
-                f"- {dataset}: full GEDI above {other} in median NMI ({full:.3f} vs "
-                f"{b:.3f}) -> {above(full, b)}"
-            )
-        for variant in ("full", "no_uniformity", "no_invariance"):
-            runs = results[(dataset, variant)]
-            learnt = sum(r["separation_auc"] >= 0.9 for r in runs)
-            lines.append(
-                f"- {dataset}, {variant}: the energy learns the density (separation "
-                f"AUC >= 0.9, the project's threshold) in {learnt}/{len(runs)} seeds"
-            )
-        entropy = [r["cluster_entropy"] for r in results[(dataset, "no_uniformity")]]
+def checks(rows: list[dict], study: str) -> list[str]:
+    """The paper's claims in ``study``, each checked with a threshold of this project's
+    (labelled)."""
+    dataset = study.split("_")[0]
+
+    def median_nmi(name: str) -> float:
+        return statistics.median(r["nmi"] for r in runs_of(rows, study, name))
+
+    full, lines = median_nmi("full"), []
+    for other in (*VARIANTS[1:], KMEANS):
         lines.append(
-            f"- {dataset}, no_uniformity: cluster entropy per seed "
-            f"{', '.join(f'{e:.2f}' for e in entropy)} (collapse: toward 0)"
+            f"- {dataset}: full GEDI above {other} in median NMI ({full:.3f} vs "
+            f"{median_nmi(other):.3f}) -> {above(full, median_nmi(other))}"
         )
+    for variant in ("full", "no_uniformity", "no_invariance"):
+        runs = runs_of(rows, study, variant)
+        learnt = sum(r["separation_auc"] >= 0.9 for r in runs)
+        lines.append(
+            f"- {dataset}, {variant}: the energy learns the density (separation "
+            f"AUC >= 0.9, the project's threshold) in {learnt}/{len(runs)} seeds"
+        )
+    entropy = [r["cluster_entropy"] for r in runs_of(rows, study, "no_uniformity")]
+    lines.append(
+        f"- {dataset}, no_uniformity: cluster entropy per seed "
+        f"{', '.join(f'{e:.2f}' for e in entropy)} (collapse: toward 0)"
+    )
     return lines
+
+
+def section(record: dict) -> str:
+    rows = record["rows"]
+    walls = {r["study"]: r["study_wall_s"] for r in rows if "study_wall_s" in r}
+    lines = [
+        f"_Generated by `python scripts/reproduce_gedi.py`. {record['machine']} Sweep wall "
+        "times (min): "
+        + ", ".join(f"{study} {wall / 60:.1f}" for study, wall in walls.items())
+        + "._",
+        "",
+        "Cells: mean ± sample std (ddof 1) (median) over the n seeds of each row, each seed a "
+        "new draw of the data; test split; every run's numbers in docs/gedi_runs.json. "
+        "Separation AUC and SGLD off-data: `jaxlab/papers/gedi/density.py`.",
+        "",
+    ]
+    settings = {
+        "table2": "our defaults: invariance weight 0.05 (β = 0.1)",
+        "paper_setting": "the paper's setting: invariance weight 0.025 (β = 0.05, the loss "
+        "function's default)",
+    }
+    for dataset in DATASETS:
+        for setting, title in settings.items():
+            study = f"{dataset}_{setting}"
+            if not runs_of(rows, study, "full"):
+                continue
+            steps = runs_of(rows, study, "full")[0]["steps"]
+            lines += [f"### {dataset}, {title}, {steps:,} steps", ""]
+            lines += table(rows, study, [KMEANS, *VARIANTS], "method")
+            if setting == "table2" and runs_of(rows, f"{dataset}_invariance", "invariance=0.1"):
+                lines += [
+                    "Full GEDI, invariance weight swept (the default 0.05 is the row `full` "
+                    "above; uniformity 0.5):",
+                    "",
+                ]
+                names = [f"invariance={w:g}" for w in gedi.INVARIANCE_SWEEP]
+                lines += table(rows, f"{dataset}_invariance", names, "invariance")
+    lines += ["### Checks", ""]
+    for setting, title in settings.items():
+        studies = [f"{d}_{setting}" for d in DATASETS if runs_of(rows, f"{d}_{setting}", "full")]
+        if studies:
+            lines += [f"At {title}:", ""]
+            lines += [line for study in studies for line in checks(rows, study)] + [""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--datasets", default="moons,circles")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--workdir", default=str(REPO / "runs" / "gedi_reproduce"))
-    parser.add_argument("--out", default=str(REPO / "docs" / "gedi.md"))
+    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
     parser.add_argument(
-        "--quick",
+        "--quick", action="store_true", help="moons, the variants at 500 steps; prints only"
+    )
+    parser.add_argument(
+        "--from-json",
         action="store_true",
-        help="1 seed, 1,000 steps, no sweep: a few minutes, for trying it",
+        help=f"rewrite the section from {RUNS.name} without training",
     )
     args = parser.parse_args()
-    if args.quick:
-        args.seeds = 1
-    overrides = (
-        {"train.steps": 1000, "train.eval_every": 1000, "train.checkpoint_every": 1000}
-        if args.quick
-        else {}
-    )
-    start, load_start = time.time(), os.getloadavg()[0]
-    datasets = args.datasets.split(",")
-    results: dict = {}
-    for dataset in datasets:
-        results[(dataset, "k-means (raw inputs)")] = [
-            kmeans_scores(dataset, s) for s in range(args.seeds)
-        ]
-    jobs = [(d, v, v, s, overrides) for d in datasets for v in VARIANTS for s in range(args.seeds)]
+    if args.from_json:
+        record = json.loads(RUNS.read_text())
+    else:
+        start = time.time()
+        with runs_directory(args.workdir) as workdir:
+            studies = QUICK if args.quick else STUDIES
+            rows = [
+                row
+                for study, preset in studies.items()
+                for row in run_study(workdir, study, preset)
+            ]
+        datasets = sorted({r["dataset"] for r in rows})
+        rows += [kmeans_scores(d, s) for d in datasets for s in gedi.SEEDS]
+        record = {"rows": rows, "machine": provenance(start)}
+    section_text = section(record)
     if not args.quick:
-        jobs += [
-            (d, f"invariance={w}", "full", s, {"loss.invariance": w})
-            for d in datasets
-            for w in INVARIANCE_SWEEP
-            for s in range(SWEEP_SEEDS)
-        ]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        futures = {
-            pool.submit(train_one, d, variant, s, f"{args.workdir}/{d}_{name}_{s}", extra): (
-                d,
-                name,
-                s,
-            )
-            for d, name, variant, s, extra in jobs
-        }
-        for future in concurrent.futures.as_completed(futures):
-            d, name, s = futures[future]
-            metrics = future.result()
-            print(
-                f"{d} {name} seed={s} nmi={metrics['nmi']:.3f} "
-                f"auc={metrics.get('separation_auc', float('nan')):.3f}",
-                flush=True,
-            )
-        for future, (d, name, _seed) in futures.items():  # in seed order, whichever finished first
-            results.setdefault((d, name), []).append(future.result())
-    wall = time.time() - start
-    lines = [
-        f"_Generated by `python scripts/reproduce_gedi.py` ({args.seeds} seeds, "
-        f"{args.workers} worker processes, wall time {wall / 60:.1f} min, 1-min load average "
-        f"{load_start:.1f} at start and {os.getloadavg()[0]:.1f} at the end)._",
-        "",
-        f"Cells: mean ± sample std (ddof 1) (median) over {args.seeds} seeds per method "
-        f"({SWEEP_SEEDS} per invariance weight), each seed a new draw of the data; test split; "
-        f"every run's numbers in docs/gedi_runs.json. Separation AUC and SGLD off-data: "
-        "`jaxlab/papers/gedi/density.py`.",
-        "",
-    ]
-    for dataset in datasets:
-        lines += table(results, dataset)
-    lines += ["### Checks", "", *checks(results, datasets), ""]
-    out = pathlib.Path(args.out)
-    if not args.quick:
-        runs = [
-            {"dataset": d, "method": name, "seed": seed, **metrics}
-            for (d, name), per_seed in results.items()
-            for seed, metrics in enumerate(per_seed)
-        ]
-        (out.parent / "gedi_runs.json").write_text(json.dumps(runs, indent=1) + "\n")
-    write_block(
-        out, "<!-- reproduce_gedi: begin -->", "<!-- reproduce_gedi: end -->", "\n".join(lines)
-    )
-    print(f"wrote {out} in {wall:.0f} s")
+        if not args.from_json:
+            RUNS.write_text(json.dumps(record, indent=1) + "\n")
+        write_block(DOC, BEGIN, END, section_text)
+    print(section_text)
 
 
 if __name__ == "__main__":
