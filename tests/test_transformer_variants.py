@@ -160,3 +160,30 @@ def test_paper_mnist_counts_from_our_formula(use_mlp, paper_count):
     )
     ours = parameter_count(model, (28, 28, 1))
     assert ours + depth * 4 * n + 2 * n - (depth * 2 * n if use_mlp else 0) == paper_count
+
+
+def test_report_grids_and_the_papers_optimizer():
+    """The report's grids (one program per variant under --vmap, its seeds traced), Adam as the
+    paper's optimizer by default and AdamW as ours."""
+    from jaxlab.experiments import minimal_transformer as experiment
+
+    paper = experiment.get_sweep("report,dataset=shapes")
+    assert len(paper) == 12 * len(experiment.SEEDS)
+    assert len({tuple(sorted(p.items())) for p in paper}) == len(paper)
+    assert {p["config.model.mlp"] for p in paper} == {True, False}
+    extensions = experiment.get_sweep("study=extensions")
+    assert {(p["config.model.attention"], p["config.model.triangular"]) for p in extensions} == {
+        ("symmetric_novo", False),
+        ("symmetric_novo", True),
+    }
+    with pytest.raises(UserError, match="unknown study 'grid'"):
+        experiment.get_sweep("study=grid")
+    adam = jaxlab.load_config("minimal_transformer").optimizer
+    assert (adam.name, adam.weight_decay) == ("adam", 0.0)
+    adamw = jaxlab.load_config("minimal_transformer:optimizer=adamw").optimizer
+    assert (adamw.name, adamw.weight_decay) == ("adamw", 1e-4)
+    with pytest.raises(UserError, match="preset optimizer='sgd' is unknown"):
+        jaxlab.load_config("minimal_transformer:optimizer=sgd")
+    shapes = jaxlab.load_config("minimal_transformer:report,dataset=shapes").train
+    assert (shapes.steps, shapes.eval_every) == (experiment.REPORT_STEPS["shapes"], 1000)
+    assert jaxlab.load_config("minimal_transformer:report,steps=200").train.steps == 200
