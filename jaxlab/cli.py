@@ -382,7 +382,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--vmap",
         action="store_true",
-        help="train all runs as one vmapped program (seed/numeric leaves only)",
+        help="train the runs as vmapped programs: runs differing in the seed and numeric leaves "
+        "(learning rate, loss weights) as one, one program per value of any other key",
     )
     sweep.add_argument(
         "--group-memory",
