@@ -18,14 +18,14 @@ docs/gedi_runs.json.
     python scripts/reproduce_gedi.py --from-json  # rewrite the section only
 """
 
-import argparse
 import json
 import pathlib
 import statistics
 import time
 
 from jaxlab.experiments import gedi
-from report_runs import provenance, runs_directory
+from report_runs import arguments
+from report_runs import record as record_of
 
 import jaxlab
 from jaxlab.doc_block import write_block
@@ -246,31 +246,13 @@ def section(record: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
-    parser.add_argument(
-        "--quick", action="store_true", help="moons, the variants at 500 steps; prints only"
-    )
-    parser.add_argument(
-        "--from-json",
-        action="store_true",
-        help=f"rewrite the section from {RUNS.name} without training",
-    )
-    args = parser.parse_args()
-    if args.from_json:
-        record = json.loads(RUNS.read_text())
-    else:
-        start = time.time()
-        with runs_directory(args.workdir) as workdir:
-            studies = QUICK if args.quick else STUDIES
-            rows = [
-                row
-                for study, preset in studies.items()
-                for row in run_study(workdir, study, preset)
-            ]
+    args = arguments(__doc__.splitlines()[0], RUNS, "moons, the variants at 500 steps")
+
+    def with_kmeans(rows: list[dict]) -> dict:
         datasets = sorted({r["dataset"] for r in rows})
-        rows += [kmeans_scores(d, s) for d in datasets for s in gedi.SEEDS]
-        record = {"rows": rows, "machine": provenance(start)}
+        return {"rows": rows + [kmeans_scores(d, s) for d in datasets for s in gedi.SEEDS]}
+
+    record = record_of(args, RUNS, QUICK if args.quick else STUDIES, run_study, with_kmeans)
     section_text = section(record)
     if not args.quick:
         if not args.from_json:

@@ -20,10 +20,8 @@ docs/koopman_runs.json (every run's final numbers, per seed, and evaluation curv
     python scripts/reproduce_koopman.py --from-json   # rewrite only
 """
 
-import argparse
 import json
 import pathlib
-import time
 
 import matplotlib
 
@@ -32,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jaxlab.experiments import koopman  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from report_runs import provenance, runs_directory  # noqa: E402
+from report_runs import arguments  # noqa: E402
+from report_runs import record as record_of  # noqa: E402
 
 import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
@@ -412,30 +411,15 @@ def plot(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
-    parser.add_argument(
-        "--quick", action="store_true", help="the convergence grid at 1000 steps; prints only"
+    args = arguments(__doc__.splitlines()[0], RUNS, "the convergence grid at 1000 steps")
+    studies = QUICK if args.quick else STUDIES
+    record = record_of(
+        args,
+        RUNS,
+        studies,
+        run_study,
+        lambda _: {"persistence": {str(d): persistence(d) for d in DTS}},
     )
-    parser.add_argument(
-        "--from-json",
-        action="store_true",
-        help=f"rewrite the section and plot from {RUNS.name} without training",
-    )
-    args = parser.parse_args()
-    if args.from_json:
-        record = json.loads(RUNS.read_text())
-    else:
-        start = time.time()
-        with runs_directory(args.workdir) as workdir:
-            studies = QUICK if args.quick else STUDIES
-            rows = [
-                row
-                for study, preset in studies.items()
-                for row in run_study(workdir, study, preset)
-            ]
-            persisted = {str(dt): persistence(dt) for dt in DTS}
-        record = {"rows": rows, "persistence": persisted, "machine": provenance(start)}
     if args.quick:
         for row in record["rows"]:
             print(

@@ -19,7 +19,6 @@ docs/transformer_minimization_runs.json (every run's final numbers and curves).
     python scripts/reproduce_transformer_minimization.py --from-json  # rewrite only
 """
 
-import argparse
 import json
 import pathlib
 import time
@@ -32,7 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from jaxlab.experiments import minimal_transformer as experiment  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
-from report_runs import provenance, runs_directory  # noqa: E402
+from report_runs import arguments  # noqa: E402
+from report_runs import record as record_of  # noqa: E402
 
 import jaxlab  # noqa: E402
 from jaxlab import data as data_lib  # noqa: E402
@@ -523,32 +523,12 @@ def plot_curves(rows) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="where the sweeps go (default: a temporary directory)")
-    parser.add_argument(
-        "--quick", action="store_true", help="digits' paper grid at 200 steps; prints only"
-    )
-    parser.add_argument(
-        "--from-json",
-        action="store_true",
-        help=f"rewrite the section and plots from {RUNS.name} without training",
-    )
-    args = parser.parse_args()
-    if args.from_json:
-        record = json.loads(RUNS.read_text())
-    else:
-        start = time.time()
-        with runs_directory(args.workdir) as workdir:
-            studies = QUICK if args.quick else STUDIES
-            rows = [
-                row
-                for study, preset in studies.items()
-                for row in run_study(workdir, study, preset)
-            ]
-        record = {"rows": rows, "machine": provenance(start)}
-        if args.quick:
-            print(results_section(rows, record["machine"]))
-            return
+    args = arguments(__doc__.splitlines()[0], RUNS, "digits' paper grid at 200 steps")
+    record = record_of(args, RUNS, QUICK if args.quick else STUDIES, run_study)
+    if args.quick:
+        print(results_section(record["rows"], record["machine"]))
+        return
+    if not args.from_json:
         RUNS.write_text(json.dumps(record, indent=1) + "\n")
     section = results_section(record["rows"], record["machine"])
     write_block(DOC, BEGIN, END, section)
