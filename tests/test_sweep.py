@@ -102,7 +102,7 @@ def get_sweep(arg=None):
     assert runs[3].config.seed == 1 and runs[3].config.train.steps == 7
     assert run_name({"data.directory": "a/b c"}) == "data.directory=a_b_c"
     with pytest.raises(UserError, match="no get_sweep"):
-        experiment_points("minimal_transformer:smoke")
+        experiment_points("mlp_moons:smoke")
 
 
 @pytest.mark.parametrize(
