@@ -59,9 +59,9 @@ def train(
     population: PopulationBasedTraining | None = None,
 ) -> None:
     """Trains ``runs`` (checked by `check`), each of their `programs` in turn, and records each
-    run's outcome; a run whose
-    workdir a live process holds is left to it (reported running). With ``until`` before the
-    runs' last step they stop there (a scheduler's rung), and only failures are recorded.
+    run's outcome; a run whose workdir a live process holds is left to it (reported running).
+    With ``until`` before the runs' last step they stop there (a scheduler's rung), and only
+    failures are recorded.
 
     Runs whose program needs more than ``memory_limit`` bytes per device (default:
     `device_memory`; XLA's estimate of a compiled chunk, `TrialProgram.bytes_per_device`) are
