@@ -100,12 +100,18 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         temperature=m.temperature,
         dtype=jnp.dtype(config.train.compute_dtype),
     )
+    train_inputs = np.asarray(data.train["x"])
+    on_plane = train_inputs.ndim == 2 and train_inputs.shape[1] == 2  # the 2-D toy sets
     # Constants, computed now also when a vmapped sweep builds the task inside its trace.
     with jax.ensure_compile_time_eval():
         low, high = (jnp.asarray(v) for v in sampling_box(data.train["x"], sc.box_margin))
         uniform_points = ebm.uniform_in_box(jax.random.PRNGKey(0), NUM_UNIFORM_EVAL, low, high)
-        off_data_candidates = ebm.uniform_in_box(
-            jax.random.PRNGKey(1), NUM_OFF_DATA_CANDIDATES, low, high
+        off_data_candidates = (
+            np.asarray(
+                ebm.uniform_in_box(jax.random.PRNGKey(1), NUM_OFF_DATA_CANDIDATES, low, high)
+            )
+            if on_plane
+            else None
         )
     use_generative = not left_out(lc.generative)
 
@@ -163,9 +169,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     def confidence(params, inputs):
         return jnp.max(jax.nn.softmax(model.apply(params, inputs)), -1)
 
-    train_inputs = np.asarray(data.train["x"])
-    on_plane = train_inputs.ndim == 2 and train_inputs.shape[1] == 2  # the 2-D toy sets
-
     def evaluate(params, task_state, test):
         inputs = np.asarray(jax.device_get(test["x"]))
         clusters, test_energy = jax.device_get(predict(params, inputs))
@@ -182,7 +185,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             "energy_uniform": float(uniform_energy.mean()),
         }
         if on_plane:  # the density checks (`density`)
-            off = density.off_data(np.asarray(off_data_candidates), train_inputs, inputs)
+            off = density.off_data(off_data_candidates, train_inputs, inputs)
             samples = np.asarray(jax.device_get(task_state["sgld_buffer"]))
             metrics.update(
                 separation_auc=density.separation_auc(
