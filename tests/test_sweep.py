@@ -284,6 +284,19 @@ def test_vmap_says_how_many_programs_the_keys_it_cannot_trace_make(tmp_path, cap
     ]
 
 
+def test_untraceable_keys_split_runs_into_programs_and_never_reach_one():
+    from jaxlab.sweep.trials import TrialGroup, split_untraceable
+
+    base = jaxlab.load_config("minimal_transformer:smoke")
+    configs = [
+        apply_overrides(base, {"model.width": w, "seed": s}) for w in (16, 32) for s in (0, 1)
+    ]
+    assert split_untraceable(configs) == (["model.width"], [[0, 1], [2, 3]])
+    assert TrialGroup.of(configs[:2]).traced == ("seed",)
+    with pytest.raises(ValueError, match="differ in config.model.width"):
+        TrialGroup.of(configs)
+
+
 def test_vmap_refuses_a_numeric_key_used_in_python_control_flow(tmp_path):
     points = axis("optimizer.warmup_steps", [2, 4])  # Python min()
     with pytest.raises(UserError, match="--vmap cannot sweep config.optimizer.warmup_steps"):

@@ -73,18 +73,17 @@ class TrialGroup:
 
 
 def differing_keys(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
-    """The keys whose values are not the same in every config; `UserError` for untraceable ones."""
+    """The keys whose values are not the same in every config. Configs that differ where a program
+    cannot trace are a caller's error (`ValueError`): group them first (`split_untraceable`)."""
     flats = [config_lib.flatten(c) for c in configs]
     differing = _differing(flats)
-    for key in differing:
-        values = [f.get(key) for f in flats]
-        if not _traceable(key, values):
-            raise UserError(
-                f"--vmap cannot sweep config.{key} (values {_shown(values)}): it changes shapes "
-                f"or code paths. Runs trained as one program may differ only in the seed and in "
-                f"numeric leaves outside {', '.join(UNTRACEABLE_SECTIONS)} (learning rate, "
-                f"weight decay, loss weights)"
-            )
+    untraceable = [k for k in differing if not _traceable(k, [f.get(k) for f in flats])]
+    if untraceable:
+        raise ValueError(
+            f"one program cannot hold configs that differ in config.{untraceable[0]} "
+            f"(values {_shown([f.get(untraceable[0]) for f in flats])}); group them with "
+            f"split_untraceable first"
+        )
     return differing
 
 
